@@ -1,0 +1,169 @@
+//! doorsync's storage. One [`Store`] trait; [`SqlStore`] implements it on SQLite (a single file,
+//! the default) and on PostgreSQL (several instances sharing the work), each backend with its own
+//! migrations. Every write that changes a subject's inputs marks that subject due in the same
+//! transaction, so the engine can never miss a change.
+
+mod migrate;
+mod record;
+mod sql;
+
+pub use record::{Kind, Record, Ref, link_key};
+pub use sql::{Backend, SqlStore};
+
+use async_trait::async_trait;
+use doorsync_core::{CustomerInputs, Id, Subject, VisitorInputs};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A field names a record that does not exist.
+    #[error("{field}: no {kind} with id {id:?}")]
+    UnknownReference {
+        field: &'static str,
+        kind: &'static str,
+        id: String,
+    },
+    /// The record breaks a rule that spans records.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Deleting the record would leave others pointing at nothing.
+    #[error("{kind} {id:?} is still used by {by_kind} {by_id:?}")]
+    InUse {
+        kind: &'static str,
+        id: String,
+        by_kind: String,
+        by_id: String,
+    },
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("stored {kind} {id:?} is unreadable: {message}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        message: String,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a `put` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The record as stored, with the fields the store owns filled in.
+    pub record: Record,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleRow {
+    pub subject: String,
+    pub next_due_at: Option<Timestamp>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueSummary {
+    pub due: i64,
+    pub oldest_due_at: Option<Timestamp>,
+    pub in_flight: i64,
+}
+
+/// How a reconcile ended, for [`Store::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; wake again at the next transition, if any.
+    Done { next_due_at: Option<Timestamp> },
+    /// Failed; try again at `retry_at`.
+    Failed { retry_at: Timestamp, error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub subject: String,
+    pub group_id: Option<String>,
+    pub operation: String,
+    pub cause: Option<String>,
+    pub outcome: String,
+    pub latency_ms: Option<i64>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub subject: Option<String>,
+    pub group_id: Option<String>,
+    pub operation: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Creates or replaces a record by its key, checks its references, and marks every subject
+    /// whose inputs it changes due at `now`, all in one transaction.
+    async fn put(&self, record: Record, now: Timestamp) -> Result<Written>;
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>>;
+    /// Records of `kind` in key order, after the key `after`.
+    async fn list(&self, kind: Kind, after: Option<&str>, limit: u32) -> Result<Vec<Record>>;
+    /// Deletes a record (and the link of an inventory item); `false` when there was none.
+    async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool>;
+
+    async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>>;
+    async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
+
+    /// Stores a token's hash; the token itself is never stored.
+    async fn create_token(&self, name: &str, token_hash: &str, now: Timestamp)
+    -> Result<TokenInfo>;
+    async fn token_by_hash(&self, token_hash: &str, now: Timestamp) -> Result<Option<TokenInfo>>;
+
+    async fn mark_due(&self, subject: &Subject, at: Timestamp) -> Result<()>;
+    /// Leases up to `limit` due subjects to `owner` until `now + lease`.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> Result<Vec<Subject>>;
+    /// Releases a lease. A mark made while the lease was held wins over a later `next_due_at`.
+    async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()>;
+    async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>>;
+    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
+    async fn due_summary(&self, now: Timestamp) -> Result<DueSummary>;
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<i64>;
+    /// Newest first, before `before_seq`.
+    async fn audit(
+        &self,
+        filter: &AuditFilter,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+}

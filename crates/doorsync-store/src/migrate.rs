@@ -1,0 +1,104 @@
+//! A small migration runner: each backend has its own ordered SQL files, applied once each, in a
+//! transaction, and recorded in `schema_migrations`.
+
+use crate::sql::Backend;
+use crate::{Result, StoreError};
+use sqlx::{AnyPool, Row};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
+
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// An arbitrary constant: the advisory lock that keeps two instances from migrating at once.
+const PG_MIGRATION_LOCK: i64 = 0x646f_6f72_7379_6e63;
+
+pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> Result<Vec<i64>> {
+    let migrations = match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let mut conn = pool.acquire().await?;
+    if backend == Backend::Postgres {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let result = apply(&mut conn, migrations, now_ms).await;
+    if backend == Backend::Postgres {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    result
+}
+
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    migrations: &[Migration],
+    now_ms: i64,
+) -> Result<Vec<i64>> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    let known = migrations.last().map_or(0, |m| m.version);
+    if let Some(&newest) = applied.last()
+        && newest > known
+    {
+        return Err(StoreError::Invalid {
+            field: "database_url",
+            message: format!(
+                "the database is at schema version {newest}, newer than this doorsync ({known})"
+            ),
+        });
+    }
+    let mut done = vec![];
+    for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+        let fail = |source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        };
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(version = m.version, name = m.name, "migration applied");
+        done.push(m.version);
+    }
+    Ok(done)
+}
