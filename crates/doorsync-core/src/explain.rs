@@ -199,8 +199,9 @@ mod tests {
                 ("g2", AccessState::Due, ts("2026-01-02T09:00:00Z"), None, 2),
             ]
         );
-        // The open-ended reason sorts after the bounded one with the same start would.
+        // Reasons come by start: the open-ended b1 before b3.
         assert_eq!(got[1].reasons[0].until, None);
+        assert_eq!(got[1].reasons[1].from, ts("2026-01-03T09:00:00Z"));
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct AuditFilter {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
 
     /// Creates or replaces a record by its key, checks its references, and marks every subject
     /// whose inputs it changes due at `now`, all in one transaction.

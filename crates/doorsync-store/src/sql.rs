@@ -374,6 +374,11 @@ impl Store for SqlStore {
         self.backend
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn put(&self, mut record: Record, now: Timestamp) -> Result<Written> {
         let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
         let mut tx = self.pool.begin().await?;

@@ -1,0 +1,571 @@
+//! The writable collections of the API: each one's request body, how it becomes a record, and
+//! how a record is shown. Bodies refuse unknown fields; values are checked as they are parsed.
+
+use crate::error::ApiError;
+use crate::schema::*;
+use doorsync_core::*;
+use doorsync_store::{Kind, Record};
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+pub trait Collection: Send + Sync + 'static {
+    /// The path segment under `/api/v1`.
+    const PATH: &'static str;
+    const KIND: Kind;
+    type Body: DeserializeOwned + ToSchema + Send + 'static;
+
+    fn into_record(id: Id, body: Self::Body) -> Result<Record, ApiError>;
+
+    /// Fields the server adds to the body when it shows a record.
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![]
+    }
+
+    fn render(record: &Record) -> Value {
+        serde_json::to_value(record).unwrap_or(Value::Null)
+    }
+}
+
+fn name(field: &'static str, s: String) -> Result<String, ApiError> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > 200 {
+        return Err(ApiError::invalid(field, "must be 1 to 200 characters"));
+    }
+    Ok(t.to_owned())
+}
+
+fn buffer(field: &'static str, d: Option<SignedDuration>) -> Result<Option<SignedDuration>, ApiError> {
+    match d {
+        Some(d) if d.is_negative() || d > SignedDuration::from_hours(24) => {
+            Err(ApiError::invalid(field, "must be between PT0S and PT24H"))
+        }
+        d => Ok(d),
+    }
+}
+
+fn url(field: &'static str, u: Option<String>) -> Result<Option<String>, ApiError> {
+    match u {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(char::is_whitespace) => {
+            Err(ApiError::invalid(field, "must be an http:// or https:// URL"))
+        }
+        u => Ok(u.map(|u| u.trim_end_matches('/').to_owned())),
+    }
+}
+
+fn provider_ids(field: &'static str, ids: Vec<String>) -> Result<Vec<String>, ApiError> {
+    for (i, id) in ids.iter().enumerate() {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::invalid(format!("{field}[{i}]"), "a provider id is 1 to 64 visible characters"));
+        }
+    }
+    Ok(ids)
+}
+
+fn read_only_time(name: &'static str) -> (&'static str, utoipa::openapi::schema::Schema) {
+    (name, utoipa::openapi::schema::Schema::Object(instant_schema()))
+}
+
+// ---- connections
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionBody {
+    #[serde(default)]
+    #[schema(schema_with = provider_schema)]
+    pub provider: Provider,
+    /// The provider's API base URL; the provider's default when absent.
+    pub api_url: Option<String>,
+    /// The provider's OAuth base URL; the provider's default when absent.
+    pub auth_url: Option<String>,
+    #[schema(write_only)]
+    pub api_key: Option<String>,
+    #[schema(write_only)]
+    pub client_id: Option<String>,
+    #[schema(write_only)]
+    pub client_secret: Option<String>,
+    #[schema(write_only)]
+    pub admin_id: Option<String>,
+    #[schema(write_only)]
+    pub password: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = no_access_policy_schema)]
+    pub no_access_policy: NoAccessPolicy,
+    #[serde(default)]
+    pub visitor_group_ids: Vec<String>,
+    #[serde(default)]
+    pub exempt_user_ids: Vec<String>,
+    #[serde(default)]
+    pub redeem_passes_automatically: bool,
+    #[serde(default = "yes")]
+    pub list_doors_in_app: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct Connections;
+impl Collection for Connections {
+    const PATH: &'static str = "connections";
+    const KIND: Kind = Kind::Connection;
+    type Body = ConnectionBody;
+
+    fn into_record(id: Id, b: ConnectionBody) -> Result<Record, ApiError> {
+        Ok(Record::Connection(Connection {
+            id,
+            provider: b.provider,
+            api_url: url("api_url", b.api_url)?,
+            auth_url: url("auth_url", b.auth_url)?,
+            credentials: Credentials {
+                api_key: b.api_key,
+                client_id: b.client_id,
+                client_secret: b.client_secret,
+                admin_id: b.admin_id,
+                password: b.password,
+            },
+            no_access_policy: b.no_access_policy,
+            visitor_group_ids: provider_ids("visitor_group_ids", b.visitor_group_ids)?,
+            exempt_user_ids: provider_ids("exempt_user_ids", b.exempt_user_ids)?,
+            redeem_passes_automatically: b.redeem_passes_automatically,
+            list_doors_in_app: b.list_doors_in_app,
+            enabled: b.enabled,
+        }))
+    }
+
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![("credentials_set", string_array_schema("Which write-only credentials are stored"))]
+    }
+
+    /// Credentials never leave the server; the caller sees which are set.
+    fn render(record: &Record) -> Value {
+        let Record::Connection(c) = record else { return Value::Null };
+        let cr = &c.credentials;
+        let set: Vec<&str> = [
+            ("api_key", &cr.api_key),
+            ("client_id", &cr.client_id),
+            ("client_secret", &cr.client_secret),
+            ("admin_id", &cr.admin_id),
+            ("password", &cr.password),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .collect();
+        json!({
+            "id": c.id,
+            "provider": c.provider,
+            "api_url": c.api_url,
+            "auth_url": c.auth_url,
+            "no_access_policy": c.no_access_policy,
+            "visitor_group_ids": c.visitor_group_ids,
+            "exempt_user_ids": c.exempt_user_ids,
+            "redeem_passes_automatically": c.redeem_passes_automatically,
+            "list_doors_in_app": c.list_doors_in_app,
+            "enabled": c.enabled,
+            "credentials_set": set,
+        })
+    }
+}
+
+// ---- locations
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocationBody {
+    pub name: String,
+    /// IANA time zone name; day edges of contracts and visits are computed in it.
+    #[schema(value_type = String, example = "Europe/London")]
+    pub timezone: Zone,
+    #[schema(value_type = Option<String>)]
+    pub connection_id: Option<Id>,
+    /// The provider's site id.
+    pub site_id: Option<String>,
+    /// Access starts this long before a booking or visit (ISO 8601 duration, default PT15M).
+    #[schema(value_type = Option<String>, example = "PT15M")]
+    pub lead: Option<SignedDuration>,
+    /// Access ends this long after a booking or visit (ISO 8601 duration, default PT15M).
+    #[schema(value_type = Option<String>, example = "PT15M")]
+    pub lag: Option<SignedDuration>,
+}
+
+pub struct Locations;
+impl Collection for Locations {
+    const PATH: &'static str = "locations";
+    const KIND: Kind = Kind::Location;
+    type Body = LocationBody;
+
+    fn into_record(id: Id, b: LocationBody) -> Result<Record, ApiError> {
+        Ok(Record::Location(Location {
+            id,
+            name: name("name", b.name)?,
+            timezone: b.timezone,
+            connection_id: b.connection_id,
+            site_id: b.site_id,
+            lead: buffer("lead", b.lead)?.unwrap_or(DEFAULT_LEAD),
+            lag: buffer("lag", b.lag)?.unwrap_or(DEFAULT_LAG),
+        }))
+    }
+}
+
+// ---- passes, resources, desks, doors
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassBody {
+    #[schema(value_type = String)]
+    pub location_id: Id,
+    pub name: String,
+}
+
+pub struct Passes;
+impl Collection for Passes {
+    const PATH: &'static str = "passes";
+    const KIND: Kind = Kind::Pass;
+    type Body = PassBody;
+
+    fn into_record(id: Id, b: PassBody) -> Result<Record, ApiError> {
+        Ok(Record::Pass(Pass { id, location_id: b.location_id, name: name("name", b.name)? }))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceBody {
+    #[schema(value_type = String)]
+    pub location_id: Id,
+    pub name: String,
+    /// Overrides the location's lead.
+    #[schema(value_type = Option<String>, example = "PT10M")]
+    pub lead: Option<SignedDuration>,
+    /// Overrides the location's lag.
+    #[schema(value_type = Option<String>, example = "PT10M")]
+    pub lag: Option<SignedDuration>,
+}
+
+pub struct Resources;
+impl Collection for Resources {
+    const PATH: &'static str = "resources";
+    const KIND: Kind = Kind::Resource;
+    type Body = ResourceBody;
+
+    fn into_record(id: Id, b: ResourceBody) -> Result<Record, ApiError> {
+        Ok(Record::Resource(Resource {
+            id,
+            location_id: b.location_id,
+            name: name("name", b.name)?,
+            lead: buffer("lead", b.lead)?,
+            lag: buffer("lag", b.lag)?,
+        }))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeskBody {
+    #[schema(value_type = String)]
+    pub location_id: Id,
+    pub name: String,
+    #[serde(default)]
+    #[schema(schema_with = desk_kind_schema)]
+    pub kind: DeskKind,
+}
+
+pub struct Desks;
+impl Collection for Desks {
+    const PATH: &'static str = "desks";
+    const KIND: Kind = Kind::Desk;
+    type Body = DeskBody;
+
+    fn into_record(id: Id, b: DeskBody) -> Result<Record, ApiError> {
+        Ok(Record::Desk(Desk { id, location_id: b.location_id, name: name("name", b.name)?, kind: b.kind }))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoorBody {
+    #[schema(value_type = String)]
+    pub location_id: Id,
+    pub name: String,
+    #[serde(default)]
+    #[schema(schema_with = presence_role_schema)]
+    pub presence_role: PresenceRole,
+}
+
+pub struct Doors;
+impl Collection for Doors {
+    const PATH: &'static str = "doors";
+    const KIND: Kind = Kind::Door;
+    type Body = DoorBody;
+
+    fn into_record(id: Id, b: DoorBody) -> Result<Record, ApiError> {
+        Ok(Record::Door(Door {
+            id,
+            location_id: b.location_id,
+            name: name("name", b.name)?,
+            presence_role: b.presence_role,
+        }))
+    }
+}
+
+// ---- customers and teams
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerBody {
+    pub name: String,
+    #[schema(value_type = String, format = Email)]
+    pub email: Email,
+    pub phone: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = customer_status_schema)]
+    pub status: CustomerStatus,
+}
+
+pub struct Customers;
+impl Collection for Customers {
+    const PATH: &'static str = "customers";
+    const KIND: Kind = Kind::Customer;
+    type Body = CustomerBody;
+
+    fn into_record(id: Id, b: CustomerBody) -> Result<Record, ApiError> {
+        let phone = match b.phone {
+            Some(p) if p.trim().is_empty() || p.len() > 40 => {
+                return Err(ApiError::invalid("phone", "must be 1 to 40 characters"));
+            }
+            p => p,
+        };
+        Ok(Record::Customer(Customer {
+            id,
+            name: name("name", b.name)?,
+            email: b.email,
+            phone,
+            status: b.status,
+            status_since: Timestamp::UNIX_EPOCH,
+        }))
+    }
+
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![read_only_time("status_since")]
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamBody {
+    pub name: String,
+    /// The member who holds the team's contracts; they reach every member.
+    #[schema(value_type = String)]
+    pub paying_member_id: Id,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub member_ids: Vec<Id>,
+}
+
+pub struct Teams;
+impl Collection for Teams {
+    const PATH: &'static str = "teams";
+    const KIND: Kind = Kind::Team;
+    type Body = TeamBody;
+
+    fn into_record(id: Id, b: TeamBody) -> Result<Record, ApiError> {
+        Ok(Record::Team(Team {
+            id,
+            name: name("name", b.name)?,
+            paying_member_id: b.paying_member_id,
+            member_ids: b.member_ids,
+        }))
+    }
+}
+
+// ---- what customers hold
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingBody {
+    #[schema(value_type = String)]
+    pub customer_id: Id,
+    #[schema(value_type = String)]
+    pub resource_id: Id,
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub end: Timestamp,
+    #[serde(default)]
+    #[schema(schema_with = booking_status_schema)]
+    pub status: BookingStatus,
+}
+
+pub struct Bookings;
+impl Collection for Bookings {
+    const PATH: &'static str = "bookings";
+    const KIND: Kind = Kind::Booking;
+    type Body = BookingBody;
+
+    fn into_record(id: Id, b: BookingBody) -> Result<Record, ApiError> {
+        if b.end <= b.start {
+            return Err(ApiError::invalid("end", "a booking must end after it starts"));
+        }
+        Ok(Record::Booking(Booking {
+            id,
+            customer_id: b.customer_id,
+            resource_id: b.resource_id,
+            start: b.start,
+            end: b.end,
+            status: b.status,
+            cancelled_at: None,
+        }))
+    }
+
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![read_only_time("cancelled_at")]
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractBody {
+    #[schema(value_type = String)]
+    pub customer_id: Id,
+    /// Desks and offices of one location.
+    #[schema(value_type = Vec<String>)]
+    pub desk_ids: Vec<Id>,
+    #[schema(value_type = String, format = Date)]
+    pub start_date: Date,
+    /// Inclusive; open-ended when absent.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub end_date: Option<Date>,
+    #[serde(default)]
+    #[schema(schema_with = contract_status_schema)]
+    pub status: ContractStatus,
+}
+
+pub struct Contracts;
+impl Collection for Contracts {
+    const PATH: &'static str = "contracts";
+    const KIND: Kind = Kind::Contract;
+    type Body = ContractBody;
+
+    fn into_record(id: Id, b: ContractBody) -> Result<Record, ApiError> {
+        if b.desk_ids.is_empty() {
+            return Err(ApiError::invalid("desk_ids", "a contract names at least one desk or office"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(i) = b.desk_ids.iter().position(|d| !seen.insert(d)) {
+            return Err(ApiError::invalid(format!("desk_ids[{i}]"), "a desk is listed twice"));
+        }
+        if let Some(end) = b.end_date
+            && end < b.start_date
+        {
+            return Err(ApiError::invalid("end_date", "a contract cannot end before it starts"));
+        }
+        Ok(Record::Contract(Contract {
+            id,
+            customer_id: b.customer_id,
+            desk_ids: b.desk_ids,
+            start_date: b.start_date,
+            end_date: b.end_date,
+            status: b.status,
+            cancelled_at: None,
+        }))
+    }
+
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![read_only_time("cancelled_at")]
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassGrantBody {
+    #[schema(value_type = String)]
+    pub customer_id: Id,
+    #[schema(value_type = String)]
+    pub pass_id: Id,
+    #[schema(value_type = String, format = DateTime)]
+    pub valid_from: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub valid_until: Timestamp,
+    /// Check-in days the grant holds; unlimited when absent.
+    #[schema(minimum = 1)]
+    pub uses: Option<u32>,
+}
+
+pub struct PassGrants;
+impl Collection for PassGrants {
+    const PATH: &'static str = "pass-grants";
+    const KIND: Kind = Kind::PassGrant;
+    type Body = PassGrantBody;
+
+    fn into_record(id: Id, b: PassGrantBody) -> Result<Record, ApiError> {
+        if b.valid_until <= b.valid_from {
+            return Err(ApiError::invalid("valid_until", "a grant must end after it starts"));
+        }
+        if b.uses == Some(0) {
+            return Err(ApiError::invalid("uses", "must be at least 1; leave it out for unlimited"));
+        }
+        Ok(Record::PassGrant(PassGrant {
+            id,
+            customer_id: b.customer_id,
+            pass_id: b.pass_id,
+            valid_from: b.valid_from,
+            valid_until: b.valid_until,
+            uses: b.uses,
+        }))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorBody {
+    pub name: String,
+    #[schema(value_type = String, format = Email)]
+    pub email: Email,
+    #[schema(value_type = String)]
+    pub host_customer_id: Id,
+    #[schema(value_type = String)]
+    pub location_id: Id,
+    #[schema(value_type = String, format = DateTime)]
+    pub arrival: Timestamp,
+    /// Access ends at the end of the arrival's local day when absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub departure: Option<Timestamp>,
+}
+
+pub struct Visitors;
+impl Collection for Visitors {
+    const PATH: &'static str = "visitors";
+    const KIND: Kind = Kind::Visitor;
+    type Body = VisitorBody;
+
+    fn into_record(id: Id, b: VisitorBody) -> Result<Record, ApiError> {
+        if let Some(d) = b.departure
+            && d <= b.arrival
+        {
+            return Err(ApiError::invalid("departure", "a visit must end after it starts"));
+        }
+        Ok(Record::Visitor(Visitor {
+            id,
+            name: name("name", b.name)?,
+            email: b.email,
+            host_customer_id: b.host_customer_id,
+            location_id: b.location_id,
+            arrival: b.arrival,
+            departure: b.departure,
+        }))
+    }
+}
+
+/// The body of `PUT /api/v1/links/{kind}/{item_id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// The provider's access group that the item opens.
+    pub group_id: String,
+}

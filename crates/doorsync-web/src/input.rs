@@ -1,0 +1,92 @@
+//! Reading a request body: size, media type, JSON syntax and shape, each failure naming the field.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 1 MiB")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text())
+        }
+    })?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !(ct.starts_with("application/json") || ct.contains("+json")) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send JSON (Content-Type: application/json), not {ct:?}"),
+            ));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {inner}"));
+        }
+        let message = inner.to_string();
+        let field = named_field(&message)
+            .map(|f| if path == "." { f.to_owned() } else { format!("{path}.{f}") })
+            .unwrap_or(path);
+        ApiError::invalid(field, strip_position(&message))
+    })?;
+    // Trailing garbage after the value is a syntax error too.
+    de.end().map_err(|e| ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde names the field in the message, not the path, when a field is missing or unknown.
+fn named_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("missing field `"))?;
+    rest.split('`').next()
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        a: u32,
+        b: Vec<u32>,
+    }
+
+    fn parse(s: &str) -> Result<T, ApiError> {
+        json(&HeaderMap::new(), Ok(Bytes::from(s.to_owned())))
+    }
+
+    #[test]
+    fn each_failure_names_its_field() {
+        assert_eq!(parse(r#"{"a": 1, "b": [1]}"#).map(|t| t.a), Ok(1));
+        let e = parse(r#"{"a": "x", "b": []}"#).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.field.as_deref()), (422, Some("a")));
+        let e = parse(r#"{"a": 1, "b": [1, "x"]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("b[1]"));
+        let e = parse(r#"{"a": 1, "b": [], "c": 2}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("c"));
+        let e = parse(r#"{"b": []}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("a"));
+        for bad in ["{", "", "{\"a\": 1,}", "{\"a\":1,\"b\":[]} x"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! doorsync's HTTP face: the REST API of DESIGN.md §3 with its OpenAPI description, and health.
+
+pub mod api;
+pub mod auth;
+pub mod collections;
+pub mod error;
+pub mod input;
+pub mod openapi;
+mod schema;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use doorsync_core::Clock;
+use doorsync_store::Store;
+use error::ApiError;
+use std::future::Future;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = api::routes()
+        .router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(input::MAX_BODY))
+        .with_state(state)
+}
+
+async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
+    st.store.ping().await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database unreachable: {e}"))
+    })?;
+    Ok("ready\n")
+}
+
+/// Serves `app` on an already bound listener until `shutdown` completes, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

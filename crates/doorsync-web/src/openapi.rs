@@ -1,0 +1,329 @@
+//! The OpenAPI 3.1 description, built from the same collection types that parse requests.
+
+use crate::collections::*;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required, ResponseBuilder,
+    ResponsesBuilder,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+const JSON: &str = "application/json";
+
+fn reference(name: &str) -> Ref {
+    Ref::from_schema_name(name)
+}
+
+fn string_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn query_param(name: &str, description: &str, ty: Type) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(ty)))
+        .build()
+}
+
+fn json_response(description: &str, schema: Option<Ref>) -> utoipa::openapi::Response {
+    let mut b = ResponseBuilder::new().description(description);
+    if let Some(s) = schema {
+        b = b.content(JSON, ContentBuilder::new().schema(Some(s)).build());
+    }
+    b.build()
+}
+
+fn errors(mut b: ResponsesBuilder, codes: &[(&str, &str)]) -> ResponsesBuilder {
+    for (code, why) in codes {
+        b = b.response(*code, json_response(why, Some(reference("Error"))));
+    }
+    b.response("401", json_response("No valid bearer token", Some(reference("Error"))))
+}
+
+fn page_schema(item: &str) -> Schema {
+    ObjectBuilder::new()
+        .property("items", utoipa::openapi::schema::ArrayBuilder::new().items(reference(item)))
+        .required("items")
+        .property(
+            "next_cursor",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some("Pass as `cursor` for the next page; null on the last page")),
+        )
+        .required("next_cursor")
+        .into()
+}
+
+fn error_schema() -> Schema {
+    let inner = ObjectBuilder::new()
+        .property("code", ObjectBuilder::new().schema_type(Type::String))
+        .required("code")
+        .property("message", ObjectBuilder::new().schema_type(Type::String))
+        .required("message")
+        .property(
+            "field",
+            ObjectBuilder::new().schema_type(Type::String).description(Some("The field at fault, when one is")),
+        );
+    ObjectBuilder::new().property("error", inner).required("error").into()
+}
+
+struct Doc {
+    paths: PathsBuilder,
+    components: ComponentsBuilder,
+}
+
+impl Doc {
+    fn schema<T: ToSchema>(mut self) -> Self {
+        let mut deps = vec![];
+        T::schemas(&mut deps);
+        for (name, s) in deps {
+            self.components = self.components.schema(name, s);
+        }
+        self.components = self.components.schema(T::name(), T::schema());
+        self
+    }
+
+    fn collection<C: Collection>(mut self, title: &str, singular: &str) -> Self {
+        let body = C::Body::name().into_owned();
+        self = self.schema::<C::Body>();
+        let mut shown = ObjectBuilder::new()
+            .property("id", ObjectBuilder::new().schema_type(Type::String).read_only(true))
+            .required("id");
+        for (name, schema) in C::read_only() {
+            shown = shown.property(name, schema);
+        }
+        let out = AllOfBuilder::new().item(reference(&body)).item(shown).build();
+        self.components = self
+            .components
+            .schema(title, Schema::AllOf(out))
+            .schema(format!("{title}Page"), page_schema(title));
+        let tag = C::PATH;
+        let list = OperationBuilder::new()
+            .operation_id(Some(format!("list_{}", C::PATH.replace('-', "_"))))
+            .summary(Some(format!("List {}", C::PATH.replace('-', " "))))
+            .tag(tag)
+            .parameter(query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer))
+            .parameter(query_param("cursor", "The `next_cursor` of the previous page", Type::String))
+            .responses(
+                errors(ResponsesBuilder::new(), &[("400", "Bad query")])
+                    .response("200", json_response("A page", Some(reference(&format!("{title}Page"))))),
+            );
+        let id = || string_param("id", "The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : -");
+        let get = OperationBuilder::new()
+            .operation_id(Some(format!("get_{singular}")))
+            .summary(Some(format!("Get a {}", singular.replace('_', " "))))
+            .tag(tag)
+            .parameter(id())
+            .responses(
+                errors(ResponsesBuilder::new(), &[("400", "Bad id"), ("404", "No such record")])
+                    .response("200", json_response("The record", Some(reference(title)))),
+            );
+        let put = OperationBuilder::new()
+            .operation_id(Some(format!("put_{singular}")))
+            .summary(Some(format!("Create or replace a {} by your id", singular.replace('_', " "))))
+            .tag(tag)
+            .parameter(id())
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(JSON, ContentBuilder::new().schema(Some(reference(&body))).build())
+                    .required(Some(Required::True))
+                    .build(),
+            ))
+            .responses(
+                errors(
+                    ResponsesBuilder::new(),
+                    &[
+                        ("400", "Malformed JSON or a bad id"),
+                        ("413", "Body over 1 MiB"),
+                        ("415", "Not JSON"),
+                        ("422", "A field is invalid or names a record that does not exist"),
+                    ],
+                )
+                .response("200", json_response("Replaced", Some(reference(title))))
+                .response("201", json_response("Created", Some(reference(title)))),
+            );
+        let delete = OperationBuilder::new()
+            .operation_id(Some(format!("delete_{singular}")))
+            .summary(Some(format!("Delete a {}", singular.replace('_', " "))))
+            .tag(tag)
+            .parameter(id())
+            .responses(
+                errors(
+                    ResponsesBuilder::new(),
+                    &[("400", "Bad id"), ("404", "No such record"), ("409", "Other records still use it")],
+                )
+                .response("204", json_response("Deleted", None)),
+            );
+        let mut one = PathItem::new(HttpMethod::Get, get);
+        one.put = Some(put.build());
+        one.delete = Some(delete.build());
+        self.paths = self
+            .paths
+            .path(format!("/api/v1/{}", C::PATH), PathItem::new(HttpMethod::Get, list))
+            .path(format!("/api/v1/{}/{{id}}", C::PATH), one);
+        self
+    }
+}
+
+fn links(mut doc: Doc) -> Doc {
+    doc = doc.schema::<LinkBody>();
+    let link: Schema = ObjectBuilder::new()
+        .property("kind", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["pass", "resource", "desk"])))
+        .required("kind")
+        .property("item_id", ObjectBuilder::new().schema_type(Type::String))
+        .required("item_id")
+        .property("group_id", ObjectBuilder::new().schema_type(Type::String))
+        .required("group_id")
+        .into();
+    doc.components = doc.components.schema("Link", link).schema("LinkPage", page_schema("Link"));
+    let params = || {
+        [
+            string_param("kind", "pass, resource or desk"),
+            string_param("item_id", "The id of the pass, resource or desk"),
+        ]
+    };
+    let list = OperationBuilder::new()
+        .operation_id(Some("list_links"))
+        .summary(Some("List links of inventory items to access groups"))
+        .tag("links")
+        .parameter(query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer))
+        .parameter(query_param("cursor", "The `next_cursor` of the previous page", Type::String))
+        .responses(
+            errors(ResponsesBuilder::new(), &[("400", "Bad query")])
+                .response("200", json_response("A page", Some(reference("LinkPage")))),
+        );
+    let get = OperationBuilder::new()
+        .operation_id(Some("get_link"))
+        .summary(Some("The access group an item opens"))
+        .tag("links")
+        .parameters(Some(params()))
+        .responses(
+            errors(ResponsesBuilder::new(), &[("400", "Bad kind or id"), ("404", "The item is not linked")])
+                .response("200", json_response("The link", Some(reference("Link")))),
+        );
+    let put = OperationBuilder::new()
+        .operation_id(Some("put_link"))
+        .summary(Some("Link an item to an access group"))
+        .tag("links")
+        .parameters(Some(params()))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content(JSON, ContentBuilder::new().schema(Some(reference("LinkBody"))).build())
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad kind, id or JSON"), ("404", "No such item"), ("422", "Bad group id")],
+            )
+            .response("200", json_response("Replaced", Some(reference("Link"))))
+            .response("201", json_response("Created", Some(reference("Link")))),
+        );
+    let delete = OperationBuilder::new()
+        .operation_id(Some("delete_link"))
+        .summary(Some("Unlink an item: it is no longer controlled"))
+        .tag("links")
+        .parameters(Some(params()))
+        .responses(
+            errors(ResponsesBuilder::new(), &[("400", "Bad kind or id"), ("404", "The item is not linked")])
+                .response("204", json_response("Unlinked", None)),
+        );
+    let mut one = PathItem::new(HttpMethod::Get, get);
+    one.put = Some(put.build());
+    one.delete = Some(delete.build());
+    doc.paths = doc
+        .paths
+        .path("/api/v1/links", PathItem::new(HttpMethod::Get, list))
+        .path("/api/v1/links/{kind}/{item_id}", one);
+    doc
+}
+
+fn access(mut doc: Doc) -> Doc {
+    let access: Schema = ObjectBuilder::new()
+        .description(Some(
+            "The groups a subject holds now or is due to hold, each with the entitlements that give it and until when",
+        ))
+        .property("at", ObjectBuilder::new().schema_type(Type::String).format(Some(
+            utoipa::openapi::schema::SchemaFormat::KnownFormat(utoipa::openapi::schema::KnownFormat::DateTime),
+        )))
+        .property("groups", utoipa::openapi::schema::ArrayBuilder::new().items(
+            ObjectBuilder::new()
+                .property("group_id", ObjectBuilder::new().schema_type(Type::String))
+                .property("state", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["held", "due"])))
+                .property("from", ObjectBuilder::new().schema_type(Type::String))
+                .property("until", ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null])))
+                .property("reasons", utoipa::openapi::schema::ArrayBuilder::new().items(ObjectBuilder::new())),
+        ))
+        .into();
+    doc.components = doc.components.schema("Access", access);
+    for (path, who) in [("/api/v1/customers/{id}/access", "customer"), ("/api/v1/visitors/{id}/access", "visitor")] {
+        let op = OperationBuilder::new()
+            .operation_id(Some(format!("{who}_access")))
+            .summary(Some(format!("Why a {who} has access: each group held or due, its causes, until when")))
+            .tag(if who == "customer" { "customers" } else { "visitors" })
+            .parameter(string_param("id", "The id"))
+            .responses(
+                errors(ResponsesBuilder::new(), &[("400", "Bad id"), ("404", "No such record")])
+                    .response("200", json_response("Access now", Some(reference("Access")))),
+            );
+        doc.paths = doc.paths.path(path, PathItem::new(HttpMethod::Get, op));
+    }
+    let op = OperationBuilder::new()
+        .operation_id(Some("openapi"))
+        .summary(Some("This description"))
+        .tag("meta")
+        .responses(ResponsesBuilder::new().response("200", json_response("OpenAPI 3.1", None)));
+    doc.paths = doc.paths.path("/api/v1/openapi.json", PathItem::new(HttpMethod::Get, op));
+    doc
+}
+
+pub fn document() -> OpenApi {
+    let mut doc = Doc {
+        paths: PathsBuilder::new(),
+        components: ComponentsBuilder::new()
+            .schema("Error", error_schema())
+            .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())),
+    }
+    .collection::<Connections>("Connection", "connection")
+    .collection::<Locations>("Location", "location")
+    .collection::<Passes>("Pass", "pass")
+    .collection::<Resources>("Resource", "resource")
+    .collection::<Desks>("Desk", "desk")
+    .collection::<Customers>("Customer", "customer")
+    .collection::<Teams>("Team", "team")
+    .collection::<Bookings>("Booking", "booking")
+    .collection::<Contracts>("Contract", "contract")
+    .collection::<PassGrants>("PassGrant", "pass_grant")
+    .collection::<Visitors>("Visitor", "visitor")
+    .collection::<Doors>("Door", "door");
+    doc = access(links(doc));
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("doorsync")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Keeps door access groups in step with what a workspace's customers have bought.")),
+        )
+        .paths(doc.paths)
+        .components(Some(doc.components.build()))
+        .security(Some([SecurityRequirement::new("bearer", Vec::<String>::new())]))
+        .build()
+}
+
+#[allow(dead_code)]
+fn _assert_partial<T: PartialSchema>() {}
+#[allow(dead_code)]
+fn _unused(_: RefOr<Schema>) {}

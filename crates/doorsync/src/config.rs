@@ -1,0 +1,79 @@
+//! Settings: defaults, then `doorsync.toml`, then `DOORSYNC_*` variables, then flags.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::path::Path;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://doorsync.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: String,
+    pub log: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    database_url: Option<String>,
+    listen: Option<String>,
+    log: Option<String>,
+}
+
+impl Config {
+    /// Reads `path` if given (it must exist) or `doorsync.toml` if present, then `env`.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let file = match path {
+            Some(p) => Some(read(p)?),
+            None if Path::new("doorsync.toml").exists() => Some(read(Path::new("doorsync.toml"))?),
+            None => None,
+        }
+        .unwrap_or_default();
+        let pick = |var: &str, from_file: Option<String>, default: &str| {
+            env(var).filter(|v| !v.is_empty()).or(from_file).unwrap_or_else(|| default.to_owned())
+        };
+        let config = Config {
+            database_url: pick("DOORSYNC_DATABASE_URL", file.database_url, DEFAULT_DATABASE_URL),
+            listen: pick("DOORSYNC_LISTEN", file.listen, DEFAULT_LISTEN),
+            log: pick("DOORSYNC_LOG", file.log, "info"),
+        };
+        if !(config.database_url.starts_with("sqlite:")
+            || config.database_url.starts_with("postgres://")
+            || config.database_url.starts_with("postgresql://"))
+        {
+            bail!("database_url must start with sqlite:// or postgres://, not {:?}", config.database_url);
+        }
+        Ok(config)
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<File> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_override_the_file_and_the_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("doorsync-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("doorsync.toml");
+        std::fs::write(&file, "database_url = \"postgres://db/x\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        let c = Config::load(Some(&file), |_| None).unwrap();
+        assert_eq!((c.database_url.as_str(), c.listen.as_str()), ("postgres://db/x", "0.0.0.0:9000"));
+        let c = Config::load(Some(&file), |v| (v == "DOORSYNC_LISTEN").then(|| "127.0.0.1:1".into())).unwrap();
+        assert_eq!((c.database_url.as_str(), c.listen.as_str()), ("postgres://db/x", "127.0.0.1:1"));
+        std::fs::write(&file, "databse_url = \"x\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), |_| None).unwrap_err());
+        assert!(err.contains("databse_url"), "{err}");
+        assert!(Config::load(Some(&dir.join("missing.toml")), |_| None).is_err());
+        let c = Config::load(None, |v| (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into()));
+        assert!(c.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

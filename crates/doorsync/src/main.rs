@@ -1,0 +1,172 @@
+//! The `doorsync` command.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::Config;
+use doorsync_core::Clock;
+use doorsync_store::{SqlStore, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "doorsync",
+    version,
+    about = "Keeps door access groups in step with what a workspace's customers have bought",
+    long_about = "Keeps door access groups (Brivo Access) in step with what the customers of a coworking \
+                  space have bought: bookings, passes, contracts, teams and visitors.\n\n\
+                  Settings come from doorsync.toml (or --config), then DOORSYNC_DATABASE_URL, \
+                  DOORSYNC_LISTEN and DOORSYNC_LOG, then flags."
+)]
+struct Cli {
+    /// A settings file; doorsync.toml in the working directory is read when present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the REST API (and, as they land, the sync engine) until SIGINT or SIGTERM.
+    ///
+    /// Migrates the database first. The database is an SQLite file by default
+    /// (sqlite://doorsync.db, created if missing); set DOORSYNC_DATABASE_URL=postgres://… for PostgreSQL.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080, or DOORSYNC_LISTEN]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token; it is printed once, alone on the last line, and only its hash is kept.
+    Create {
+        /// A name that says who or what uses the token
+        #[arg(long)]
+        name: String,
+    },
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), |v| std::env::var(v).ok())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("DOORSYNC_LOG")?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve { listen } => serve(config, listen).await,
+        Command::Migrate => {
+            let store = open(&config).await?;
+            store.close().await;
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { name } } => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name must be 1 to 100 characters");
+            let store = open(&config).await?;
+            let token = new_token()?;
+            let info = store.create_token(name, &doorsync_web::auth::hash(&token), jiff::Timestamp::now()).await?;
+            store.close().await;
+            println!("created API token {:?} ({}); it is shown once:", info.name, info.id);
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<SqlStore> {
+    let store = SqlStore::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening {}", redact(&config.database_url)))?;
+    let applied = store.migrate(jiff::Timestamp::now()).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "database migrated");
+    }
+    Ok(store)
+}
+
+/// A URL with its password hidden, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("ds_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
+    let addr = listen.unwrap_or(config.listen.clone());
+    let store = open(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+    let state = doorsync_web::AppState { store: Arc::new(store.clone()), clock: Arc::new(SystemClock) };
+    tracing::info!(addr = %listener.local_addr()?, database = %redact(&config.database_url), "doorsync serving");
+    eprintln!("doorsync listening on http://{}", listener.local_addr()?);
+    doorsync_web::serve(listener, doorsync_web::router(state), shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("doorsync stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://doorsync.db"), "sqlite://doorsync.db");
+    }
+
+    #[test]
+    fn tokens_are_long_and_different() {
+        let (a, b) = (super::new_token().unwrap(), super::new_token().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 67);
+    }
+}
