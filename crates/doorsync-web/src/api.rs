@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
-use doorsync_core::{Id, LinkKind, Link, customer_entitlements, explain, visitor_entitlements};
+use doorsync_core::{Id, Link, LinkKind, customer_entitlements, explain, visitor_entitlements};
 use doorsync_store::{Kind, Record, link_key};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -47,28 +47,39 @@ impl Routes {
 
 /// Every authenticated route of the API.
 pub fn routes() -> Routes {
-    Routes { router: Router::new(), seen: vec![] }
-        .collection::<Connections>()
-        .collection::<Locations>()
-        .collection::<Passes>()
-        .collection::<Resources>()
-        .collection::<Desks>()
-        .collection::<Customers>()
-        .collection::<Teams>()
-        .collection::<Bookings>()
-        .collection::<Contracts>()
-        .collection::<PassGrants>()
-        .collection::<Visitors>()
-        .collection::<Doors>()
-        .add("/api/v1/links", &["get"], get(list_links))
-        .add(
-            "/api/v1/links/{kind}/{item_id}",
-            &["get", "put", "delete"],
-            get(get_link).put(put_link).delete(delete_link),
-        )
-        .add("/api/v1/customers/{id}/access", &["get"], get(customer_access))
-        .add("/api/v1/visitors/{id}/access", &["get"], get(visitor_access))
-        .add("/api/v1/openapi.json", &["get"], get(openapi))
+    Routes {
+        router: Router::new(),
+        seen: vec![],
+    }
+    .collection::<Connections>()
+    .collection::<Locations>()
+    .collection::<Passes>()
+    .collection::<Resources>()
+    .collection::<Desks>()
+    .collection::<Customers>()
+    .collection::<Teams>()
+    .collection::<Bookings>()
+    .collection::<Contracts>()
+    .collection::<PassGrants>()
+    .collection::<Visitors>()
+    .collection::<Doors>()
+    .add("/api/v1/links", &["get"], get(list_links))
+    .add(
+        "/api/v1/links/{kind}/{item_id}",
+        &["get", "put", "delete"],
+        get(get_link).put(put_link).delete(delete_link),
+    )
+    .add(
+        "/api/v1/customers/{id}/access",
+        &["get"],
+        get(customer_access),
+    )
+    .add(
+        "/api/v1/visitors/{id}/access",
+        &["get"],
+        get(visitor_access),
+    )
+    .add("/api/v1/openapi.json", &["get"], get(openapi))
 }
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Id, ApiError> {
@@ -86,8 +97,12 @@ struct Page {
 }
 
 fn page(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<Page, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
-    let mut page = Page { limit: DEFAULT_LIMIT, cursor: None };
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
+    let mut page = Page {
+        limit: DEFAULT_LIMIT,
+        cursor: None,
+    };
     for (k, v) in q {
         match k.as_str() {
             "limit" => {
@@ -95,7 +110,13 @@ fn page(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Resul
                     .parse()
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| ApiError::bad_request("invalid_query", "limit", format!("limit is 1 to {MAX_LIMIT}")))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            "limit",
+                            format!("limit is 1 to {MAX_LIMIT}"),
+                        )
+                    })?
             }
             "cursor" => page.cursor = Some(v),
             other => {
@@ -110,11 +131,23 @@ fn page(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Resul
     Ok(page)
 }
 
-async fn list_kind(st: &AppState, kind: Kind, page: Page, render: fn(&Record) -> Value) -> Result<Json<Value>, ApiError> {
-    let mut records = st.store.list(kind, page.cursor.as_deref(), page.limit + 1).await?;
+async fn list_kind(
+    st: &AppState,
+    kind: Kind,
+    page: Page,
+    render: fn(&Record) -> Value,
+) -> Result<Json<Value>, ApiError> {
+    let mut records = st
+        .store
+        .list(kind, page.cursor.as_deref(), page.limit + 1)
+        .await?;
     let more = records.len() > page.limit as usize;
     records.truncate(page.limit as usize);
-    let next = if more { records.last().map(|r| r.key()) } else { None };
+    let next = if more {
+        records.last().map(|r| r.key())
+    } else {
+        None
+    };
     let items: Vec<Value> = records.iter().map(render).collect();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
@@ -133,7 +166,10 @@ async fn get_one<C: Collection>(
     let id = path_id(path)?;
     match st.store.get(C::KIND, id.as_str()).await? {
         Some(r) => Ok(Json(C::render(&r))),
-        None => Err(ApiError::not_found(format_args!("{} {id:?}", C::KIND.as_str()))),
+        None => Err(ApiError::not_found(format_args!(
+            "{} {id:?}",
+            C::KIND.as_str()
+        ))),
     }
 }
 
@@ -147,7 +183,11 @@ async fn put_one<C: Collection>(
     let body: C::Body = input::json(&headers, body)?;
     let record = C::into_record(id, body)?;
     let written = st.store.put(record, st.clock.now()).await?;
-    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(C::render(&written.record))))
 }
 
@@ -156,10 +196,17 @@ async fn delete_one<C: Collection>(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(path)?;
-    if st.store.delete(C::KIND, id.as_str(), st.clock.now()).await? {
+    if st
+        .store
+        .delete(C::KIND, id.as_str(), st.clock.now())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format_args!("{} {id:?}", C::KIND.as_str())))
+        Err(ApiError::not_found(format_args!(
+            "{} {id:?}",
+            C::KIND.as_str()
+        )))
     }
 }
 
@@ -167,10 +214,14 @@ fn render_link(r: &Record) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
-fn link_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<(LinkKind, Id), ApiError> {
-    let Path((kind, item)) = path.map_err(|e| ApiError::bad_request("invalid_id", "item_id", e.body_text()))?;
-    let kind = LinkKind::parse(&kind)
-        .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind is pass, resource or desk"))?;
+fn link_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(LinkKind, Id), ApiError> {
+    let Path((kind, item)) =
+        path.map_err(|e| ApiError::bad_request("invalid_id", "item_id", e.body_text()))?;
+    let kind = LinkKind::parse(&kind).ok_or_else(|| {
+        ApiError::bad_request("invalid_kind", "kind", "kind is pass, resource or desk")
+    })?;
     Ok((kind, parse_id("item_id", &item)?))
 }
 
@@ -186,9 +237,16 @@ async fn get_link(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (kind, item) = link_path(path)?;
-    match st.store.get(Kind::Link, &link_key(kind, item.as_str())).await? {
+    match st
+        .store
+        .get(Kind::Link, &link_key(kind, item.as_str()))
+        .await?
+    {
         Some(r) => Ok(Json(render_link(&r))),
-        None => Err(ApiError::not_found(format_args!("link of {} {item:?}", kind.as_str()))),
+        None => Err(ApiError::not_found(format_args!(
+            "link of {} {item:?}",
+            kind.as_str()
+        ))),
     }
 }
 
@@ -202,17 +260,32 @@ async fn put_link(
     let body: LinkBody = input::json(&headers, body)?;
     let group = body.group_id.trim();
     if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid("group_id", "a provider group id is 1 to 64 visible characters"));
+        return Err(ApiError::invalid(
+            "group_id",
+            "a provider group id is 1 to 64 visible characters",
+        ));
     }
-    let record = Record::Link(Link { kind, item_id: item_id.clone(), group_id: group.to_owned() });
-    let written = st.store.put(record, st.clock.now()).await.map_err(|e| match e {
-        // The path names the item, so an unknown one is a missing resource.
-        doorsync_store::StoreError::UnknownReference { .. } => {
-            ApiError::not_found(format_args!("{} {item_id:?}", kind.as_str()))
-        }
-        e => e.into(),
-    })?;
-    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    let record = Record::Link(Link {
+        kind,
+        item_id: item_id.clone(),
+        group_id: group.to_owned(),
+    });
+    let written = st
+        .store
+        .put(record, st.clock.now())
+        .await
+        .map_err(|e| match e {
+            // The path names the item, so an unknown one is a missing resource.
+            doorsync_store::StoreError::UnknownReference { .. } => {
+                ApiError::not_found(format_args!("{} {item_id:?}", kind.as_str()))
+            }
+            e => e.into(),
+        })?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(render_link(&written.record))))
 }
 
@@ -221,10 +294,17 @@ async fn delete_link(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (kind, item) = link_path(path)?;
-    if st.store.delete(Kind::Link, &link_key(kind, item.as_str()), st.clock.now()).await? {
+    if st
+        .store
+        .delete(Kind::Link, &link_key(kind, item.as_str()), st.clock.now())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format_args!("link of {} {item:?}", kind.as_str())))
+        Err(ApiError::not_found(format_args!(
+            "link of {} {item:?}",
+            kind.as_str()
+        )))
     }
 }
 
@@ -233,10 +313,16 @@ async fn customer_access(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path)?;
-    let inputs = st.store.customer_inputs(&id).await?.ok_or_else(|| ApiError::not_found(format_args!("customer {id:?}")))?;
+    let inputs = st
+        .store
+        .customer_inputs(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("customer {id:?}")))?;
     let now = st.clock.now();
     let groups = explain(&customer_entitlements(&inputs), now);
-    Ok(Json(json!({ "customer_id": id, "at": now, "groups": groups })))
+    Ok(Json(
+        json!({ "customer_id": id, "at": now, "groups": groups }),
+    ))
 }
 
 async fn visitor_access(
@@ -244,10 +330,16 @@ async fn visitor_access(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path)?;
-    let inputs = st.store.visitor_inputs(&id).await?.ok_or_else(|| ApiError::not_found(format_args!("visitor {id:?}")))?;
+    let inputs = st
+        .store
+        .visitor_inputs(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("visitor {id:?}")))?;
     let now = st.clock.now();
     let groups = explain(&visitor_entitlements(&inputs), now);
-    Ok(Json(json!({ "visitor_id": id, "at": now, "groups": groups })))
+    Ok(Json(
+        json!({ "visitor_id": id, "at": now, "groups": groups }),
+    ))
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -38,7 +38,10 @@ fn name(field: &'static str, s: String) -> Result<String, ApiError> {
     Ok(t.to_owned())
 }
 
-fn buffer(field: &'static str, d: Option<SignedDuration>) -> Result<Option<SignedDuration>, ApiError> {
+fn buffer(
+    field: &'static str,
+    d: Option<SignedDuration>,
+) -> Result<Option<SignedDuration>, ApiError> {
     match d {
         Some(d) if d.is_negative() || d > SignedDuration::from_hours(24) => {
             Err(ApiError::invalid(field, "must be between PT0S and PT24H"))
@@ -49,8 +52,14 @@ fn buffer(field: &'static str, d: Option<SignedDuration>) -> Result<Option<Signe
 
 fn url(field: &'static str, u: Option<String>) -> Result<Option<String>, ApiError> {
     match u {
-        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(char::is_whitespace) => {
-            Err(ApiError::invalid(field, "must be an http:// or https:// URL"))
+        Some(u)
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.contains(char::is_whitespace) =>
+        {
+            Err(ApiError::invalid(
+                field,
+                "must be an http:// or https:// URL",
+            ))
         }
         u => Ok(u.map(|u| u.trim_end_matches('/').to_owned())),
     }
@@ -59,14 +68,20 @@ fn url(field: &'static str, u: Option<String>) -> Result<Option<String>, ApiErro
 fn provider_ids(field: &'static str, ids: Vec<String>) -> Result<Vec<String>, ApiError> {
     for (i, id) in ids.iter().enumerate() {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::invalid(format!("{field}[{i}]"), "a provider id is 1 to 64 visible characters"));
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                "a provider id is 1 to 64 visible characters",
+            ));
         }
     }
     Ok(ids)
 }
 
 fn read_only_time(name: &'static str) -> (&'static str, utoipa::openapi::schema::Schema) {
-    (name, utoipa::openapi::schema::Schema::Object(instant_schema()))
+    (
+        name,
+        utoipa::openapi::schema::Schema::Object(instant_schema()),
+    )
 }
 
 // ---- connections
@@ -139,12 +154,17 @@ impl Collection for Connections {
     }
 
     fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
-        vec![("credentials_set", string_array_schema("Which write-only credentials are stored"))]
+        vec![(
+            "credentials_set",
+            string_array_schema("Which write-only credentials are stored"),
+        )]
     }
 
     /// Credentials never leave the server; the caller sees which are set.
     fn render(record: &Record) -> Value {
-        let Record::Connection(c) = record else { return Value::Null };
+        let Record::Connection(c) = record else {
+            return Value::Null;
+        };
         let cr = &c.credentials;
         let set: Vec<&str> = [
             ("api_key", &cr.api_key),
@@ -230,7 +250,11 @@ impl Collection for Passes {
     type Body = PassBody;
 
     fn into_record(id: Id, b: PassBody) -> Result<Record, ApiError> {
-        Ok(Record::Pass(Pass { id, location_id: b.location_id, name: name("name", b.name)? }))
+        Ok(Record::Pass(Pass {
+            id,
+            location_id: b.location_id,
+            name: name("name", b.name)?,
+        }))
     }
 }
 
@@ -283,7 +307,12 @@ impl Collection for Desks {
     type Body = DeskBody;
 
     fn into_record(id: Id, b: DeskBody) -> Result<Record, ApiError> {
-        Ok(Record::Desk(Desk { id, location_id: b.location_id, name: name("name", b.name)?, kind: b.kind }))
+        Ok(Record::Desk(Desk {
+            id,
+            location_id: b.location_id,
+            name: name("name", b.name)?,
+            kind: b.kind,
+        }))
     }
 }
 
@@ -410,7 +439,10 @@ impl Collection for Bookings {
 
     fn into_record(id: Id, b: BookingBody) -> Result<Record, ApiError> {
         if b.end <= b.start {
-            return Err(ApiError::invalid("end", "a booking must end after it starts"));
+            return Err(ApiError::invalid(
+                "end",
+                "a booking must end after it starts",
+            ));
         }
         Ok(Record::Booking(Booking {
             id,
@@ -454,16 +486,25 @@ impl Collection for Contracts {
 
     fn into_record(id: Id, b: ContractBody) -> Result<Record, ApiError> {
         if b.desk_ids.is_empty() {
-            return Err(ApiError::invalid("desk_ids", "a contract names at least one desk or office"));
+            return Err(ApiError::invalid(
+                "desk_ids",
+                "a contract names at least one desk or office",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         if let Some(i) = b.desk_ids.iter().position(|d| !seen.insert(d)) {
-            return Err(ApiError::invalid(format!("desk_ids[{i}]"), "a desk is listed twice"));
+            return Err(ApiError::invalid(
+                format!("desk_ids[{i}]"),
+                "a desk is listed twice",
+            ));
         }
         if let Some(end) = b.end_date
             && end < b.start_date
         {
-            return Err(ApiError::invalid("end_date", "a contract cannot end before it starts"));
+            return Err(ApiError::invalid(
+                "end_date",
+                "a contract cannot end before it starts",
+            ));
         }
         Ok(Record::Contract(Contract {
             id,
@@ -505,10 +546,16 @@ impl Collection for PassGrants {
 
     fn into_record(id: Id, b: PassGrantBody) -> Result<Record, ApiError> {
         if b.valid_until <= b.valid_from {
-            return Err(ApiError::invalid("valid_until", "a grant must end after it starts"));
+            return Err(ApiError::invalid(
+                "valid_until",
+                "a grant must end after it starts",
+            ));
         }
         if b.uses == Some(0) {
-            return Err(ApiError::invalid("uses", "must be at least 1; leave it out for unlimited"));
+            return Err(ApiError::invalid(
+                "uses",
+                "must be at least 1; leave it out for unlimited",
+            ));
         }
         Ok(Record::PassGrant(PassGrant {
             id,
@@ -548,7 +595,10 @@ impl Collection for Visitors {
         if let Some(d) = b.departure
             && d <= b.arrival
         {
-            return Err(ApiError::invalid("departure", "a visit must end after it starts"));
+            return Err(ApiError::invalid(
+                "departure",
+                "a visit must end after it starts",
+            ));
         }
         Ok(Record::Visitor(Visitor {
             id,

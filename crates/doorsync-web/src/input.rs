@@ -8,10 +8,17 @@ use serde::de::DeserializeOwned;
 
 pub const MAX_BODY: usize = 1024 * 1024;
 
-pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 1 MiB")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is over 1 MiB",
+            )
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text())
         }
@@ -31,22 +38,36 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesR
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-            return ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {inner}"));
+            return ApiError::bad_request(
+                "malformed_json",
+                "body",
+                format!("malformed JSON: {inner}"),
+            );
         }
         let message = inner.to_string();
         let field = named_field(&message)
-            .map(|f| if path == "." { f.to_owned() } else { format!("{path}.{f}") })
+            .map(|f| {
+                if path == "." {
+                    f.to_owned()
+                } else {
+                    format!("{path}.{f}")
+                }
+            })
             .unwrap_or(path);
         ApiError::invalid(field, strip_position(&message))
     })?;
     // Trailing garbage after the value is a syntax error too.
-    de.end().map_err(|e| ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}"))
+    })?;
     Ok(value)
 }
 
 /// serde names the field in the message, not the path, when a field is missing or unknown.
 fn named_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("missing field `"))?;
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
     rest.split('`').next()
 }
 
@@ -86,7 +107,11 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("a"));
         for bad in ["{", "", "{\"a\": 1,}", "{\"a\":1,\"b\":[]} x"] {
             let e = parse(bad).unwrap_err();
-            assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"), "{bad}");
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "malformed_json"),
+                "{bad}"
+            );
         }
     }
 }

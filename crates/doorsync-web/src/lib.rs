@@ -27,14 +27,21 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = api::routes()
         .router
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
         .with_state(state)
@@ -42,7 +49,11 @@ pub fn router(state: AppState) -> Router {
 
 async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store.ping().await.map_err(|e| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database unreachable: {e}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("database unreachable: {e}"),
+        )
     })?;
     Ok("ready\n")
 }
@@ -54,5 +65,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -1,13 +1,15 @@
 //! The OpenAPI 3.1 description, built from the same collection types that parse requests.
 
 use crate::collections::*;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required, ResponseBuilder,
-    ResponsesBuilder,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
+    ResponseBuilder, ResponsesBuilder,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -49,18 +51,29 @@ fn errors(mut b: ResponsesBuilder, codes: &[(&str, &str)]) -> ResponsesBuilder {
     for (code, why) in codes {
         b = b.response(*code, json_response(why, Some(reference("Error"))));
     }
-    b.response("401", json_response("No valid bearer token", Some(reference("Error"))))
+    b.response(
+        "401",
+        json_response("No valid bearer token", Some(reference("Error"))),
+    )
 }
 
 fn page_schema(item: &str) -> Schema {
     ObjectBuilder::new()
-        .property("items", utoipa::openapi::schema::ArrayBuilder::new().items(reference(item)))
+        .property(
+            "items",
+            utoipa::openapi::schema::ArrayBuilder::new().items(reference(item)),
+        )
         .required("items")
         .property(
             "next_cursor",
             ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
-                .description(Some("Pass as `cursor` for the next page; null on the last page")),
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .description(Some(
+                    "Pass as `cursor` for the next page; null on the last page",
+                )),
         )
         .required("next_cursor")
         .into()
@@ -74,9 +87,14 @@ fn error_schema() -> Schema {
         .required("message")
         .property(
             "field",
-            ObjectBuilder::new().schema_type(Type::String).description(Some("The field at fault, when one is")),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The field at fault, when one is")),
         );
-    ObjectBuilder::new().property("error", inner).required("error").into()
+    ObjectBuilder::new()
+        .property("error", inner)
+        .required("error")
+        .into()
 }
 
 struct Doc {
@@ -99,12 +117,20 @@ impl Doc {
         let body = C::Body::name().into_owned();
         self = self.schema::<C::Body>();
         let mut shown = ObjectBuilder::new()
-            .property("id", ObjectBuilder::new().schema_type(Type::String).read_only(true))
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .read_only(true),
+            )
             .required("id");
         for (name, schema) in C::read_only() {
             shown = shown.property(name, schema);
         }
-        let out = AllOfBuilder::new().item(reference(&body)).item(shown).build();
+        let out = AllOfBuilder::new()
+            .item(reference(&body))
+            .item(shown)
+            .build();
         self.components = self
             .components
             .schema(title, Schema::AllOf(out))
@@ -114,30 +140,54 @@ impl Doc {
             .operation_id(Some(format!("list_{}", C::PATH.replace('-', "_"))))
             .summary(Some(format!("List {}", C::PATH.replace('-', " "))))
             .tag(tag)
-            .parameter(query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer))
-            .parameter(query_param("cursor", "The `next_cursor` of the previous page", Type::String))
+            .parameter(query_param(
+                "limit",
+                "Page size, 1 to 500 (default 50)",
+                Type::Integer,
+            ))
+            .parameter(query_param(
+                "cursor",
+                "The `next_cursor` of the previous page",
+                Type::String,
+            ))
             .responses(
-                errors(ResponsesBuilder::new(), &[("400", "Bad query")])
-                    .response("200", json_response("A page", Some(reference(&format!("{title}Page"))))),
+                errors(ResponsesBuilder::new(), &[("400", "Bad query")]).response(
+                    "200",
+                    json_response("A page", Some(reference(&format!("{title}Page")))),
+                ),
             );
-        let id = || string_param("id", "The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : -");
+        let id = || {
+            string_param(
+                "id",
+                "The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : -",
+            )
+        };
         let get = OperationBuilder::new()
             .operation_id(Some(format!("get_{singular}")))
             .summary(Some(format!("Get a {}", singular.replace('_', " "))))
             .tag(tag)
             .parameter(id())
             .responses(
-                errors(ResponsesBuilder::new(), &[("400", "Bad id"), ("404", "No such record")])
-                    .response("200", json_response("The record", Some(reference(title)))),
+                errors(
+                    ResponsesBuilder::new(),
+                    &[("400", "Bad id"), ("404", "No such record")],
+                )
+                .response("200", json_response("The record", Some(reference(title)))),
             );
         let put = OperationBuilder::new()
             .operation_id(Some(format!("put_{singular}")))
-            .summary(Some(format!("Create or replace a {} by your id", singular.replace('_', " "))))
+            .summary(Some(format!(
+                "Create or replace a {} by your id",
+                singular.replace('_', " ")
+            )))
             .tag(tag)
             .parameter(id())
             .request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(JSON, ContentBuilder::new().schema(Some(reference(&body))).build())
+                    .content(
+                        JSON,
+                        ContentBuilder::new().schema(Some(reference(&body))).build(),
+                    )
                     .required(Some(Required::True))
                     .build(),
             ))
@@ -148,7 +198,10 @@ impl Doc {
                         ("400", "Malformed JSON or a bad id"),
                         ("413", "Body over 1 MiB"),
                         ("415", "Not JSON"),
-                        ("422", "A field is invalid or names a record that does not exist"),
+                        (
+                            "422",
+                            "A field is invalid or names a record that does not exist",
+                        ),
                     ],
                 )
                 .response("200", json_response("Replaced", Some(reference(title))))
@@ -162,7 +215,11 @@ impl Doc {
             .responses(
                 errors(
                     ResponsesBuilder::new(),
-                    &[("400", "Bad id"), ("404", "No such record"), ("409", "Other records still use it")],
+                    &[
+                        ("400", "Bad id"),
+                        ("404", "No such record"),
+                        ("409", "Other records still use it"),
+                    ],
                 )
                 .response("204", json_response("Deleted", None)),
             );
@@ -171,7 +228,10 @@ impl Doc {
         one.delete = Some(delete.build());
         self.paths = self
             .paths
-            .path(format!("/api/v1/{}", C::PATH), PathItem::new(HttpMethod::Get, list))
+            .path(
+                format!("/api/v1/{}", C::PATH),
+                PathItem::new(HttpMethod::Get, list),
+            )
             .path(format!("/api/v1/{}/{{id}}", C::PATH), one);
         self
     }
@@ -180,14 +240,22 @@ impl Doc {
 fn links(mut doc: Doc) -> Doc {
     doc = doc.schema::<LinkBody>();
     let link: Schema = ObjectBuilder::new()
-        .property("kind", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["pass", "resource", "desk"])))
+        .property(
+            "kind",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["pass", "resource", "desk"])),
+        )
         .required("kind")
         .property("item_id", ObjectBuilder::new().schema_type(Type::String))
         .required("item_id")
         .property("group_id", ObjectBuilder::new().schema_type(Type::String))
         .required("group_id")
         .into();
-    doc.components = doc.components.schema("Link", link).schema("LinkPage", page_schema("Link"));
+    doc.components = doc
+        .components
+        .schema("Link", link)
+        .schema("LinkPage", page_schema("Link"));
     let params = || {
         [
             string_param("kind", "pass, resource or desk"),
@@ -198,8 +266,16 @@ fn links(mut doc: Doc) -> Doc {
         .operation_id(Some("list_links"))
         .summary(Some("List links of inventory items to access groups"))
         .tag("links")
-        .parameter(query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer))
-        .parameter(query_param("cursor", "The `next_cursor` of the previous page", Type::String))
+        .parameter(query_param(
+            "limit",
+            "Page size, 1 to 500 (default 50)",
+            Type::Integer,
+        ))
+        .parameter(query_param(
+            "cursor",
+            "The `next_cursor` of the previous page",
+            Type::String,
+        ))
         .responses(
             errors(ResponsesBuilder::new(), &[("400", "Bad query")])
                 .response("200", json_response("A page", Some(reference("LinkPage")))),
@@ -210,8 +286,11 @@ fn links(mut doc: Doc) -> Doc {
         .tag("links")
         .parameters(Some(params()))
         .responses(
-            errors(ResponsesBuilder::new(), &[("400", "Bad kind or id"), ("404", "The item is not linked")])
-                .response("200", json_response("The link", Some(reference("Link")))),
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad kind or id"), ("404", "The item is not linked")],
+            )
+            .response("200", json_response("The link", Some(reference("Link")))),
         );
     let put = OperationBuilder::new()
         .operation_id(Some("put_link"))
@@ -220,14 +299,23 @@ fn links(mut doc: Doc) -> Doc {
         .parameters(Some(params()))
         .request_body(Some(
             RequestBodyBuilder::new()
-                .content(JSON, ContentBuilder::new().schema(Some(reference("LinkBody"))).build())
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(reference("LinkBody")))
+                        .build(),
+                )
                 .required(Some(Required::True))
                 .build(),
         ))
         .responses(
             errors(
                 ResponsesBuilder::new(),
-                &[("400", "Bad kind, id or JSON"), ("404", "No such item"), ("422", "Bad group id")],
+                &[
+                    ("400", "Bad kind, id or JSON"),
+                    ("404", "No such item"),
+                    ("422", "Bad group id"),
+                ],
             )
             .response("200", json_response("Replaced", Some(reference("Link"))))
             .response("201", json_response("Created", Some(reference("Link")))),
@@ -238,8 +326,11 @@ fn links(mut doc: Doc) -> Doc {
         .tag("links")
         .parameters(Some(params()))
         .responses(
-            errors(ResponsesBuilder::new(), &[("400", "Bad kind or id"), ("404", "The item is not linked")])
-                .response("204", json_response("Unlinked", None)),
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad kind or id"), ("404", "The item is not linked")],
+            )
+            .response("204", json_response("Unlinked", None)),
         );
     let mut one = PathItem::new(HttpMethod::Get, get);
     one.put = Some(put.build());
@@ -269,15 +360,30 @@ fn access(mut doc: Doc) -> Doc {
         ))
         .into();
     doc.components = doc.components.schema("Access", access);
-    for (path, who) in [("/api/v1/customers/{id}/access", "customer"), ("/api/v1/visitors/{id}/access", "visitor")] {
+    for (path, who) in [
+        ("/api/v1/customers/{id}/access", "customer"),
+        ("/api/v1/visitors/{id}/access", "visitor"),
+    ] {
         let op = OperationBuilder::new()
             .operation_id(Some(format!("{who}_access")))
-            .summary(Some(format!("Why a {who} has access: each group held or due, its causes, until when")))
-            .tag(if who == "customer" { "customers" } else { "visitors" })
+            .summary(Some(format!(
+                "Why a {who} has access: each group held or due, its causes, until when"
+            )))
+            .tag(if who == "customer" {
+                "customers"
+            } else {
+                "visitors"
+            })
             .parameter(string_param("id", "The id"))
             .responses(
-                errors(ResponsesBuilder::new(), &[("400", "Bad id"), ("404", "No such record")])
-                    .response("200", json_response("Access now", Some(reference("Access")))),
+                errors(
+                    ResponsesBuilder::new(),
+                    &[("400", "Bad id"), ("404", "No such record")],
+                )
+                .response(
+                    "200",
+                    json_response("Access now", Some(reference("Access"))),
+                ),
             );
         doc.paths = doc.paths.path(path, PathItem::new(HttpMethod::Get, op));
     }
@@ -286,7 +392,9 @@ fn access(mut doc: Doc) -> Doc {
         .summary(Some("This description"))
         .tag("meta")
         .responses(ResponsesBuilder::new().response("200", json_response("OpenAPI 3.1", None)));
-    doc.paths = doc.paths.path("/api/v1/openapi.json", PathItem::new(HttpMethod::Get, op));
+    doc.paths = doc
+        .paths
+        .path("/api/v1/openapi.json", PathItem::new(HttpMethod::Get, op));
     doc
 }
 
@@ -295,7 +403,10 @@ pub fn document() -> OpenApi {
         paths: PathsBuilder::new(),
         components: ComponentsBuilder::new()
             .schema("Error", error_schema())
-            .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())),
+            .security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            ),
     }
     .collection::<Connections>("Connection", "connection")
     .collection::<Locations>("Location", "location")

@@ -1,9 +1,14 @@
 //! OpenAPI schemas for values whose types live in doorsync-core, which knows nothing of OpenAPI.
 
-use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 
 fn string_enum(values: &[&str]) -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied())).build()
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
 }
 
 pub fn provider_schema() -> Object {

@@ -24,7 +24,10 @@ struct File {
 
 impl Config {
     /// Reads `path` if given (it must exist) or `doorsync.toml` if present, then `env`.
-    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
         let file = match path {
             Some(p) => Some(read(p)?),
             None if Path::new("doorsync.toml").exists() => Some(read(Path::new("doorsync.toml"))?),
@@ -32,10 +35,17 @@ impl Config {
         }
         .unwrap_or_default();
         let pick = |var: &str, from_file: Option<String>, default: &str| {
-            env(var).filter(|v| !v.is_empty()).or(from_file).unwrap_or_else(|| default.to_owned())
+            env(var)
+                .filter(|v| !v.is_empty())
+                .or(from_file)
+                .unwrap_or_else(|| default.to_owned())
         };
         let config = Config {
-            database_url: pick("DOORSYNC_DATABASE_URL", file.database_url, DEFAULT_DATABASE_URL),
+            database_url: pick(
+                "DOORSYNC_DATABASE_URL",
+                file.database_url,
+                DEFAULT_DATABASE_URL,
+            ),
             listen: pick("DOORSYNC_LISTEN", file.listen, DEFAULT_LISTEN),
             log: pick("DOORSYNC_LOG", file.log, "info"),
         };
@@ -43,14 +53,18 @@ impl Config {
             || config.database_url.starts_with("postgres://")
             || config.database_url.starts_with("postgresql://"))
         {
-            bail!("database_url must start with sqlite:// or postgres://, not {:?}", config.database_url);
+            bail!(
+                "database_url must start with sqlite:// or postgres://, not {:?}",
+                config.database_url
+            );
         }
         Ok(config)
     }
 }
 
 fn read(path: &Path) -> anyhow::Result<File> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -63,16 +77,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("doorsync-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("doorsync.toml");
-        std::fs::write(&file, "database_url = \"postgres://db/x\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "database_url = \"postgres://db/x\"\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&file), |_| None).unwrap();
-        assert_eq!((c.database_url.as_str(), c.listen.as_str()), ("postgres://db/x", "0.0.0.0:9000"));
-        let c = Config::load(Some(&file), |v| (v == "DOORSYNC_LISTEN").then(|| "127.0.0.1:1".into())).unwrap();
-        assert_eq!((c.database_url.as_str(), c.listen.as_str()), ("postgres://db/x", "127.0.0.1:1"));
+        assert_eq!(
+            (c.database_url.as_str(), c.listen.as_str()),
+            ("postgres://db/x", "0.0.0.0:9000")
+        );
+        let c = Config::load(Some(&file), |v| {
+            (v == "DOORSYNC_LISTEN").then(|| "127.0.0.1:1".into())
+        })
+        .unwrap();
+        assert_eq!(
+            (c.database_url.as_str(), c.listen.as_str()),
+            ("postgres://db/x", "127.0.0.1:1")
+        );
         std::fs::write(&file, "databse_url = \"x\"\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&file), |_| None).unwrap_err());
         assert!(err.contains("databse_url"), "{err}");
         assert!(Config::load(Some(&dir.join("missing.toml")), |_| None).is_err());
-        let c = Config::load(None, |v| (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into()));
+        let c = Config::load(None, |v| {
+            (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into())
+        });
         assert!(c.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -71,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), |v| std::env::var(v).ok())?;
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("DOORSYNC_LOG")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log).context("DOORSYNC_LOG")?,
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -81,14 +83,28 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { name } } => {
+        Command::Token {
+            command: TokenCommand::Create { name },
+        } => {
             let name = name.trim();
-            anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name must be 1 to 100 characters");
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 100,
+                "--name must be 1 to 100 characters"
+            );
             let store = open(&config).await?;
             let token = new_token()?;
-            let info = store.create_token(name, &doorsync_web::auth::hash(&token), jiff::Timestamp::now()).await?;
+            let info = store
+                .create_token(
+                    name,
+                    &doorsync_web::auth::hash(&token),
+                    jiff::Timestamp::now(),
+                )
+                .await?;
             store.close().await;
-            println!("created API token {:?} ({}); it is shown once:", info.name, info.id);
+            println!(
+                "created API token {:?} ({}); it is shown once:",
+                info.name, info.id
+            );
             println!("{token}");
             Ok(())
         }
@@ -120,14 +136,22 @@ fn redact(url: &str) -> String {
 fn new_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(format!("ds_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "ds_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = listen.unwrap_or(config.listen.clone());
     let store = open(&config).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
-    let state = doorsync_web::AppState { store: Arc::new(store.clone()), clock: Arc::new(SystemClock) };
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let state = doorsync_web::AppState {
+        store: Arc::new(store.clone()),
+        clock: Arc::new(SystemClock),
+    };
     tracing::info!(addr = %listener.local_addr()?, database = %redact(&config.database_url), "doorsync serving");
     eprintln!("doorsync listening on http://{}", listener.local_addr()?);
     doorsync_web::serve(listener, doorsync_web::router(state), shutdown_signal()).await?;
@@ -159,8 +183,14 @@ async fn shutdown_signal() {
 mod tests {
     #[test]
     fn passwords_are_hidden_in_messages() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact("sqlite://doorsync.db"), "sqlite://doorsync.db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://doorsync.db"),
+            "sqlite://doorsync.db"
+        );
     }
 
     #[test]

@@ -1,1 +1,227 @@
-pub fn placeholder() {}
+//! Test harness: a fresh database per test (an SQLite file, or a new PostgreSQL database when
+//! `DOORSYNC_TEST_PG_URL` names a server), and doorsync served on 127.0.0.1:0.
+
+use doorsync_core::{Clock, ManualClock};
+use doorsync_store::{SqlStore, Store};
+use jiff::Timestamp;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl TestDb {
+    /// A fresh database, or `None` (with a note on stderr) when PostgreSQL is wanted but no
+    /// server is configured. With `DOORSYNC_REQUIRE_PG=1` a missing server is a failure.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        match backend {
+            Backend::Sqlite => {
+                let dir =
+                    std::env::temp_dir().join(format!("doorsync-test-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let url = format!("sqlite://{}", dir.join("doorsync.db").display());
+                Some(TestDb {
+                    url,
+                    backend,
+                    cleanup: Cleanup::Dir(dir),
+                })
+            }
+            Backend::Postgres => {
+                let Ok(admin_url) = std::env::var("DOORSYNC_TEST_PG_URL") else {
+                    if std::env::var("DOORSYNC_REQUIRE_PG").is_ok_and(|v| v == "1") {
+                        panic!("DOORSYNC_REQUIRE_PG=1 but DOORSYNC_TEST_PG_URL is not set");
+                    }
+                    eprintln!("skipped: set DOORSYNC_TEST_PG_URL to run the PostgreSQL variant");
+                    return None;
+                };
+                let name = format!("doorsync_test_{}_{n}", std::process::id());
+                admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+                let (path, query) = match admin_url.split_once('?') {
+                    Some((p, q)) => (p, format!("?{q}")),
+                    None => (admin_url.as_str(), String::new()),
+                };
+                let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+                let url = format!("{base}/{name}{query}");
+                Some(TestDb {
+                    url,
+                    backend,
+                    cleanup: Cleanup::Database { admin_url, name },
+                })
+            }
+        }
+    }
+
+    pub async fn store(&self) -> SqlStore {
+        let store = SqlStore::connect(&self.url).await.expect("connect");
+        store.migrate(Timestamp::now()).await.expect("migrate");
+        store
+    }
+
+    /// Removes the database; call at the end of a test (a failed test leaves it for inspection).
+    pub async fn drop_db(self) {
+        match self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Database { admin_url, name } => {
+                admin(
+                    &admin_url,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn admin(url: &str, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to DOORSYNC_TEST_PG_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .expect(sql);
+    let _ = conn.close().await;
+}
+
+/// doorsync's API served on an ephemeral port, with a token and a clock the test controls.
+pub struct App {
+    pub base: String,
+    pub token: String,
+    pub client: reqwest::Client,
+    pub store: Arc<SqlStore>,
+    pub clock: Arc<ManualClock>,
+    pub db: TestDb,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub const TEST_TOKEN: &str = "ds_test_token";
+
+impl App {
+    pub async fn spawn(backend: Backend) -> Option<App> {
+        let db = TestDb::new(backend).await?;
+        let store = Arc::new(db.store().await);
+        let clock = Arc::new(ManualClock::new(
+            "2026-06-01T09:00:00Z".parse().expect("instant"),
+        ));
+        store
+            .create_token("test", &doorsync_web::auth::hash(TEST_TOKEN), clock.now())
+            .await
+            .expect("token");
+        let state = doorsync_web::AppState {
+            store: store.clone(),
+            clock: clock.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            doorsync_web::serve(listener, doorsync_web::router(state), async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Some(App {
+            base,
+            token: TEST_TOKEN.to_owned(),
+            client: reqwest::Client::new(),
+            store,
+            clock,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn put(&self, path: &str, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// PUTs and returns the status and JSON body.
+    pub async fn put_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let res = self.put(path, body).send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.get(path).send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.store.close().await;
+        self.db.drop_db().await;
+    }
+}
+
+/// Runs an async test body once per backend, each in its own test function.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

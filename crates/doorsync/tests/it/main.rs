@@ -1,0 +1,6 @@
+//! The one integration-test binary: the store suite and the API suite run on SQLite and on
+//! PostgreSQL; the CLI tests drive the real `doorsync` binary.
+
+mod api;
+mod cli;
+mod store;

@@ -1,0 +1,603 @@
+//! The `Store` contract, run against each backend.
+
+use doorsync_core::*;
+use doorsync_store::*;
+use jiff::{SignedDuration, Timestamp};
+use testkit::{Backend, TestDb};
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap()
+}
+
+fn customer(c: &str) -> Record {
+    Record::Customer(Customer {
+        id: id(c),
+        name: format!("Customer {c}"),
+        email: Email::parse(&format!("{c}@example.com")).unwrap(),
+        phone: None,
+        status: CustomerStatus::Active,
+        status_since: Timestamp::UNIX_EPOCH,
+    })
+}
+
+fn location(l: &str) -> Record {
+    Record::Location(Location {
+        id: id(l),
+        name: l.into(),
+        timezone: Zone::parse("Europe/London").unwrap(),
+        connection_id: None,
+        site_id: None,
+        lead: DEFAULT_LEAD,
+        lag: DEFAULT_LAG,
+    })
+}
+
+fn resource(r: &str, l: &str) -> Record {
+    Record::Resource(Resource {
+        id: id(r),
+        location_id: id(l),
+        name: r.into(),
+        lead: None,
+        lag: None,
+    })
+}
+
+fn desk(d: &str, l: &str) -> Record {
+    Record::Desk(Desk {
+        id: id(d),
+        location_id: id(l),
+        name: d.into(),
+        kind: DeskKind::Office,
+    })
+}
+
+fn booking(b: &str, c: &str, r: &str) -> Record {
+    Record::Booking(Booking {
+        id: id(b),
+        customer_id: id(c),
+        resource_id: id(r),
+        start: t("2026-06-01T10:00:00Z"),
+        end: t("2026-06-01T11:00:00Z"),
+        status: BookingStatus::Confirmed,
+        cancelled_at: None,
+    })
+}
+
+fn contract(k: &str, c: &str, desks: &[&str]) -> Record {
+    Record::Contract(Contract {
+        id: id(k),
+        customer_id: id(c),
+        desk_ids: desks.iter().map(|d| id(d)).collect(),
+        start_date: "2026-06-01".parse().unwrap(),
+        end_date: None,
+        status: ContractStatus::Active,
+        cancelled_at: None,
+    })
+}
+
+fn link(kind: LinkKind, item: &str, group: &str) -> Record {
+    Record::Link(Link {
+        kind,
+        item_id: id(item),
+        group_id: group.into(),
+    })
+}
+
+fn team(tm: &str, payer: &str, members: &[&str]) -> Record {
+    Record::Team(Team {
+        id: id(tm),
+        name: tm.into(),
+        paying_member_id: id(payer),
+        member_ids: members.iter().map(|m| id(m)).collect(),
+    })
+}
+
+fn cust(c: &str) -> Subject {
+    Subject::Customer(id(c))
+}
+
+async fn due_at(store: &SqlStore, s: &Subject) -> Option<Timestamp> {
+    store
+        .schedule_row(s)
+        .await
+        .unwrap()
+        .and_then(|r| r.next_due_at)
+}
+
+/// A space: location L with resource R and desk D, customers a, b, c.
+async fn seed(store: &SqlStore, now: Timestamp) {
+    for r in [
+        location("L"),
+        resource("R", "L"),
+        desk("D", "L"),
+        customer("a"),
+        customer("b"),
+        customer("c"),
+    ] {
+        store.put(r, now).await.unwrap();
+    }
+}
+
+async fn records_round_trip_and_page(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let w = store.put(customer("a"), now).await.unwrap();
+    assert!(w.created);
+    let w = store.put(customer("a"), now).await.unwrap();
+    assert!(!w.created, "a second put replaces");
+    for c in ["b", "c", "d", "e"] {
+        store.put(customer(c), now).await.unwrap();
+    }
+    let page1 = store.list(Kind::Customer, None, 2).await.unwrap();
+    let keys: Vec<_> = page1.iter().map(Record::key).collect();
+    assert_eq!(keys, ["a", "b"]);
+    let page2 = store.list(Kind::Customer, Some("b"), 10).await.unwrap();
+    assert_eq!(
+        page2.iter().map(Record::key).collect::<Vec<_>>(),
+        ["c", "d", "e"]
+    );
+    assert_eq!(
+        store.get(Kind::Customer, "c").await.unwrap(),
+        Some(page2[0].clone())
+    );
+    assert!(store.delete(Kind::Customer, "c", now).await.unwrap());
+    assert!(!store.delete(Kind::Customer, "c", now).await.unwrap());
+    assert_eq!(store.get(Kind::Customer, "c").await.unwrap(), None);
+    assert!(
+        store
+            .list(Kind::Booking, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn unknown_references_are_refused_and_leave_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    seed(&store, now).await;
+    let err = store
+        .put(booking("B", "nobody", "R"), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnknownReference {
+                field: "customer_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store.put(booking("B", "a", "R2"), now).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnknownReference {
+                field: "resource_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.get(Kind::Booking, "B").await.unwrap(), None);
+    let err = store
+        .put(link(LinkKind::Desk, "nope", "7"), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnknownReference {
+                field: "item_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    store.put(location("L2"), now).await.unwrap();
+    store.put(desk("D2", "L2"), now).await.unwrap();
+    let err = store
+        .put(contract("K", "a", &["D", "D2"]), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "desk_ids",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.get(Kind::Contract, "K").await.unwrap(), None);
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn records_in_use_cannot_be_deleted(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    seed(&store, now).await;
+    store.put(booking("B", "a", "R"), now).await.unwrap();
+    store
+        .put(link(LinkKind::Resource, "R", "10"), now)
+        .await
+        .unwrap();
+    let err = store.delete(Kind::Customer, "a", now).await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    assert!(store.get(Kind::Customer, "a").await.unwrap().is_some());
+    assert!(store.delete(Kind::Booking, "B", now).await.unwrap());
+    // The resource's link goes with it.
+    assert!(store.delete(Kind::Resource, "R", now).await.unwrap());
+    assert_eq!(
+        store
+            .get(Kind::Link, &link_key(LinkKind::Resource, "R"))
+            .await
+            .unwrap(),
+        None
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    seed(&store, t0).await;
+    // A customer's own write.
+    assert_eq!(due_at(&store, &cust("a")).await, Some(t0));
+    let owner = "test";
+    let claimed = store
+        .claim_due(owner, t0, SignedDuration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    for s in &claimed {
+        store
+            .finish(s, owner, Outcome::Done { next_due_at: None })
+            .await
+            .unwrap();
+    }
+    assert_eq!(due_at(&store, &cust("a")).await, None);
+
+    let t1 = t("2026-06-01T09:01:00Z");
+    store.put(booking("B", "a", "R"), t1).await.unwrap();
+    assert_eq!(due_at(&store, &cust("a")).await, Some(t1));
+    assert_eq!(due_at(&store, &cust("b")).await, None);
+
+    // A link reaches every customer holding the item; b pays for a team with c in it.
+    store.put(contract("K", "b", &["D"]), t1).await.unwrap();
+    store.put(team("T", "b", &["c"]), t1).await.unwrap();
+    let t2 = t("2026-06-01T09:02:00Z");
+    for s in store
+        .claim_due(owner, t2, SignedDuration::from_secs(30), 10)
+        .await
+        .unwrap()
+    {
+        store
+            .finish(&s, owner, Outcome::Done { next_due_at: None })
+            .await
+            .unwrap();
+    }
+    store
+        .put(link(LinkKind::Desk, "D", "20"), t2)
+        .await
+        .unwrap();
+    assert_eq!(due_at(&store, &cust("b")).await, Some(t2));
+    assert_eq!(
+        due_at(&store, &cust("c")).await,
+        Some(t2),
+        "the team member is reached too"
+    );
+    assert_eq!(due_at(&store, &cust("a")).await, None);
+
+    // Leaving a team reaches the one who left.
+    let t3 = t("2026-06-01T09:03:00Z");
+    for s in store
+        .claim_due(owner, t3, SignedDuration::from_secs(30), 10)
+        .await
+        .unwrap()
+    {
+        store
+            .finish(&s, owner, Outcome::Done { next_due_at: None })
+            .await
+            .unwrap();
+    }
+    store.put(team("T", "b", &[]), t3).await.unwrap();
+    assert_eq!(due_at(&store, &cust("c")).await, Some(t3));
+
+    // A location's settings reach everyone.
+    let t4 = t("2026-06-01T09:04:00Z");
+    store.put(location("L"), t4).await.unwrap();
+    for c in ["a", "b", "c"] {
+        assert!(
+            due_at(&store, &cust(c)).await.is_some_and(|d| d <= t4),
+            "{c}"
+        );
+    }
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn the_store_keeps_status_times(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    seed(&store, t0).await;
+    let t1 = t("2026-06-01T09:30:00Z");
+    let Record::Customer(mut a) = store.get(Kind::Customer, "a").await.unwrap().unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.status_since, t0);
+    a.name = "Renamed".into();
+    let Record::Customer(a2) = store
+        .put(Record::Customer(a.clone()), t1)
+        .await
+        .unwrap()
+        .record
+    else {
+        panic!()
+    };
+    assert_eq!(a2.status_since, t0, "a rename is not a status change");
+    a.status = CustomerStatus::Suspended;
+    let Record::Customer(a3) = store.put(Record::Customer(a), t1).await.unwrap().record else {
+        panic!()
+    };
+    assert_eq!(a3.status_since, t1);
+
+    store.put(booking("B", "b", "R"), t0).await.unwrap();
+    let Record::Booking(mut b) = booking("B", "b", "R") else {
+        panic!()
+    };
+    b.status = BookingStatus::Cancelled;
+    let w = store.put(Record::Booking(b.clone()), t1).await.unwrap();
+    assert!(matches!(w.record, Record::Booking(Booking { cancelled_at: Some(x), .. }) if x == t1));
+    let w = store
+        .put(Record::Booking(b), t("2026-06-01T10:00:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(w.record, Record::Booking(Booking { cancelled_at: Some(x), .. }) if x == t1),
+        "cancelling again keeps the first moment"
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    let s = cust("x");
+    store.mark_due(&s, t0).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0));
+    assert!(
+        store
+            .claim_due(
+                "w1",
+                t("2026-06-01T08:59:00Z"),
+                SignedDuration::from_secs(30),
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let lease = SignedDuration::from_secs(30);
+    assert_eq!(
+        store.claim_due("w1", t0, lease, 10).await.unwrap(),
+        vec![s.clone()]
+    );
+    assert!(
+        store
+            .claim_due("w2", t0, lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by w1"
+    );
+    let summary = store.due_summary(t0).await.unwrap();
+    assert_eq!((summary.due, summary.in_flight), (0, 1));
+    // A write lands while w1 works: its mark must survive w1's finish.
+    let t1 = t("2026-06-01T09:00:05Z");
+    store.mark_due(&s, t1).await.unwrap();
+    store
+        .finish(
+            &s,
+            "w1",
+            Outcome::Done {
+                next_due_at: Some(t("2026-06-02T00:00:00Z")),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(due_at(&store, &s).await, Some(t1));
+    // A dead worker's lease expires and another takes the subject; the dead one's finish is ignored.
+    assert_eq!(
+        store.claim_due("w1", t1, lease, 10).await.unwrap(),
+        vec![s.clone()]
+    );
+    let later = t("2026-06-01T09:01:00Z");
+    assert_eq!(
+        store.claim_due("w2", later, lease, 10).await.unwrap(),
+        vec![s.clone()]
+    );
+    store
+        .finish(
+            &s,
+            "w1",
+            Outcome::Failed {
+                retry_at: later,
+                error: "late".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .schedule_row(&s)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_owner
+            .as_deref(),
+        Some("w2")
+    );
+    let retry = t("2026-06-01T09:05:00Z");
+    store
+        .finish(
+            &s,
+            "w2",
+            Outcome::Failed {
+                retry_at: retry,
+                error: "provider down".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let row = store.schedule_row(&s).await.unwrap().unwrap();
+    assert_eq!(
+        (row.next_due_at, row.attempts, row.last_error.as_deref()),
+        (Some(retry), 1, Some("provider down"))
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn tokens_are_found_by_hash_only(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let info = store.create_token("ci", "abc123", now).await.unwrap();
+    assert_eq!(
+        store.token_by_hash("abc123", now).await.unwrap(),
+        Some(info)
+    );
+    assert_eq!(store.token_by_hash("abc124", now).await.unwrap(), None);
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn the_audit_log_filters_and_pages(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    for (i, subject) in ["customer:a", "customer:b", "customer:a"]
+        .iter()
+        .enumerate()
+    {
+        let seq = store
+            .append_audit(AuditEntry {
+                seq: 0,
+                at: Timestamp::from_second(1_780_000_000 + i as i64).unwrap(),
+                subject: subject.to_string(),
+                group_id: Some("10".into()),
+                operation: "add_to_group".into(),
+                cause: Some("booking:B".into()),
+                outcome: "ok".into(),
+                latency_ms: Some(12),
+                detail: None,
+            })
+            .await
+            .unwrap();
+        assert!(seq > 0);
+    }
+    let all = store
+        .audit(&AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[0].seq > all[1].seq, "newest first");
+    let a = AuditFilter {
+        subject: Some("customer:a".into()),
+        ..Default::default()
+    };
+    let only_a = store.audit(&a, None, 10).await.unwrap();
+    assert_eq!(only_a.len(), 2);
+    let older = store.audit(&a, Some(only_a[0].seq), 10).await.unwrap();
+    assert_eq!(older, vec![only_a[1].clone()]);
+    let since = AuditFilter {
+        since: Some(Timestamp::from_second(1_780_000_001).unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(store.audit(&since, None, 10).await.unwrap().len(), 2);
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn inputs_gather_everything_that_decides_access(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    seed(&store, now).await;
+    store.put(booking("B", "a", "R"), now).await.unwrap();
+    store
+        .put(link(LinkKind::Resource, "R", "10"), now)
+        .await
+        .unwrap();
+    store.put(contract("K", "b", &["D"]), now).await.unwrap();
+    store
+        .put(link(LinkKind::Desk, "D", "20"), now)
+        .await
+        .unwrap();
+    store.put(team("T", "b", &["a"]), now).await.unwrap();
+    let inputs = store.customer_inputs(&id("a")).await.unwrap().unwrap();
+    assert_eq!(inputs.bookings.len(), 1);
+    assert_eq!(inputs.team_contracts.len(), 1);
+    assert_eq!(inputs.team_contracts[0].membership.joined_at, now);
+    let groups = desired(&customer_entitlements(&inputs), t("2026-06-01T10:30:00Z"));
+    assert_eq!(groups.into_iter().collect::<Vec<_>>(), ["10", "20"]);
+    assert!(
+        store
+            .customer_inputs(&id("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Migrating again changes nothing.
+    assert!(store.migrate(now).await.unwrap().is_empty());
+    store.close().await;
+    db.drop_db().await;
+}
+
+testkit::on_both_backends!(
+    records_round_trip_and_page,
+    unknown_references_are_refused_and_leave_nothing,
+    records_in_use_cannot_be_deleted,
+    writes_mark_the_customers_they_reach_due,
+    the_store_keeps_status_times,
+    leases_keep_one_worker_per_subject_and_marks_win,
+    tokens_are_found_by_hash_only,
+    the_audit_log_filters_and_pages,
+    inputs_gather_everything_that_decides_access,
+);
