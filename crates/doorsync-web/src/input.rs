@@ -33,32 +33,23 @@ pub fn json<T: DeserializeOwned>(
             ));
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-            return ApiError::bad_request(
-                "malformed_json",
-                "body",
-                format!("malformed JSON: {inner}"),
-            );
-        }
-        let message = inner.to_string();
-        let field = named_field(&message)
-            .map(|f| {
-                if path == "." {
-                    f.to_owned()
-                } else {
-                    format!("{path}.{f}")
-                }
-            })
-            .unwrap_or(path);
-        ApiError::invalid(field, strip_position(&message))
-    })?;
-    // Trailing garbage after the value is a syntax error too.
-    de.end().map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}"))
+    })?;
+    // serde would read a struct from an array too; the API takes objects only.
+    if !value.is_object() {
+        return Err(ApiError::invalid("body", "expected a JSON object"));
+    }
+    let value = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde_path_to_error's path ends at an unknown field but stops short of a missing one.
+        let field = match named_field(&message) {
+            Some(f) if path == "." => f.to_owned(),
+            Some(f) if !path.ends_with(f) => format!("{path}.{f}"),
+            _ => path,
+        };
+        ApiError::invalid(field, strip_position(&message))
     })?;
     Ok(value)
 }

@@ -1,1 +1,760 @@
-mod placeholder {}
+//! The REST API over real HTTP, on each backend.
+
+use serde_json::{Value, json};
+use testkit::{App, Backend};
+
+/// Location L (Europe/London) with pass P, resource R, desks D1 and D2, door X; customers a, b.
+async fn seed(app: &App) {
+    let puts = [
+        (
+            "/api/v1/locations/L",
+            json!({"name": "Soho", "timezone": "Europe/London"}),
+        ),
+        (
+            "/api/v1/passes/P",
+            json!({"location_id": "L", "name": "Day pass"}),
+        ),
+        (
+            "/api/v1/resources/R",
+            json!({"location_id": "L", "name": "Room 1", "lead": "PT10M"}),
+        ),
+        (
+            "/api/v1/desks/D1",
+            json!({"location_id": "L", "name": "Office 1", "kind": "office"}),
+        ),
+        (
+            "/api/v1/desks/D2",
+            json!({"location_id": "L", "name": "Desk 2"}),
+        ),
+        (
+            "/api/v1/doors/X",
+            json!({"location_id": "L", "name": "Front door", "presence_role": "check_in"}),
+        ),
+        (
+            "/api/v1/customers/a",
+            json!({"name": "Ana", "email": "ana@example.com"}),
+        ),
+        (
+            "/api/v1/customers/b",
+            json!({"name": "Ben", "email": "ben@example.com", "phone": "+44 20 7946 0000"}),
+        ),
+    ];
+    for (path, body) in puts {
+        let (status, got) = app.put_json(path, body).await;
+        assert_eq!(status, 201, "{path}: {got}");
+    }
+}
+
+async fn every_collection_is_upserted_read_listed_and_deleted(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let cases = [
+        (
+            "connections",
+            json!({"api_url": "https://api.brivo.com/v1/api", "api_key": "k", "password": "p", "visitor_group_ids": ["9"]}),
+        ),
+        (
+            "locations",
+            json!({"name": "Annex", "timezone": "America/New_York", "lag": "PT5M"}),
+        ),
+        ("passes", json!({"location_id": "L", "name": "10-day pass"})),
+        ("resources", json!({"location_id": "L", "name": "Booth"})),
+        (
+            "desks",
+            json!({"location_id": "L", "name": "Desk 9", "kind": "desk"}),
+        ),
+        (
+            "customers",
+            json!({"name": "Cy", "email": "cy@example.com", "status": "suspended"}),
+        ),
+        (
+            "teams",
+            json!({"name": "Acme", "paying_member_id": "a", "member_ids": ["b"]}),
+        ),
+        (
+            "bookings",
+            json!({"customer_id": "a", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T12:00:00+01:00"}),
+        ),
+        (
+            "contracts",
+            json!({"customer_id": "a", "desk_ids": ["D1", "D2"], "start_date": "2026-06-01", "end_date": "2026-12-31"}),
+        ),
+        (
+            "pass-grants",
+            json!({"customer_id": "b", "pass_id": "P", "valid_from": "2026-06-01T00:00:00Z", "valid_until": "2026-07-01T00:00:00Z", "uses": 10}),
+        ),
+        (
+            "visitors",
+            json!({"name": "Vi", "email": "vi@example.com", "host_customer_id": "a", "location_id": "L", "arrival": "2026-06-01T14:00:00Z"}),
+        ),
+        ("doors", json!({"location_id": "L", "name": "Floor 2"})),
+    ];
+    for (collection, body) in cases {
+        let one = format!("/api/v1/{collection}/new-1");
+        let (status, created) = app.put_json(&one, body.clone()).await;
+        assert_eq!(status, 201, "{collection}: {created}");
+        assert_eq!(created["id"], "new-1", "{collection}");
+        let (status, again) = app.put_json(&one, body.clone()).await;
+        assert_eq!(status, 200, "{collection}: the same PUT replaces");
+        let (status, read) = app.get_json(&one).await;
+        assert_eq!((status, &read), (200, &again), "{collection}");
+        for (k, v) in body.as_object().unwrap() {
+            if ["api_key", "password"].contains(&k.as_str()) {
+                assert!(
+                    read.get(k).is_none(),
+                    "{collection}: secrets are never returned"
+                );
+            } else if k == "end" {
+                assert_eq!(read[k], "2026-06-01T11:00:00Z", "instants come back in UTC");
+            } else {
+                assert_eq!(&read[k], v, "{collection}.{k}");
+            }
+        }
+        let (status, page) = app
+            .get_json(&format!("/api/v1/{collection}?limit=500"))
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["id"] == "new-1"),
+            "{collection}"
+        );
+        let res = app.delete(&one).send().await.unwrap();
+        assert_eq!(res.status(), 204, "{collection}");
+        assert_eq!(app.get_json(&one).await.0, 404, "{collection}");
+        assert_eq!(
+            app.delete(&one).send().await.unwrap().status(),
+            404,
+            "{collection}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn lists_page_with_a_cursor(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    for i in 0..7 {
+        let body = json!({"name": format!("C{i}"), "email": format!("c{i}@example.com")});
+        assert_eq!(
+            app.put_json(&format!("/api/v1/customers/c{i}"), body)
+                .await
+                .0,
+            201
+        );
+    }
+    let mut seen = vec![];
+    let mut path = "/api/v1/customers?limit=3".to_owned();
+    loop {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/customers?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>());
+    for bad in ["limit=0", "limit=501", "limit=x", "colour=red"] {
+        let (status, body) = app.get_json(&format!("/api/v1/customers?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    app.stop().await;
+}
+
+async fn tokens_guard_everything_but_health(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            app.client.get(app.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    for path in [
+        "/api/v1/customers",
+        "/api/v1/openapi.json",
+        "/api/v1/customers/a/access",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let res = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("ds_wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    let res = app
+        .client
+        .put(app.url("/api/v1/customers/a"))
+        .json(&json!({"name": "A", "email": "a@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        app.get_json("/api/v1/customers/a").await.0,
+        404,
+        "an unauthorised write leaves nothing"
+    );
+    app.stop().await;
+}
+
+/// Each bad request: its status, code and field, and proof that nothing was written.
+async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let booking = |start: &str, end: &str| json!({"customer_id": "a", "resource_id": "R", "start": start, "end": end});
+    let cases: Vec<(&str, &str, Value, u16, &str, &str)> = vec![
+        (
+            "malformed JSON",
+            "/api/v1/customers/z",
+            Value::String("{\"name\": ".into()),
+            400,
+            "malformed_json",
+            "body",
+        ),
+        (
+            "unknown field",
+            "/api/v1/customers/z",
+            json!({"name": "Z", "email": "z@example.com", "colour": "red"}),
+            422,
+            "validation_failed",
+            "colour",
+        ),
+        (
+            "wrong type",
+            "/api/v1/customers/z",
+            json!({"name": 5, "email": "z@example.com"}),
+            422,
+            "validation_failed",
+            "name",
+        ),
+        (
+            "missing field",
+            "/api/v1/customers/z",
+            json!({"name": "Z"}),
+            422,
+            "validation_failed",
+            "email",
+        ),
+        (
+            "not an e-mail",
+            "/api/v1/customers/z",
+            json!({"name": "Z", "email": "z at example"}),
+            422,
+            "validation_failed",
+            "email",
+        ),
+        (
+            "bad status",
+            "/api/v1/customers/z",
+            json!({"name": "Z", "email": "z@example.com", "status": "gone"}),
+            422,
+            "validation_failed",
+            "status",
+        ),
+        (
+            "empty name",
+            "/api/v1/customers/z",
+            json!({"name": "  ", "email": "z@example.com"}),
+            422,
+            "validation_failed",
+            "name",
+        ),
+        (
+            "forbidden id",
+            "/api/v1/customers/a%20b",
+            json!({"name": "Z", "email": "z@example.com"}),
+            400,
+            "invalid_id",
+            "id",
+        ),
+        (
+            "id too long",
+            &"/api/v1/customers/"
+                .to_owned()
+                .leak_concat(&"x".repeat(129)),
+            json!({"name": "Z", "email": "z@example.com"}),
+            400,
+            "invalid_id",
+            "id",
+        ),
+        (
+            "ends before it starts",
+            "/api/v1/bookings/z",
+            booking("2026-06-01T11:00:00Z", "2026-06-01T10:00:00Z"),
+            422,
+            "validation_failed",
+            "end",
+        ),
+        (
+            "ends as it starts",
+            "/api/v1/bookings/z",
+            booking("2026-06-01T11:00:00Z", "2026-06-01T11:00:00Z"),
+            422,
+            "validation_failed",
+            "end",
+        ),
+        (
+            "no offset",
+            "/api/v1/bookings/z",
+            booking("2026-06-01T10:00:00", "2026-06-01T11:00:00Z"),
+            422,
+            "validation_failed",
+            "start",
+        ),
+        (
+            "unknown zone",
+            "/api/v1/locations/z",
+            json!({"name": "Z", "timezone": "Europe/Atlantis"}),
+            422,
+            "validation_failed",
+            "timezone",
+        ),
+        (
+            "bad duration",
+            "/api/v1/locations/z",
+            json!({"name": "Z", "timezone": "UTC", "lead": "15 minutes please"}),
+            422,
+            "validation_failed",
+            "lead",
+        ),
+        (
+            "negative lead",
+            "/api/v1/resources/z",
+            json!({"location_id": "L", "name": "Z", "lead": "-PT5M"}),
+            422,
+            "validation_failed",
+            "lead",
+        ),
+        (
+            "a date that does not exist",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": "2026-02-30"}),
+            422,
+            "validation_failed",
+            "start_date",
+        ),
+        (
+            "contract ends before it starts",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": "2026-06-02", "end_date": "2026-06-01"}),
+            422,
+            "validation_failed",
+            "end_date",
+        ),
+        (
+            "no desks",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": [], "start_date": "2026-06-02"}),
+            422,
+            "validation_failed",
+            "desk_ids",
+        ),
+        (
+            "desk listed twice",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1", "D1"], "start_date": "2026-06-02"}),
+            422,
+            "validation_failed",
+            "desk_ids[1]",
+        ),
+        (
+            "bad id inside the body",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1", "no way"], "start_date": "2026-06-02"}),
+            422,
+            "validation_failed",
+            "desk_ids[1]",
+        ),
+        (
+            "desk of another location",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1", "D-NY"], "start_date": "2026-06-02"}),
+            422,
+            "validation_failed",
+            "desk_ids",
+        ),
+        (
+            "unknown customer",
+            "/api/v1/bookings/z",
+            json!({"customer_id": "ghost", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"}),
+            422,
+            "unknown_reference",
+            "customer_id",
+        ),
+        (
+            "unknown resource",
+            "/api/v1/bookings/z",
+            json!({"customer_id": "a", "resource_id": "ghost", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"}),
+            422,
+            "unknown_reference",
+            "resource_id",
+        ),
+        (
+            "unknown team member",
+            "/api/v1/teams/z",
+            json!({"name": "T", "paying_member_id": "a", "member_ids": ["b", "ghost"]}),
+            422,
+            "unknown_reference",
+            "member_ids",
+        ),
+        (
+            "unknown connection",
+            "/api/v1/locations/z",
+            json!({"name": "Z", "timezone": "UTC", "connection_id": "ghost"}),
+            422,
+            "unknown_reference",
+            "connection_id",
+        ),
+        (
+            "grant ends before it starts",
+            "/api/v1/pass-grants/z",
+            json!({"customer_id": "a", "pass_id": "P", "valid_from": "2026-06-02T00:00:00Z", "valid_until": "2026-06-01T00:00:00Z"}),
+            422,
+            "validation_failed",
+            "valid_until",
+        ),
+        (
+            "zero uses",
+            "/api/v1/pass-grants/z",
+            json!({"customer_id": "a", "pass_id": "P", "valid_from": "2026-06-01T00:00:00Z", "valid_until": "2026-06-02T00:00:00Z", "uses": 0}),
+            422,
+            "validation_failed",
+            "uses",
+        ),
+        (
+            "negative uses",
+            "/api/v1/pass-grants/z",
+            json!({"customer_id": "a", "pass_id": "P", "valid_from": "2026-06-01T00:00:00Z", "valid_until": "2026-06-02T00:00:00Z", "uses": -1}),
+            422,
+            "validation_failed",
+            "uses",
+        ),
+        (
+            "visit ends before it starts",
+            "/api/v1/visitors/z",
+            json!({"name": "V", "email": "v@example.com", "host_customer_id": "a", "location_id": "L", "arrival": "2026-06-01T10:00:00Z", "departure": "2026-06-01T09:00:00Z"}),
+            422,
+            "validation_failed",
+            "departure",
+        ),
+        (
+            "not a URL",
+            "/api/v1/connections/z",
+            json!({"api_url": "ftp://x"}),
+            422,
+            "validation_failed",
+            "api_url",
+        ),
+        (
+            "bad policy",
+            "/api/v1/connections/z",
+            json!({"no_access_policy": "shrug"}),
+            422,
+            "validation_failed",
+            "no_access_policy",
+        ),
+        (
+            "bad presence role",
+            "/api/v1/doors/z",
+            json!({"location_id": "L", "name": "Z", "presence_role": "sideways"}),
+            422,
+            "validation_failed",
+            "presence_role",
+        ),
+        (
+            "JSON that is not an object",
+            "/api/v1/customers/z",
+            json!([1, 2]),
+            422,
+            "validation_failed",
+            "body",
+        ),
+    ];
+    // A desk in another location, for the cross-location case.
+    assert_eq!(
+        app.put_json(
+            "/api/v1/locations/NY",
+            json!({"name": "NY", "timezone": "America/New_York"})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        app.put_json(
+            "/api/v1/desks/D-NY",
+            json!({"location_id": "NY", "name": "NY desk"})
+        )
+        .await
+        .0,
+        201
+    );
+    for (what, path, body, status, code, field) in cases {
+        let req = app.client.put(app.url(path)).bearer_auth(&app.token);
+        let req = match &body {
+            Value::String(raw) => req
+                .header("content-type", "application/json")
+                .body(raw.clone()),
+            other => req.json(other),
+        };
+        let res = req.send().await.unwrap();
+        let got_status = res.status().as_u16();
+        let got: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(got_status, status, "{what}: {got}");
+        assert_eq!(got["error"]["code"], code, "{what}: {got}");
+        assert_eq!(got["error"]["field"], field, "{what}: {got}");
+        assert!(
+            got["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        let collection = path.split('/').nth(3).unwrap();
+        let (_, after) = app.get_json(&format!("/api/v1/{collection}/z")).await;
+        assert_eq!(
+            after["error"]["code"], "not_found",
+            "{what}: a rejected write leaves nothing"
+        );
+    }
+    // Too big: 1 MiB and a byte.
+    let big = format!(
+        "{{\"name\": \"{}\", \"email\": \"z@example.com\"}}",
+        "x".repeat(1024 * 1024)
+    );
+    let res = app
+        .client
+        .put(app.url("/api/v1/customers/z"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+    let res = app
+        .client
+        .put(app.url("/api/v1/customers/z"))
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body("name=z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    assert_eq!(app.get_json("/api/v1/customers/z").await.0, 404);
+    // A customer still referenced cannot be deleted, and stays.
+    let booking = json!({"customer_id": "a", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"});
+    assert_eq!(app.put_json("/api/v1/bookings/B", booking).await.0, 201);
+    let res = app.delete("/api/v1/customers/a").send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "in_use"
+    );
+    assert_eq!(app.get_json("/api/v1/customers/a").await.0, 200);
+    // Unknown routes and methods answer in the same error shape.
+    let (status, body) = app.get_json("/api/v1/nothing-here").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/customers/a"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    app.stop().await;
+}
+
+trait LeakConcat {
+    fn leak_concat(self, tail: &str) -> &'static str;
+}
+
+impl LeakConcat for String {
+    fn leak_concat(mut self, tail: &str) -> &'static str {
+        self.push_str(tail);
+        self.leak()
+    }
+}
+
+async fn links_control_items_and_access_explains_why(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    // The app's clock reads 2026-06-01T09:00Z; the booking starts at 10:00 with a 10-minute lead.
+    let booking = json!({"customer_id": "a", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"});
+    assert_eq!(app.put_json("/api/v1/bookings/B", booking).await.0, 201);
+    let (_, access) = app.get_json("/api/v1/customers/a/access").await;
+    assert_eq!(
+        access["groups"],
+        json!([]),
+        "an unlinked room opens nothing: {access}"
+    );
+    let (status, link) = app
+        .put_json("/api/v1/links/resource/R", json!({"group_id": "501"}))
+        .await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(
+        link,
+        json!({"kind": "resource", "item_id": "R", "group_id": "501"})
+    );
+    assert_eq!(
+        app.put_json("/api/v1/links/resource/R", json!({"group_id": "502"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        app.get_json("/api/v1/links/resource/R").await.1["group_id"],
+        "502"
+    );
+    let (_, access) = app.get_json("/api/v1/customers/a/access").await;
+    let groups = access["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{access}");
+    assert_eq!(groups[0]["group_id"], "502");
+    assert_eq!(groups[0]["state"], "due");
+    assert_eq!(groups[0]["from"], "2026-06-01T09:50:00Z");
+    assert_eq!(groups[0]["until"], "2026-06-01T11:15:00Z");
+    assert_eq!(groups[0]["reasons"][0]["cause"]["booking_id"], "B");
+    app.clock.set("2026-06-01T10:30:00Z".parse().unwrap());
+    let (_, access) = app.get_json("/api/v1/customers/a/access").await;
+    assert_eq!(access["groups"][0]["state"], "held", "{access}");
+    // A contract reaches the team of its paying member.
+    assert_eq!(
+        app.put_json("/api/v1/links/desk/D1", json!({"group_id": "601"}))
+            .await
+            .0,
+        201
+    );
+    let contract = json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": "2026-06-01"});
+    assert_eq!(app.put_json("/api/v1/contracts/K", contract).await.0, 201);
+    assert_eq!(
+        app.put_json(
+            "/api/v1/teams/T",
+            json!({"name": "Acme", "paying_member_id": "a", "member_ids": ["b"]})
+        )
+        .await
+        .0,
+        201
+    );
+    let (_, access) = app.get_json("/api/v1/customers/b/access").await;
+    assert_eq!(access["groups"][0]["group_id"], "601", "{access}");
+    assert_eq!(
+        access["groups"][0]["reasons"][0]["cause"]["kind"],
+        "team_contract"
+    );
+    // Bad link requests.
+    assert_eq!(
+        app.put_json("/api/v1/links/planet/R", json!({"group_id": "1"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        app.put_json("/api/v1/links/resource/ghost", json!({"group_id": "1"}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.put_json("/api/v1/links/resource/R", json!({"group_id": ""}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(app.get_json("/api/v1/customers/ghost/access").await.0, 404);
+    let (_, links) = app.get_json("/api/v1/links").await;
+    assert_eq!(links["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.delete("/api/v1/links/resource/R")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(app.get_json("/api/v1/links/resource/R").await.0, 404);
+    app.stop().await;
+}
+
+async fn openapi_describes_every_route(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let (status, doc) = app.get_json("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let routes = doorsync_web::api::routes().seen;
+    for (method, path) in &routes {
+        assert!(
+            paths.get(path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not in the OpenAPI description"
+        );
+    }
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                routes.iter().any(|(m, p)| m == method && p == path),
+                "{method} {path} is described but not routed"
+            );
+        }
+    }
+    // Every schema a path names exists.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in text
+        .split("#/components/schemas/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+    {
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+    app.stop().await;
+}
+
+testkit::on_both_backends!(
+    every_collection_is_upserted_read_listed_and_deleted,
+    lists_page_with_a_cursor,
+    tokens_guard_everything_but_health,
+    bad_input_is_refused_with_the_field_and_leaves_nothing,
+    links_control_items_and_access_explains_why,
+    openapi_describes_every_route,
+);
