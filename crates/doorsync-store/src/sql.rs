@@ -521,14 +521,14 @@ impl Store for SqlStore {
             .await?;
         for row in held {
             let (kind, key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            match Kind::parse(&kind).map(|k| (k, k)) {
-                Some((k, _)) => match load(&mut conn, k, &key).await? {
-                    Some(Record::Booking(b)) => inputs.bookings.push(b),
-                    Some(Record::PassGrant(g)) => inputs.pass_grants.push(g),
-                    Some(Record::Contract(c)) => inputs.contracts.push(c),
-                    _ => {}
-                },
-                None => {}
+            let Some(kind) = Kind::parse(&kind) else {
+                continue;
+            };
+            match load(&mut conn, kind, &key).await? {
+                Some(Record::Booking(b)) => inputs.bookings.push(b),
+                Some(Record::PassGrant(g)) => inputs.pass_grants.push(g),
+                Some(Record::Contract(c)) => inputs.contracts.push(c),
+                _ => {}
             }
         }
         let stays = sqlx::query(

@@ -227,6 +227,7 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
     };
     seed(&app).await;
     let booking = |start: &str, end: &str| json!({"customer_id": "a", "resource_id": "R", "start": start, "end": end});
+    let long_id = format!("/api/v1/customers/{}", "x".repeat(129));
     let cases: Vec<(&str, &str, Value, u16, &str, &str)> = vec![
         (
             "malformed JSON",
@@ -294,9 +295,7 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
         ),
         (
             "id too long",
-            &"/api/v1/customers/"
-                .to_owned()
-                .leak_concat(&"x".repeat(129)),
+            &long_id,
             json!({"name": "Z", "email": "z@example.com"}),
             400,
             "invalid_id",
@@ -596,17 +595,6 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
         .unwrap();
     assert_eq!(res.status(), 405);
     app.stop().await;
-}
-
-trait LeakConcat {
-    fn leak_concat(self, tail: &str) -> &'static str;
-}
-
-impl LeakConcat for String {
-    fn leak_concat(mut self, tail: &str) -> &'static str {
-        self.push_str(tail);
-        self.leak()
-    }
 }
 
 async fn links_control_items_and_access_explains_why(backend: Backend) {

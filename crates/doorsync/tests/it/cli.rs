@@ -1,1 +1,274 @@
+//! The real `doorsync` binary: help, tokens, configuration errors, and the README's curl session
+//! against `doorsync serve`, ended by SIGTERM.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use testkit::{Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_doorsync");
+
+fn doorsync(dir: &Path, url: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env("DOORSYNC_DATABASE_URL", url)
+        .env_remove("DOORSYNC_LISTEN");
+    c
+}
+
+#[test]
+fn help_explains_each_command() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in ["serve", "migrate", "token", "DOORSYNC_DATABASE_URL"] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+    let out = Command::new(BIN)
+        .args(["token", "create", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("last line"));
+}
+
+#[test]
+fn bad_configuration_fails_with_a_clear_message() {
+    let dir = tempdir("badconf");
+    let out = doorsync(&dir, "mysql://nope")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sqlite://") && err.contains("postgres://"),
+        "{err}"
+    );
+    std::fs::write(dir.join("doorsync.toml"), "listen = 8080\n").unwrap();
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("doorsync.toml"));
+    let out = doorsync(&dir, "sqlite://x.db")
+        .args(["token", "create", "--name", " "])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The lines of the README's curl session and the error example after it.
+fn readme_session() -> (String, Vec<(String, String)>) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("<!-- readme-session")
+        .expect("README has the marked curl session");
+    let block = readme[start..]
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let script = block
+        .lines()
+        .filter(|l| !l.starts_with("TOKEN="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Each `curl` line of the next block, with the `# {...}` answer the README promises under it.
+    let next = readme[start..]
+        .split("```sh\n")
+        .nth(2)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let lines: Vec<&str> = next.lines().collect();
+    let examples = lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("curl") && w[1].starts_with("# {"))
+        .map(|w| (w[0].to_owned(), w[1].trim_start_matches("# ").to_owned()))
+        .collect();
+    (script, examples)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start_serve(dir: &Path, url: &str) -> Server {
+    let mut child = doorsync(dir, url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("doorsync serve did not print its address");
+        };
+        if let Some(addr) = line.strip_prefix("doorsync listening on ") {
+            return Server {
+                child,
+                base: addr.trim().to_owned(),
+            };
+        }
+    }
+}
+
+async fn the_readme_session_works_against_serve(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let dir = tempdir(&format!("serve-{backend:?}"));
+    let out = doorsync(&dir, &db.url)
+        .args(["token", "create", "--name", "readme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().to_owned();
+    assert!(
+        token.starts_with("ds_") && !token.contains(' '),
+        "the token is alone on the last line: {stdout}"
+    );
+
+    let mut server = start_serve(&dir, &db.url);
+    let (script, examples) = readme_session();
+    let script = script.replace("http://127.0.0.1:8080", &server.base);
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("TOKEN", &token)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "README session failed:\n{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("\"group_id\":\"4101\""), "{printed}");
+    assert!(
+        printed.contains("\"from\":\"2030-01-07T09:45:00Z\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\"until\":\"2030-01-07T11:15:00Z\""),
+        "{printed}"
+    );
+    assert!(printed.contains("\"booking_id\":\"b-1\""), "{printed}");
+    assert!(!examples.is_empty());
+    for (curl, promised) in examples {
+        let setup = script
+            .lines()
+            .filter(|l| !l.starts_with("curl"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &format!("{setup}\n{curl}")])
+            .env("TOKEN", &token)
+            .output()
+            .unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want: serde_json::Value = serde_json::from_str(&promised).unwrap();
+        assert_eq!(got, want, "{curl}");
+    }
+
+    // SIGTERM ends it cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || server.child.wait()),
+    )
+    .await
+    .expect("doorsync stopped within 30 s of SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(waited.success(), "exit status {waited}");
+    if backend == Backend::Sqlite {
+        assert!(
+            !dir.join("doorsync.db").exists(),
+            "the configured URL was used, not the default"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn serve_starts_in_an_empty_directory_with_the_default_database() {
+    let dir = tempdir("default-db");
+    let mut child = Command::new(BIN)
+        .current_dir(&dir)
+        .env_remove("DOORSYNC_DATABASE_URL")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let base = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("doorsync serve did not print its address");
+        };
+        if let Some(a) = line.strip_prefix("doorsync listening on ") {
+            break a.trim().to_owned();
+        }
+    };
+    let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(dir.join("doorsync.db").exists());
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+testkit::on_both_backends!(the_readme_session_works_against_serve);
