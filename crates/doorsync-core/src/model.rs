@@ -53,7 +53,20 @@ pub struct Connection {
     pub exempt_user_ids: Vec<ProviderId>,
     pub redeem_passes_automatically: bool,
     pub list_doors_in_app: bool,
+    /// Link a customer to an existing provider user with the same e-mail when none carries
+    /// their id as `externalId`.
+    #[serde(default)]
+    pub link_users_by_email: bool,
+    /// Provider calls allowed a month; the drift audit is paced to stay within it.
+    #[serde(default = "default_call_budget")]
+    pub monthly_call_budget: u64,
     pub enabled: bool,
+}
+
+pub const DEFAULT_MONTHLY_CALL_BUDGET: u64 = 100_000;
+
+fn default_call_budget() -> u64 {
+    DEFAULT_MONTHLY_CALL_BUDGET
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

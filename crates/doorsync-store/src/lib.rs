@@ -4,6 +4,7 @@
 //! transaction, so the engine can never miss a change.
 
 mod migrate;
+mod mirror;
 mod record;
 mod sql;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use doorsync_core::{CustomerInputs, Id, Subject, VisitorInputs};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,6 +92,13 @@ pub struct DueSummary {
     pub in_flight: i64,
 }
 
+/// A subject leased to a worker, with the instant it was due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub subject: Subject,
+    pub due_at: Option<Timestamp>,
+}
+
 /// How a reconcile ended, for [`Store::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -122,6 +131,41 @@ pub struct AuditFilter {
     pub until: Option<Timestamp>,
 }
 
+/// The provider user that serves a subject on one connection, as doorsync last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorUser {
+    pub user_id: String,
+    pub suspended: bool,
+    /// The name and e-mail last pushed, to see when they change.
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// When a Mobile Pass invitation was sent.
+    pub invited_at: Option<Timestamp>,
+    pub groups: BTreeSet<String>,
+}
+
+/// A group, site or door read from the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryEntry {
+    pub provider_id: String,
+    pub name: String,
+    /// A door's site.
+    pub parent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionState {
+    /// The provider is down: no calls before this.
+    pub paused_until: Option<Timestamp>,
+    pub pause_reason: Option<String>,
+    pub last_audit_at: Option<Timestamp>,
+    pub next_audit_at: Option<Timestamp>,
+    pub last_directory_at: Option<Timestamp>,
+    /// `YYYY-MM` of `calls_this_month`.
+    pub month: Option<String>,
+    pub calls_this_month: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -137,6 +181,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a record (and the link of an inventory item); `false` when there was none.
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool>;
 
+    /// Every subject whose inputs the record reaches (all of them for a location or connection).
+    async fn subjects_reached(&self, record: &Record) -> Result<Vec<Subject>>;
     async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>>;
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
 
@@ -153,12 +199,49 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease: SignedDuration,
         limit: u32,
-    ) -> Result<Vec<Subject>>;
+    ) -> Result<Vec<Claim>>;
     /// Releases a lease. A mark made while the lease was held wins over a later `next_due_at`.
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()>;
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>>;
     async fn next_due_at(&self) -> Result<Option<Timestamp>>;
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary>;
+
+    async fn mirror_user(&self, connection: &str, subject: &Subject) -> Result<Option<MirrorUser>>;
+    /// Connections on which the subject has a provider user.
+    async fn mirror_connections_of(&self, subject: &Subject) -> Result<Vec<String>>;
+    /// Replaces what the mirror holds about the subject's user (`None`: it has none).
+    async fn mirror_save(
+        &self,
+        connection: &str,
+        subject: &Subject,
+        user: Option<&MirrorUser>,
+    ) -> Result<()>;
+    /// The mirror's members of a group: provider user id → subject key.
+    async fn mirror_group_members(
+        &self,
+        connection: &str,
+        group: &str,
+    ) -> Result<BTreeMap<String, String>>;
+    async fn mirror_subject_of_user(
+        &self,
+        connection: &str,
+        user_id: &str,
+    ) -> Result<Option<Subject>>;
+    /// Groups linked to an item of one of the connection's locations, and its visitor groups.
+    async fn managed_groups(&self, connection: &str) -> Result<BTreeSet<String>>;
+    async fn replace_directory(
+        &self,
+        connection: &str,
+        kind: &str,
+        entries: &[DirectoryEntry],
+    ) -> Result<()>;
+    async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
+    async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;
+    async fn save_connection_state(&self, connection: &str, state: &ConnectionState) -> Result<()>;
+    /// Adds to the month's provider call count and returns the new total.
+    async fn count_calls(&self, connection: &str, month: &str, calls: i64) -> Result<i64>;
+    /// Subjects whose last reconcile failed, by error kind.
+    async fn error_counts(&self) -> Result<BTreeMap<String, i64>>;
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<i64>;
     /// Newest first, before `before_seq`.

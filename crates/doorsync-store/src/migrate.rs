@@ -11,17 +11,31 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "provider_mirror",
+        sql: include_str!("../migrations/sqlite/0002_provider_mirror.sql"),
+    },
+];
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "provider_mirror",
+        sql: include_str!("../migrations/postgres/0002_provider_mirror.sql"),
+    },
+];
 
 /// An arbitrary constant: the advisory lock that keeps two instances from migrating at once.
 const PG_MIGRATION_LOCK: i64 = 0x646f_6f72_7379_6e63;

@@ -22,11 +22,11 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-fn ms(t: Timestamp) -> i64 {
+pub(crate) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-fn ts(ms: i64) -> Timestamp {
+pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
 }
 
@@ -80,7 +80,11 @@ impl SqlStore {
     }
 }
 
-async fn load(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<Option<Record>> {
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    key: &str,
+) -> Result<Option<Record>> {
     let row = sqlx::query("SELECT body FROM records WHERE kind = $1 AND id = $2")
         .bind(kind.as_str())
         .bind(key)
@@ -501,6 +505,29 @@ impl Store for SqlStore {
         Ok(true)
     }
 
+    async fn subjects_reached(&self, record: &Record) -> Result<Vec<Subject>> {
+        let mut conn = self.pool.acquire().await?;
+        match reach(&mut conn, record).await? {
+            Reach::Subjects(s) => Ok(s.into_iter().collect()),
+            Reach::Everyone => {
+                let mut out = vec![];
+                for (kind, make) in [
+                    ("customer", Subject::Customer as fn(Id) -> Subject),
+                    ("visitor", Subject::Visitor as fn(Id) -> Subject),
+                ] {
+                    let ids = strings(
+                        &mut conn,
+                        "SELECT id FROM records WHERE kind = $1 ORDER BY id",
+                        &[kind],
+                    )
+                    .await?;
+                    out.extend(ids.iter().filter_map(|i| Id::parse(i).ok()).map(make));
+                }
+                Ok(out)
+            }
+        }
+    }
+
     async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>> {
         let mut conn = self.pool.acquire().await?;
         let Some(Record::Customer(customer)) = load(&mut conn, Kind::Customer, id.as_str()).await?
@@ -704,19 +731,19 @@ impl Store for SqlStore {
         now: Timestamp,
         lease: SignedDuration,
         limit: u32,
-    ) -> Result<Vec<Subject>> {
+    ) -> Result<Vec<Claim>> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         };
         let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
         let sql = format!(
-            "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
+            "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
              WHERE subject IN (
                 SELECT subject FROM schedule
                 WHERE (lease_owner IS NULL AND next_due_at <= $3) OR (lease_owner IS NOT NULL AND lease_until <= $3)
                 ORDER BY next_due_at LIMIT $4 {lock})
-             RETURNING subject"
+             RETURNING subject, claimed_due_at"
         );
         let keys = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
@@ -727,8 +754,11 @@ impl Store for SqlStore {
             .await?;
         Ok(keys
             .iter()
-            .filter_map(|r| r.try_get::<String, _>(0).ok())
-            .filter_map(|k| Subject::parse_key(&k))
+            .filter_map(|r| {
+                let subject = Subject::parse_key(&r.try_get::<String, _>(0).ok()?)?;
+                let due_at = r.try_get::<Option<i64>, _>(1).ok()?.map(ts);
+                Some(Claim { subject, due_at })
+            })
             .collect())
     }
 
@@ -795,6 +825,76 @@ impl Store for SqlStore {
             oldest_due_at: row.try_get::<Option<i64>, _>(1)?.map(ts),
             in_flight: row.try_get(2)?,
         })
+    }
+
+    async fn mirror_user(&self, connection: &str, subject: &Subject) -> Result<Option<MirrorUser>> {
+        crate::mirror::user(&self.pool, connection, &subject.key()).await
+    }
+
+    async fn mirror_connections_of(&self, subject: &Subject) -> Result<Vec<String>> {
+        crate::mirror::connections_of(&self.pool, &subject.key()).await
+    }
+
+    async fn mirror_save(
+        &self,
+        connection: &str,
+        subject: &Subject,
+        user: Option<&MirrorUser>,
+    ) -> Result<()> {
+        crate::mirror::save(&self.pool, connection, &subject.key(), user).await
+    }
+
+    async fn mirror_group_members(
+        &self,
+        connection: &str,
+        group: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        crate::mirror::group_members(&self.pool, connection, group).await
+    }
+
+    async fn mirror_subject_of_user(
+        &self,
+        connection: &str,
+        user_id: &str,
+    ) -> Result<Option<Subject>> {
+        Ok(
+            crate::mirror::subject_of_user(&self.pool, connection, user_id)
+                .await?
+                .and_then(|k| Subject::parse_key(&k)),
+        )
+    }
+
+    async fn managed_groups(&self, connection: &str) -> Result<BTreeSet<String>> {
+        crate::mirror::managed_groups(&self.pool, connection).await
+    }
+
+    async fn replace_directory(
+        &self,
+        connection: &str,
+        kind: &str,
+        entries: &[DirectoryEntry],
+    ) -> Result<()> {
+        crate::mirror::replace_directory(&self.pool, connection, kind, entries).await
+    }
+
+    async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>> {
+        crate::mirror::directory(&self.pool, connection, kind).await
+    }
+
+    async fn connection_state(&self, connection: &str) -> Result<ConnectionState> {
+        crate::mirror::state(&self.pool, connection).await
+    }
+
+    async fn save_connection_state(&self, connection: &str, state: &ConnectionState) -> Result<()> {
+        crate::mirror::save_state(&self.pool, connection, state).await
+    }
+
+    async fn count_calls(&self, connection: &str, month: &str, calls: i64) -> Result<i64> {
+        crate::mirror::count_calls(&self.pool, connection, month, calls).await
+    }
+
+    async fn error_counts(&self) -> Result<BTreeMap<String, i64>> {
+        crate::mirror::error_counts(&self.pool).await
     }
 
     async fn append_audit(&self, e: AuditEntry) -> Result<i64> {

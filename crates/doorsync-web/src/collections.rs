@@ -117,6 +117,13 @@ pub struct ConnectionBody {
     pub redeem_passes_automatically: bool,
     #[serde(default = "yes")]
     pub list_doors_in_app: bool,
+    /// Link a customer to an existing provider user with the same e-mail when no user carries
+    /// the customer's id as externalId.
+    #[serde(default)]
+    pub link_users_by_email: bool,
+    /// Provider calls allowed a month (default 100000); the drift audit is paced to stay within it.
+    #[schema(minimum = 100)]
+    pub monthly_call_budget: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -149,6 +156,17 @@ impl Collection for Connections {
             exempt_user_ids: provider_ids("exempt_user_ids", b.exempt_user_ids)?,
             redeem_passes_automatically: b.redeem_passes_automatically,
             list_doors_in_app: b.list_doors_in_app,
+            link_users_by_email: b.link_users_by_email,
+            monthly_call_budget: match b.monthly_call_budget {
+                Some(n) if n < 100 => {
+                    return Err(ApiError::invalid(
+                        "monthly_call_budget",
+                        "must be at least 100",
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_MONTHLY_CALL_BUDGET,
+            },
             enabled: b.enabled,
         }))
     }
@@ -187,6 +205,8 @@ impl Collection for Connections {
             "exempt_user_ids": c.exempt_user_ids,
             "redeem_passes_automatically": c.redeem_passes_automatically,
             "list_doors_in_app": c.list_doors_in_app,
+            "link_users_by_email": c.link_users_by_email,
+            "monthly_call_budget": c.monthly_call_budget,
             "enabled": c.enabled,
             "credentials_set": set,
         })

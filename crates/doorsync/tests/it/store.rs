@@ -100,6 +100,10 @@ fn cust(c: &str) -> Subject {
     Subject::Customer(id(c))
 }
 
+fn subjects(claims: Vec<Claim>) -> Vec<Subject> {
+    claims.into_iter().map(|c| c.subject).collect()
+}
+
 async fn due_at(store: &SqlStore, s: &Subject) -> Option<Timestamp> {
     store
         .schedule_row(s)
@@ -275,7 +279,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     assert_eq!(claimed.len(), 3);
     for s in &claimed {
         store
-            .finish(s, owner, Outcome::Done { next_due_at: None })
+            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
             .await
             .unwrap();
     }
@@ -296,7 +300,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
         .unwrap()
     {
         store
-            .finish(&s, owner, Outcome::Done { next_due_at: None })
+            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
             .await
             .unwrap();
     }
@@ -320,7 +324,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
         .unwrap()
     {
         store
-            .finish(&s, owner, Outcome::Done { next_due_at: None })
+            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
             .await
             .unwrap();
     }
@@ -411,7 +415,11 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
     let lease = SignedDuration::from_secs(30);
     assert_eq!(
         store.claim_due("w1", t0, lease, 10).await.unwrap(),
-        vec![s.clone()]
+        vec![Claim {
+            subject: s.clone(),
+            due_at: Some(t0)
+        }],
+        "the claim carries the due time"
     );
     assert!(
         store
@@ -439,12 +447,12 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
     assert_eq!(due_at(&store, &s).await, Some(t1));
     // A dead worker's lease expires and another takes the subject; the dead one's finish is ignored.
     assert_eq!(
-        store.claim_due("w1", t1, lease, 10).await.unwrap(),
+        subjects(store.claim_due("w1", t1, lease, 10).await.unwrap()),
         vec![s.clone()]
     );
     let later = t("2026-06-01T09:01:00Z");
     assert_eq!(
-        store.claim_due("w2", later, lease, 10).await.unwrap(),
+        subjects(store.claim_due("w2", later, lease, 10).await.unwrap()),
         vec![s.clone()]
     );
     store

@@ -1,0 +1,226 @@
+//! The drift audit: read every managed group's members from the provider and repair what the
+//! mirror did not expect. Members who belong to no subject and are not exempt are removed at once;
+//! for known subjects the mirror is corrected to what the provider holds and the subject is made
+//! due, so the reconciler (which knows the entitlements) decides.
+
+use crate::provider::{ProviderError, RemoteEntry};
+use crate::reconcile::{ReconcileError, Reconciler};
+use doorsync_core::{Connection, Id, Subject};
+use doorsync_store::{DirectoryEntry, Kind, Record};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    pub connection_id: String,
+    pub groups: usize,
+    pub members_seen: usize,
+    /// Provider users in a managed group who serve no subject: removed.
+    pub strangers_removed: usize,
+    /// Subjects found in a group the mirror did not have them in.
+    pub unexpected_members: usize,
+    /// Subjects missing from a group the mirror had them in.
+    pub missing_members: usize,
+    /// Provider calls the audit made.
+    pub calls: u64,
+}
+
+/// The subject a provider user's `externalId` names, if it names one that exists.
+async fn subject_of_external_id(
+    r: &Reconciler,
+    external_id: &str,
+) -> Result<Option<Subject>, ReconcileError> {
+    let (kind, id) = match external_id.strip_prefix("visitor:") {
+        Some(v) => (Kind::Visitor, v),
+        None => (Kind::Customer, external_id),
+    };
+    let Ok(id) = Id::parse(id) else {
+        return Ok(None);
+    };
+    if r.store.get(kind, id.as_str()).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(if kind == Kind::Visitor {
+        Subject::Visitor(id)
+    } else {
+        Subject::Customer(id)
+    }))
+}
+
+pub async fn audit_connection(
+    r: &Reconciler,
+    connection: &Connection,
+) -> Result<AuditReport, ReconcileError> {
+    let c = connection.id.as_str();
+    let provider = r.providers.provider(connection)?;
+    let before = provider.calls();
+    let exempt: BTreeSet<&String> = connection.exempt_user_ids.iter().collect();
+    let managed = r.store.managed_groups(c).await?;
+    let mut report = AuditReport {
+        connection_id: c.to_owned(),
+        groups: managed.len(),
+        ..Default::default()
+    };
+    let now = r.clock.now();
+    let mut due = BTreeSet::new();
+    for g in &managed {
+        let remote = provider.group_members(g).await?;
+        report.members_seen += remote.len();
+        let mirror = r.store.mirror_group_members(c, g).await?;
+        let remote_ids: BTreeSet<&String> = remote.iter().map(|u| &u.id).collect();
+        for u in &remote {
+            if mirror.contains_key(&u.id) || exempt.contains(&u.id) {
+                continue;
+            }
+            let known = match r.store.mirror_subject_of_user(c, &u.id).await? {
+                Some(s) => Some(s),
+                None => match &u.external_id {
+                    Some(e) => subject_of_external_id(r, e).await?,
+                    None => None,
+                },
+            };
+            match known {
+                Some(subject) => {
+                    if let Some(mut m) = r.store.mirror_user(c, &subject).await?
+                        && m.user_id == u.id
+                    {
+                        m.groups.insert(g.clone());
+                        r.store.mirror_save(c, &subject, Some(&m)).await?;
+                    }
+                    report.unexpected_members += 1;
+                    r.audit(
+                        &subject.key(),
+                        Some(g),
+                        "drift_found",
+                        Some("drift".into()),
+                        "ok",
+                        0,
+                        Some(format!("user {} is in the group", u.id)),
+                    )
+                    .await;
+                    due.insert(subject);
+                }
+                None => {
+                    let t = std::time::Instant::now();
+                    let res = provider.remove_from_group(g, &u.id).await;
+                    let outcome = match &res {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    let stranger = format!("provider_user:{}", u.id);
+                    let detail = Some(format!(
+                        "provider user {} (externalId {:?}) serves no customer",
+                        u.id, u.external_id
+                    ));
+                    let ms = t.elapsed().as_millis() as i64;
+                    r.audit(
+                        &stranger,
+                        Some(g),
+                        "remove_from_group",
+                        Some("drift: not entitled".into()),
+                        &outcome,
+                        ms,
+                        detail,
+                    )
+                    .await;
+                    res?;
+                    r.metrics.count_change("remove_from_group");
+                    report.strangers_removed += 1;
+                }
+            }
+        }
+        for (user_id, key) in &mirror {
+            if remote_ids.contains(user_id) {
+                continue;
+            }
+            let Some(subject) = Subject::parse_key(key) else {
+                continue;
+            };
+            if let Some(mut m) = r.store.mirror_user(c, &subject).await? {
+                m.groups.remove(g);
+                r.store.mirror_save(c, &subject, Some(&m)).await?;
+            }
+            report.missing_members += 1;
+            r.audit(
+                &subject.key(),
+                Some(g),
+                "drift_found",
+                Some("drift".into()),
+                "ok",
+                0,
+                Some(format!("user {user_id} is missing from the group")),
+            )
+            .await;
+            due.insert(subject);
+        }
+    }
+    for s in &due {
+        r.store.mark_due(s, now).await?;
+    }
+    r.metrics
+        .count_drift("stranger_removed", report.strangers_removed as u64);
+    r.metrics
+        .count_drift("unexpected_member", report.unexpected_members as u64);
+    r.metrics
+        .count_drift("missing_member", report.missing_members as u64);
+    report.calls = provider.calls().saturating_sub(before);
+    if report.calls > 0 {
+        r.store
+            .count_calls(c, &crate::budget::month_key(now), report.calls as i64)
+            .await?;
+    }
+    Ok(report)
+}
+
+fn entries(list: Vec<RemoteEntry>) -> Vec<DirectoryEntry> {
+    list.into_iter()
+        .map(|e| DirectoryEntry {
+            provider_id: e.id,
+            name: e.name,
+            parent_id: e.parent_id,
+        })
+        .collect()
+}
+
+/// Reads the connection's groups, sites and doors into the store.
+pub async fn sync_directory(
+    r: &Reconciler,
+    connection: &Connection,
+) -> Result<(usize, usize, usize), ReconcileError> {
+    let c = connection.id.as_str();
+    let provider = r.providers.provider(connection)?;
+    let before = provider.calls();
+    let read = async {
+        let groups = provider.groups().await?;
+        let sites = provider.sites().await?;
+        let doors = provider.doors().await?;
+        Ok::<_, ProviderError>((groups, sites, doors))
+    };
+    let (groups, sites, doors) = read.await?;
+    let counts = (groups.len(), sites.len(), doors.len());
+    r.store
+        .replace_directory(c, "group", &entries(groups))
+        .await?;
+    r.store
+        .replace_directory(c, "site", &entries(sites))
+        .await?;
+    r.store
+        .replace_directory(c, "door", &entries(doors))
+        .await?;
+    let now = r.clock.now();
+    let used = provider.calls().saturating_sub(before);
+    if used > 0 {
+        r.store
+            .count_calls(c, &crate::budget::month_key(now), used as i64)
+            .await?;
+    }
+    Ok(counts)
+}
+
+/// Whether the record is a connection the engine should work for.
+pub fn enabled(record: &Record) -> Option<&Connection> {
+    match record {
+        Record::Connection(c) if c.enabled => Some(c),
+        _ => None,
+    }
+}

@@ -1,0 +1,534 @@
+//! doorsync's sync engine. Level-triggered, as a Kubernetes controller: for each subject due, work
+//! out what the provider should hold now, make it so, and ask to be woken at the next instant the
+//! answer changes. Writes through the API only make a subject due sooner (and wake the engine);
+//! correctness never depends on them.
+
+pub mod budget;
+pub mod drift;
+pub mod metrics;
+pub mod plan;
+pub mod provider;
+pub mod reconcile;
+
+use doorsync_core::{Clock, Subject};
+use doorsync_store::{Kind, Outcome, Record, Store};
+use drift::AuditReport;
+use jiff::{SignedDuration, Timestamp};
+use metrics::Metrics;
+use provider::{ErrorKind, ProviderFactory};
+use reconcile::{ReconcileError, Reconciler};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This instance's name in schedule leases.
+    pub owner: String,
+    /// Reconciles run at once.
+    pub workers: usize,
+    /// How long a claimed subject stays ours; a dead instance's subjects return after it.
+    pub lease: SignedDuration,
+    /// The longest the scheduler sleeps without looking at the schedule: other instances' writes
+    /// and expired leases are seen within it.
+    pub idle_poll: Duration,
+    /// Bounds of the drift audit's pacing (the call budget decides within them).
+    pub audit_min_interval: Duration,
+    pub audit_max_interval: Duration,
+    /// How often sites, doors and groups are read from the provider.
+    pub directory_interval: Duration,
+    /// A subject's retries back off from this, doubling per attempt.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// A connection whose provider is down pauses this long, doubling while it stays down.
+    pub pause_base: Duration,
+    pub pause_max: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: instance_name(),
+            workers: 4,
+            lease: SignedDuration::from_secs(60),
+            idle_poll: Duration::from_secs(1),
+            audit_min_interval: Duration::from_secs(300),
+            audit_max_interval: Duration::from_secs(24 * 3600),
+            directory_interval: Duration::from_secs(600),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            pause_base: Duration::from_secs(2),
+            pause_max: Duration::from_secs(60),
+        }
+    }
+}
+
+fn instance_name() -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    format!(
+        "doorsync-{}-{:02x}{:02x}{:02x}{:02x}",
+        std::process::id(),
+        b[0],
+        b[1],
+        b[2],
+        b[3]
+    )
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    // Between half and all of `d`, so failing subjects do not retry in lockstep.
+    d.mul_f64(0.5 + f64::from(b[0]) / 510.0)
+}
+
+pub struct Engine {
+    pub reconciler: Reconciler,
+    pub config: EngineConfig,
+    wake: Arc<Notify>,
+    /// Consecutive pauses per connection, for the pause backoff.
+    pauses: Mutex<HashMap<String, u32>>,
+    audit_running: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStatus {
+    pub connection_id: String,
+    pub enabled: bool,
+    pub paused_until: Option<Timestamp>,
+    pub pause_reason: Option<String>,
+    pub last_audit_at: Option<Timestamp>,
+    pub next_audit_at: Option<Timestamp>,
+    pub last_directory_at: Option<Timestamp>,
+    pub calls_this_month: i64,
+    pub monthly_call_budget: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    pub due: i64,
+    pub oldest_due_at: Option<Timestamp>,
+    pub oldest_overdue_seconds: Option<f64>,
+    pub in_flight: i64,
+    pub errors: std::collections::BTreeMap<String, i64>,
+    pub connections: Vec<ConnectionStatus>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        providers: Arc<dyn ProviderFactory>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            reconciler: Reconciler {
+                store,
+                clock,
+                providers,
+                metrics: Arc::new(Metrics::default()),
+            },
+            config,
+            wake: Arc::new(Notify::new()),
+            pauses: Mutex::new(HashMap::new()),
+            audit_running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.reconciler.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.reconciler.metrics
+    }
+
+    /// Makes the scheduler look at the schedule now (a write just marked someone due).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs the scheduler and the housekeeping until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let house = {
+            let me = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    me.housekeeping().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        };
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let ran = self.run_due().await;
+            if ran > 0 {
+                continue;
+            }
+            let sleep = self.sleep_for().await;
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let _ = house.await;
+    }
+
+    async fn sleep_for(&self) -> Duration {
+        let now = self.reconciler.clock.now();
+        match self.reconciler.store.next_due_at().await {
+            Ok(Some(next)) => {
+                let d: Duration = next
+                    .duration_since(now)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO);
+                d.min(self.config.idle_poll)
+            }
+            Ok(None) => self.config.idle_poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the schedule failed");
+                self.config.idle_poll
+            }
+        }
+    }
+
+    /// Claims every subject due now and reconciles them, `workers` at a time; returns how many
+    /// ran. Tests call it to drain the queue with no background worker racing them.
+    pub async fn run_due(self: &Arc<Self>) -> usize {
+        let now = self.reconciler.clock.now();
+        let claimed = match self
+            .reconciler
+            .store
+            .claim_due(&self.config.owner, now, self.config.lease, 64)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming due subjects failed");
+                return 0;
+            }
+        };
+        let n = claimed.len();
+        let mut set = tokio::task::JoinSet::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.workers.max(1)));
+        for claim in claimed {
+            let me = self.clone();
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire().await;
+                me.run_one(claim.subject, claim.due_at).await;
+            });
+        }
+        while set.join_next().await.is_some() {}
+        n
+    }
+
+    async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
+        let r = &self.reconciler;
+        let result = r.reconcile(&subject).await;
+        let now = r.clock.now();
+        if let Some(due) = due_at {
+            let late = now.duration_since(due).as_secs_f64();
+            r.metrics.observe_lateness(late);
+        }
+        let outcome = match result {
+            Ok(next) => {
+                r.metrics.count_reconcile("ok");
+                Outcome::Done { next_due_at: next }
+            }
+            Err(e) => {
+                r.metrics.count_reconcile(e.kind());
+                tracing::warn!(subject = %subject, error = %e, "reconcile failed");
+                let retry_at = self.retry_at(&subject, &e, now).await;
+                Outcome::Failed {
+                    retry_at,
+                    error: format!("{}: {e}", e.kind()),
+                }
+            }
+        };
+        if let Err(e) = r.store.finish(&subject, &self.config.owner, outcome).await {
+            tracing::error!(subject = %subject, error = %e, "releasing the lease failed; it will expire");
+        }
+    }
+
+    /// The error policy: a subject backs off on its own; a provider that is down pauses its
+    /// whole connection, and the subject waits for the pause to end.
+    async fn retry_at(&self, subject: &Subject, e: &ReconcileError, now: Timestamp) -> Timestamp {
+        let after = |d: Duration| {
+            now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(now)
+        };
+        match e {
+            ReconcileError::Paused { until, .. } => *until,
+            ReconcileError::Provider(p) if p.kind.pauses_connection() => {
+                let connection = self.connection_of_error(subject).await;
+                let until = match connection {
+                    Some(c) => self.pause(&c, p.kind, &p.message, p.retry_after, now).await,
+                    None => after(self.config.pause_base),
+                };
+                until.max(after(p.retry_after.unwrap_or_default()))
+            }
+            _ => {
+                let attempts = match self.reconciler.store.schedule_row(subject).await {
+                    Ok(Some(row)) => row.attempts.clamp(0, 20) as u32,
+                    _ => 0,
+                };
+                let backoff = self
+                    .config
+                    .retry_base
+                    .saturating_mul(1 << attempts.min(16))
+                    .min(self.config.retry_max);
+                let wait = match e {
+                    ReconcileError::Provider(p) => {
+                        p.retry_after.unwrap_or_default().max(jitter(backoff))
+                    }
+                    _ => jitter(backoff),
+                };
+                after(wait)
+            }
+        }
+    }
+
+    /// The first enabled connection the subject touches: the one a provider error came from.
+    async fn connection_of_error(&self, subject: &Subject) -> Option<String> {
+        let store = &self.reconciler.store;
+        let view = reconcile::load_subject(store.as_ref(), subject)
+            .await
+            .ok()?;
+        let mut all: Vec<String> = view.by_connection.keys().map(|c| c.to_string()).collect();
+        all.extend(store.mirror_connections_of(subject).await.ok()?);
+        for c in all {
+            if let Ok(Some(Record::Connection(conn))) = store.get(Kind::Connection, &c).await
+                && conn.enabled
+            {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    async fn pause(
+        &self,
+        connection: &str,
+        kind: ErrorKind,
+        why: &str,
+        retry_after: Option<Duration>,
+        now: Timestamp,
+    ) -> Timestamp {
+        let store = &self.reconciler.store;
+        let Ok(mut state) = store.connection_state(connection).await else {
+            return now;
+        };
+        if let Some(until) = state.paused_until.filter(|u| *u > now) {
+            return until;
+        }
+        let n = {
+            let mut p = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+            let n = p.entry(connection.to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let base = if kind == ErrorKind::Auth {
+            self.config.pause_max
+        } else {
+            self.config.pause_base
+        };
+        let d = base
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(self.config.pause_max)
+            .max(retry_after.unwrap_or_default());
+        let until = now
+            .checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(now);
+        state.paused_until = Some(until);
+        state.pause_reason = Some(format!("{}: {why}", kind.as_str()));
+        if let Err(e) = store.save_connection_state(connection, &state).await {
+            tracing::error!(error = %e, "saving the connection pause failed");
+        }
+        tracing::warn!(connection, until = %until, reason = why, "provider unavailable: connection paused");
+        until
+    }
+
+    /// Periodic work per connection: read the directory, run the drift audit when its pacing
+    /// says so, and forget a pause that has ended.
+    pub async fn housekeeping(&self) {
+        let store = &self.reconciler.store;
+        let now = self.reconciler.clock.now();
+        let Ok(connections) = store.list(Kind::Connection, None, 500).await else {
+            return;
+        };
+        for record in connections {
+            let Some(connection) = drift::enabled(&record) else {
+                continue;
+            };
+            let c = connection.id.as_str();
+            let Ok(mut state) = store.connection_state(c).await else {
+                continue;
+            };
+            if state.paused_until.is_some_and(|u| u > now) {
+                continue;
+            }
+            if state.paused_until.is_some() {
+                state.paused_until = None;
+                state.pause_reason = None;
+                let _ = store.save_connection_state(c, &state).await;
+                self.pauses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(c);
+            }
+            let dir_due = state.last_directory_at.is_none_or(|t| {
+                now.duration_since(t).as_secs_f64() >= self.config.directory_interval.as_secs_f64()
+            });
+            if dir_due {
+                match drift::sync_directory(&self.reconciler, connection).await {
+                    Ok(counts) => {
+                        tracing::info!(
+                            connection = c,
+                            ?counts,
+                            "directory read (groups, sites, doors)"
+                        );
+                        if let Ok(mut s) = store.connection_state(c).await {
+                            s.last_directory_at = Some(now);
+                            let _ = store.save_connection_state(c, &s).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = c, error = %e, "reading the directory failed");
+                        self.note_provider_error(c, &e, now).await;
+                        continue;
+                    }
+                }
+            }
+            let state = store.connection_state(c).await.unwrap_or_default();
+            if state.next_audit_at.is_none_or(|t| t <= now)
+                && let Err(e) = self.audit(connection).await
+            {
+                tracing::warn!(connection = c, error = %e, "drift audit failed");
+                self.note_provider_error(c, &e, now).await;
+            }
+        }
+    }
+
+    async fn note_provider_error(&self, connection: &str, e: &ReconcileError, now: Timestamp) {
+        if let ReconcileError::Provider(p) = e
+            && p.kind.pauses_connection()
+        {
+            self.pause(connection, p.kind, &p.message, p.retry_after, now)
+                .await;
+        }
+    }
+
+    /// Runs the drift audit of one connection now and paces the next one.
+    pub async fn audit(
+        &self,
+        connection: &doorsync_core::Connection,
+    ) -> Result<AuditReport, ReconcileError> {
+        let _one_at_a_time = self.audit_running.lock().await;
+        let store = &self.reconciler.store;
+        let c = connection.id.as_str();
+        let report = drift::audit_connection(&self.reconciler, connection).await?;
+        let now = self.reconciler.clock.now();
+        let mut state = store.connection_state(c).await?;
+        let used = if state.month.as_deref() == Some(budget::month_key(now).as_str()) {
+            state.calls_this_month
+        } else {
+            0
+        };
+        let delay = budget::next_audit_delay(
+            connection.monthly_call_budget,
+            used.max(0) as u64,
+            report.calls.max(1),
+            budget::month_left(now),
+            self.config.audit_min_interval,
+            self.config.audit_max_interval,
+        );
+        state.last_audit_at = Some(now);
+        state.next_audit_at = now
+            .checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX))
+            .ok();
+        store.save_connection_state(c, &state).await?;
+        tracing::info!(connection = c, ?report, next_in = ?delay, "drift audit done");
+        self.wake();
+        Ok(report)
+    }
+
+    /// Audits every enabled connection now (`POST /api/v1/sync/resync`).
+    pub async fn resync(&self) -> Vec<Result<AuditReport, (String, String)>> {
+        let mut out = vec![];
+        let Ok(connections) = self
+            .reconciler
+            .store
+            .list(Kind::Connection, None, 500)
+            .await
+        else {
+            return out;
+        };
+        for record in &connections {
+            let Some(connection) = drift::enabled(record) else {
+                continue;
+            };
+            if let Err(e) = drift::sync_directory(&self.reconciler, connection).await {
+                out.push(Err((connection.id.to_string(), e.to_string())));
+                continue;
+            }
+            out.push(
+                self.audit(connection)
+                    .await
+                    .map_err(|e| (connection.id.to_string(), e.to_string())),
+            );
+        }
+        out
+    }
+
+    pub async fn status(&self) -> Result<SyncStatus, doorsync_store::StoreError> {
+        let store = &self.reconciler.store;
+        let now = self.reconciler.clock.now();
+        let due = store.due_summary(now).await?;
+        let mut connections = vec![];
+        for record in store.list(Kind::Connection, None, 500).await? {
+            let Record::Connection(c) = record else {
+                continue;
+            };
+            let s = store.connection_state(c.id.as_str()).await?;
+            let month = budget::month_key(now);
+            connections.push(ConnectionStatus {
+                connection_id: c.id.to_string(),
+                enabled: c.enabled,
+                paused_until: s.paused_until.filter(|u| *u > now),
+                pause_reason: s
+                    .pause_reason
+                    .filter(|_| s.paused_until.is_some_and(|u| u > now)),
+                last_audit_at: s.last_audit_at,
+                next_audit_at: s.next_audit_at,
+                last_directory_at: s.last_directory_at,
+                calls_this_month: if s.month.as_deref() == Some(month.as_str()) {
+                    s.calls_this_month
+                } else {
+                    0
+                },
+                monthly_call_budget: c.monthly_call_budget,
+            });
+        }
+        Ok(SyncStatus {
+            due: due.due,
+            oldest_due_at: due.oldest_due_at,
+            oldest_overdue_seconds: due
+                .oldest_due_at
+                .map(|t| now.duration_since(t).as_secs_f64().max(0.0)),
+            in_flight: due.in_flight,
+            errors: store.error_counts().await?,
+            connections,
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! The seam between the engine and an access-control system. Brivo is the first implementation;
+//! the reconciler knows only this trait.
+
+use async_trait::async_trait;
+use doorsync_core::Connection;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A user as the provider holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUser {
+    pub id: String,
+    pub external_id: Option<String>,
+    pub suspended: bool,
+    pub emails: Vec<String>,
+}
+
+/// What doorsync writes about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    pub external_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+}
+
+impl UserProfile {
+    /// Providers want a first and a last name; a one-word name fills both parts.
+    pub fn new(external_id: String, name: &str, email: Option<String>) -> Self {
+        let name = name.trim();
+        let (first, last) = match name.rsplit_once(' ') {
+            Some((f, l)) if !f.trim().is_empty() => (f.trim(), l),
+            _ => (name, "-"),
+        };
+        UserProfile {
+            external_id,
+            first_name: first.to_owned(),
+            last_name: last.to_owned(),
+            email,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    pub id: String,
+    pub name: String,
+    /// A door's site.
+    pub parent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The provider cannot be reached or is failing: pause the whole connection.
+    Unavailable,
+    /// The credentials are refused: pause the connection until they change.
+    Auth,
+    /// The thing is gone (a user deleted by hand).
+    NotFound,
+    /// The provider refused this request; retry this subject later.
+    Rejected,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unavailable => "provider_unavailable",
+            ErrorKind::Auth => "provider_auth",
+            ErrorKind::NotFound => "provider_not_found",
+            ErrorKind::Rejected => "provider_rejected",
+        }
+    }
+
+    /// Whether the error says the provider as a whole is unusable.
+    pub fn pauses_connection(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Auth)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    async fn find_user_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> ProviderResult<Option<RemoteUser>>;
+    async fn find_user_by_email(
+        &self,
+        email: &str,
+        last_name: &str,
+    ) -> ProviderResult<Option<RemoteUser>>;
+    async fn create_user(&self, profile: &UserProfile) -> ProviderResult<RemoteUser>;
+    async fn update_user(&self, user_id: &str, profile: &UserProfile) -> ProviderResult<()>;
+    async fn delete_user(&self, user_id: &str) -> ProviderResult<()>;
+    async fn set_suspended(&self, user_id: &str, suspended: bool) -> ProviderResult<()>;
+    async fn add_to_group(&self, group_id: &str, user_id: &str) -> ProviderResult<()>;
+    async fn remove_from_group(&self, group_id: &str, user_id: &str) -> ProviderResult<()>;
+    async fn user_groups(&self, user_id: &str) -> ProviderResult<BTreeSet<String>>;
+    async fn group_members(&self, group_id: &str) -> ProviderResult<Vec<RemoteUser>>;
+    /// Sends the user a Mobile Pass invitation; one already pending counts as sent.
+    async fn invite(&self, user_id: &str, email: &str) -> ProviderResult<()>;
+    async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    /// Provider calls made so far (every HTTP attempt), for the call budget.
+    fn calls(&self) -> u64;
+    /// Calls by endpoint and outcome, for `/metrics`.
+    fn call_stats(&self) -> Vec<(String, String, u64)> {
+        vec![]
+    }
+}
+
+/// Builds (and caches) the provider of a connection.
+pub trait ProviderFactory: Send + Sync {
+    fn provider(&self, connection: &Connection) -> ProviderResult<Arc<dyn Provider>>;
+    /// The providers built so far, by connection id, for `/metrics`.
+    fn built(&self) -> Vec<(String, Arc<dyn Provider>)> {
+        vec![]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_first_and_last() {
+        let p = UserProfile::new("c1".into(), "Ana Maria Lima", None);
+        assert_eq!(
+            (p.first_name.as_str(), p.last_name.as_str()),
+            ("Ana Maria", "Lima")
+        );
+        let p = UserProfile::new("c1".into(), "Madonna", None);
+        assert_eq!(
+            (p.first_name.as_str(), p.last_name.as_str()),
+            ("Madonna", "-")
+        );
+    }
+}

@@ -1,0 +1,503 @@
+//! One reconcile: what a subject should hold now, against what the mirror says the provider
+//! holds, made equal through the provider, with the mirror and audit log updated after each step.
+//! It is not told why it runs, so it must be idempotent: a crash between a provider call and the
+//! mirror update is repaired by the next run (membership changes repeat harmlessly; users are
+//! found by externalId before any create).
+
+use crate::metrics::Metrics;
+use crate::provider::{ErrorKind, Provider, ProviderError, ProviderFactory, UserProfile};
+use doorsync_core::*;
+use doorsync_store::{AuditEntry, Kind, MirrorUser, Record, Store, StoreError};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The connection is paused (the provider is down); come back then.
+    #[error("connection {connection} paused until {until}")]
+    Paused {
+        connection: String,
+        until: Timestamp,
+    },
+}
+
+impl ReconcileError {
+    /// The key errors are counted by in the status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::Provider(e) => e.kind.as_str(),
+            ReconcileError::Store(_) => "store",
+            ReconcileError::Paused { .. } => "paused",
+        }
+    }
+}
+
+/// What decides a subject's access, grouped by the connection that serves each entitlement.
+pub struct SubjectView {
+    pub entitlements: Vec<Entitlement>,
+    pub by_connection: BTreeMap<Id, Vec<Entitlement>>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+fn connection_of_cause(cause: &Cause, catalog: &Catalog) -> Option<Id> {
+    let location = match cause {
+        Cause::Booking { resource_id, .. } => &catalog.resources.get(resource_id)?.location_id,
+        Cause::PassGrant { pass_id, .. } => &catalog.passes.get(pass_id)?.location_id,
+        Cause::Contract { desk_id, .. } | Cause::TeamContract { desk_id, .. } => {
+            &catalog.desks.get(desk_id)?.location_id
+        }
+        Cause::Visitor { .. } => return None,
+    };
+    catalog.locations.get(location)?.connection_id.clone()
+}
+
+pub async fn load_subject(store: &dyn Store, subject: &Subject) -> Result<SubjectView, StoreError> {
+    let mut view = SubjectView {
+        entitlements: vec![],
+        by_connection: BTreeMap::new(),
+        name: None,
+        email: None,
+    };
+    match subject {
+        Subject::Customer(id) => {
+            if let Some(inputs) = store.customer_inputs(id).await? {
+                view.entitlements = customer_entitlements(&inputs);
+                for e in &view.entitlements {
+                    if let Some(c) = connection_of_cause(&e.cause, &inputs.catalog) {
+                        view.by_connection.entry(c).or_default().push(e.clone());
+                    }
+                }
+                view.name = Some(inputs.customer.name.clone());
+                view.email = Some(inputs.customer.email.as_str().to_owned());
+            }
+        }
+        Subject::Visitor(id) => {
+            if let Some(inputs) = store.visitor_inputs(id).await? {
+                view.entitlements = visitor_entitlements(&inputs);
+                if let Some(c) = &inputs.location.connection_id {
+                    view.by_connection
+                        .insert(c.clone(), view.entitlements.clone());
+                }
+                view.name = Some(inputs.visitor.name.clone());
+                view.email = Some(inputs.visitor.email.as_str().to_owned());
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// A short, stable name for a cause in the audit log.
+pub fn cause_label(cause: &Cause) -> String {
+    match cause {
+        Cause::Booking { booking_id, .. } => format!("booking:{booking_id}"),
+        Cause::PassGrant { pass_grant_id, .. } => format!("pass_grant:{pass_grant_id}"),
+        Cause::Contract { contract_id, .. } => format!("contract:{contract_id}"),
+        Cause::TeamContract {
+            contract_id,
+            team_id,
+            ..
+        } => format!("contract:{contract_id} via team:{team_id}"),
+        Cause::Visitor { visitor_id } => format!("visitor:{visitor_id}"),
+    }
+}
+
+/// Why a group is added (the entitlement holding now) or removed (the last one that ended).
+fn cause_for(group: &str, ents: &[Entitlement], now: Timestamp, adding: bool) -> String {
+    let of_group = ents.iter().filter(|e| e.group_id == group);
+    if adding {
+        of_group
+            .filter(|e| e.holds_at(now))
+            .map(|e| cause_label(&e.cause))
+            .next()
+            .unwrap_or_default()
+    } else {
+        of_group
+            .filter(|e| e.until.is_some_and(|u| u <= now))
+            .max_by_key(|e| e.until)
+            .map(|e| format!("ended {}", cause_label(&e.cause)))
+            .unwrap_or_else(|| "no entitlement".into())
+    }
+}
+
+pub struct Reconciler {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub providers: Arc<dyn ProviderFactory>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reconciler {
+    /// Brings the subject's provider users in line on every connection; returns when to run again.
+    pub async fn reconcile(&self, subject: &Subject) -> Result<Option<Timestamp>, ReconcileError> {
+        let now = self.clock.now();
+        let view = load_subject(self.store.as_ref(), subject).await?;
+        let mut connections: BTreeSet<String> =
+            view.by_connection.keys().map(|c| c.to_string()).collect();
+        connections.extend(self.store.mirror_connections_of(subject).await?);
+        for c in connections {
+            let Some(Record::Connection(connection)) = self.store.get(Kind::Connection, &c).await?
+            else {
+                continue;
+            };
+            if !connection.enabled {
+                continue;
+            }
+            let state = self.store.connection_state(&c).await?;
+            if let Some(until) = state.paused_until.filter(|u| *u > now) {
+                return Err(ReconcileError::Paused {
+                    connection: c,
+                    until,
+                });
+            }
+            let provider = self.providers.provider(&connection)?;
+            let ents = view
+                .by_connection
+                .get(&connection.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let before = provider.calls();
+            let result = self
+                .on_connection(&connection, provider.as_ref(), subject, &view, ents, now)
+                .await;
+            let used = provider.calls().saturating_sub(before);
+            if used > 0 {
+                self.store
+                    .count_calls(&c, &now.strftime("%Y-%m").to_string(), used as i64)
+                    .await?;
+            }
+            result?;
+        }
+        Ok(next_transition(&view.entitlements, now))
+    }
+
+    async fn on_connection(
+        &self,
+        connection: &Connection,
+        provider: &dyn Provider,
+        subject: &Subject,
+        view: &SubjectView,
+        ents: &[Entitlement],
+        now: Timestamp,
+    ) -> Result<(), ReconcileError> {
+        let c = connection.id.as_str();
+        let policy = Policy {
+            no_access: connection.no_access_policy,
+            exempt_user_ids: connection.exempt_user_ids.iter().cloned().collect(),
+            managed_groups: self.store.managed_groups(c).await?,
+        };
+        let want = desired(ents, now);
+        let mut mirror = self.store.mirror_user(c, subject).await?;
+        let external_id = subject_external_id(subject);
+        // At most: link or create, then apply; a user deleted by hand costs one more round.
+        for _round in 0..3 {
+            let actual = mirror.as_ref().map(|m| ProviderUser {
+                id: m.user_id.clone(),
+                external_id: Some(external_id.clone()),
+                suspended: m.suspended,
+                groups: m.groups.clone(),
+            });
+            let plan = diff(&want, actual.as_ref(), &policy);
+            if plan.ops.first() == Some(&Op::CreateUser) {
+                let user = self
+                    .ensure_user(connection, provider, subject, view, now)
+                    .await?;
+                mirror = Some(user);
+                continue;
+            }
+            match self
+                .apply(c, provider, subject, &mut mirror, &plan, ents, now)
+                .await
+            {
+                Err(ReconcileError::Provider(e)) if e.kind == ErrorKind::NotFound => {
+                    // The user was deleted behind our back: forget it and start over.
+                    self.store.mirror_save(c, subject, None).await?;
+                    self.audit(
+                        &subject.key(),
+                        None,
+                        "forget_user",
+                        None,
+                        "ok",
+                        0,
+                        Some(e.message),
+                    )
+                    .await;
+                    mirror = None;
+                    continue;
+                }
+                other => other?,
+            }
+            break;
+        }
+        if let Some(m) = mirror.as_mut() {
+            self.push_profile(c, provider, subject, view, m).await?;
+            // A customer's first access brings a Mobile Pass invitation.
+            if matches!(subject, Subject::Customer(_))
+                && m.invited_at.is_none()
+                && !m.groups.is_empty()
+                && let Some(email) = &view.email
+            {
+                let t = std::time::Instant::now();
+                provider.invite(&m.user_id, email).await?;
+                m.invited_at = Some(now);
+                self.store.mirror_save(c, subject, Some(m)).await?;
+                let ms = elapsed(t);
+                self.audit(
+                    &subject.key(),
+                    None,
+                    "invite_mobile_pass",
+                    None,
+                    "ok",
+                    ms,
+                    None,
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_user(
+        &self,
+        connection: &Connection,
+        provider: &dyn Provider,
+        subject: &Subject,
+        view: &SubjectView,
+        _now: Timestamp,
+    ) -> Result<MirrorUser, ReconcileError> {
+        let profile = UserProfile::new(
+            subject_external_id(subject),
+            view.name.as_deref().unwrap_or("doorsync user"),
+            view.email.clone(),
+        );
+        let t = std::time::Instant::now();
+        let mut found = provider
+            .find_user_by_external_id(&profile.external_id)
+            .await?;
+        let mut how = "link_user";
+        if found.is_none()
+            && connection.link_users_by_email
+            && let Some(email) = &profile.email
+        {
+            found = provider
+                .find_user_by_email(email, &profile.last_name)
+                .await?;
+            how = "link_user_by_email";
+        }
+        let user = match found {
+            Some(u) => {
+                let groups = provider.user_groups(&u.id).await?;
+                MirrorUser {
+                    user_id: u.id,
+                    suspended: u.suspended,
+                    name: None,
+                    email: None,
+                    invited_at: None,
+                    groups,
+                }
+            }
+            None => {
+                how = "create_user";
+                let u = provider.create_user(&profile).await?;
+                MirrorUser {
+                    user_id: u.id,
+                    suspended: u.suspended,
+                    name: view.name.clone(),
+                    email: view.email.clone(),
+                    invited_at: None,
+                    groups: BTreeSet::new(),
+                }
+            }
+        };
+        self.store
+            .mirror_save(connection.id.as_str(), subject, Some(&user))
+            .await?;
+        self.audit(
+            &subject.key(),
+            None,
+            how,
+            None,
+            "ok",
+            elapsed(t),
+            Some(format!("provider user {}", user.user_id)),
+        )
+        .await;
+        Ok(user)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        c: &str,
+        provider: &dyn Provider,
+        subject: &Subject,
+        mirror: &mut Option<MirrorUser>,
+        plan: &Plan,
+        ents: &[Entitlement],
+        now: Timestamp,
+    ) -> Result<(), ReconcileError> {
+        for op in &plan.ops {
+            let Some(m) = mirror.as_mut() else { break };
+            let t = std::time::Instant::now();
+            match op {
+                Op::CreateUser => continue,
+                Op::AddToGroup(g) => {
+                    let r = provider.add_to_group(g, &m.user_id).await;
+                    self.outcome(
+                        subject,
+                        Some(g),
+                        "add_to_group",
+                        cause_for(g, ents, now, true),
+                        &r,
+                        t,
+                    )
+                    .await;
+                    r?;
+                    m.groups.insert(g.clone());
+                    self.metrics.count_change("add_to_group");
+                }
+                Op::RemoveFromGroup(g) => {
+                    let r = provider.remove_from_group(g, &m.user_id).await;
+                    self.outcome(
+                        subject,
+                        Some(g),
+                        "remove_from_group",
+                        cause_for(g, ents, now, false),
+                        &r,
+                        t,
+                    )
+                    .await;
+                    r?;
+                    m.groups.remove(g);
+                    self.metrics.count_change("remove_from_group");
+                }
+                Op::Suspend | Op::Reinstate => {
+                    let suspend = *op == Op::Suspend;
+                    let name = if suspend {
+                        "suspend_user"
+                    } else {
+                        "reinstate_user"
+                    };
+                    let r = provider.set_suspended(&m.user_id, suspend).await;
+                    self.outcome(subject, None, name, String::new(), &r, t)
+                        .await;
+                    r?;
+                    m.suspended = suspend;
+                    self.metrics.count_change(name);
+                }
+                Op::DeleteUser => {
+                    let r = provider.delete_user(&m.user_id).await;
+                    self.outcome(subject, None, "delete_user", String::new(), &r, t)
+                        .await;
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if e.kind == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.store.mirror_save(c, subject, None).await?;
+                    self.metrics.count_change("delete_user");
+                    *mirror = None;
+                    break;
+                }
+            }
+            self.store.mirror_save(c, subject, mirror.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_profile(
+        &self,
+        c: &str,
+        provider: &dyn Provider,
+        subject: &Subject,
+        view: &SubjectView,
+        m: &mut MirrorUser,
+    ) -> Result<(), ReconcileError> {
+        let Some(name) = &view.name else {
+            return Ok(());
+        };
+        if m.name.as_ref() == Some(name) && m.email == view.email {
+            return Ok(());
+        }
+        let t = std::time::Instant::now();
+        let profile = UserProfile::new(subject_external_id(subject), name, view.email.clone());
+        let r = provider.update_user(&m.user_id, &profile).await;
+        self.outcome(subject, None, "update_user", String::new(), &r, t)
+            .await;
+        r?;
+        m.name = Some(name.clone());
+        m.email = view.email.clone();
+        self.store.mirror_save(c, subject, Some(m)).await?;
+        Ok(())
+    }
+
+    async fn outcome(
+        &self,
+        subject: &Subject,
+        group: Option<&String>,
+        operation: &str,
+        cause: String,
+        result: &Result<(), ProviderError>,
+        started: std::time::Instant,
+    ) {
+        let outcome = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        let cause = (!cause.is_empty()).then_some(cause);
+        self.audit(
+            &subject.key(),
+            group.map(String::as_str),
+            operation,
+            cause,
+            &outcome,
+            elapsed(started),
+            None,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn audit(
+        &self,
+        subject: &str,
+        group: Option<&str>,
+        operation: &str,
+        cause: Option<String>,
+        outcome: &str,
+        latency_ms: i64,
+        detail: Option<String>,
+    ) {
+        let entry = AuditEntry {
+            seq: 0,
+            at: self.clock.now(),
+            subject: subject.to_owned(),
+            group_id: group.map(str::to_owned),
+            operation: operation.to_owned(),
+            cause,
+            outcome: outcome.to_owned(),
+            latency_ms: Some(latency_ms),
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(entry).await {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+}
+
+/// The provider's `externalId` for a subject: the customer id, or `visitor:` + the visitor id.
+pub fn subject_external_id(subject: &Subject) -> String {
+    match subject {
+        Subject::Customer(id) => id.to_string(),
+        Subject::Visitor(id) => format!("visitor:{id}"),
+    }
+}
+
+fn elapsed(t: std::time::Instant) -> i64 {
+    t.elapsed().as_millis().min(i64::MAX as u128) as i64
+}

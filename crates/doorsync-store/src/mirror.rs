@@ -1,0 +1,333 @@
+//! The mirror of provider state: which provider user serves each subject on each connection, its
+//! memberships, and the directory (groups, sites, doors) read from the provider. The reconciler
+//! plans against it, so a subject whose access is already right costs no provider call.
+
+use crate::sql::{ms, ts};
+use crate::{ConnectionState, DirectoryEntry, MirrorUser, Result};
+use jiff::Timestamp;
+use sqlx::{AnyConnection, AnyPool, Row};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) async fn user(
+    pool: &AnyPool,
+    connection: &str,
+    subject: &str,
+) -> Result<Option<MirrorUser>> {
+    let mut conn = pool.acquire().await?;
+    load_user(&mut conn, connection, subject).await
+}
+
+async fn load_user(
+    conn: &mut AnyConnection,
+    connection: &str,
+    subject: &str,
+) -> Result<Option<MirrorUser>> {
+    let Some(row) = sqlx::query(
+        "SELECT user_id, suspended, name, email, invited_at FROM provider_users
+         WHERE connection_id = $1 AND subject = $2",
+    )
+    .bind(connection)
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let user_id: String = row.try_get(0)?;
+    let groups = sqlx::query(
+        "SELECT group_id FROM provider_memberships WHERE connection_id = $1 AND user_id = $2",
+    )
+    .bind(connection)
+    .bind(user_id.as_str())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String, _>(0))
+    .collect::<Result<BTreeSet<_>, _>>()?;
+    Ok(Some(MirrorUser {
+        user_id,
+        suspended: row.try_get::<i64, _>(1)? != 0,
+        name: row.try_get(2)?,
+        email: row.try_get(3)?,
+        invited_at: row.try_get::<Option<i64>, _>(4)?.map(ts),
+        groups,
+    }))
+}
+
+/// Connections on which the subject has a provider user.
+pub(crate) async fn connections_of(pool: &AnyPool, subject: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT connection_id FROM provider_users WHERE subject = $1 ORDER BY connection_id",
+    )
+    .bind(subject)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Replaces everything the mirror holds about the subject's user on `connection`.
+pub(crate) async fn save(
+    pool: &AnyPool,
+    connection: &str,
+    subject: &str,
+    user: Option<&MirrorUser>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    if let Some(old) = load_user(&mut tx, connection, subject).await? {
+        sqlx::query("DELETE FROM provider_memberships WHERE connection_id = $1 AND user_id = $2")
+            .bind(connection)
+            .bind(old.user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND subject = $2")
+        .bind(connection)
+        .bind(subject)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(u) = user {
+        // A provider user serves one subject: a stale row naming the same user goes.
+        sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND user_id = $2")
+            .bind(connection)
+            .bind(u.user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM provider_memberships WHERE connection_id = $1 AND user_id = $2")
+            .bind(connection)
+            .bind(u.user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(connection)
+        .bind(subject)
+        .bind(u.user_id.as_str())
+        .bind(i64::from(u.suspended))
+        .bind(u.name.clone())
+        .bind(u.email.clone())
+        .bind(u.invited_at.map(ms))
+        .execute(&mut *tx)
+        .await?;
+        for g in &u.groups {
+            sqlx::query("INSERT INTO provider_memberships (connection_id, group_id, user_id) VALUES ($1, $2, $3)")
+                .bind(connection)
+                .bind(g.as_str())
+                .bind(u.user_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Members of a group as the mirror has them: user id → subject.
+pub(crate) async fn group_members(
+    pool: &AnyPool,
+    connection: &str,
+    group: &str,
+) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT m.user_id, u.subject FROM provider_memberships m
+         JOIN provider_users u ON u.connection_id = m.connection_id AND u.user_id = m.user_id
+         WHERE m.connection_id = $1 AND m.group_id = $2",
+    )
+    .bind(connection)
+    .bind(group)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+pub(crate) async fn subject_of_user(
+    pool: &AnyPool,
+    connection: &str,
+    user_id: &str,
+) -> Result<Option<String>> {
+    let row =
+        sqlx::query("SELECT subject FROM provider_users WHERE connection_id = $1 AND user_id = $2")
+            .bind(connection)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Groups doorsync owns on `connection`: those linked to an item of one of its locations, and
+/// its visitor groups.
+pub(crate) async fn managed_groups(pool: &AnyPool, connection: &str) -> Result<BTreeSet<String>> {
+    let mut conn = pool.acquire().await?;
+    let links = sqlx::query(
+        "SELECT l.body FROM records l
+         JOIN refs li ON li.kind = 'link' AND li.id = l.id AND li.field = 'item_id'
+         JOIN refs il ON il.kind = li.ref_kind AND il.id = li.ref_id AND il.field = 'location_id'
+         JOIN refs lc ON lc.kind = 'location' AND lc.id = il.ref_id AND lc.field = 'connection_id'
+         WHERE l.kind = 'link' AND lc.ref_id = $1",
+    )
+    .bind(connection)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut groups = BTreeSet::new();
+    for row in links {
+        let body: String = row.try_get(0)?;
+        if let Ok(link) = serde_json::from_str::<doorsync_core::Link>(&body) {
+            groups.insert(link.group_id);
+        }
+    }
+    if let Some(crate::Record::Connection(c)) =
+        crate::sql::load(&mut conn, crate::Kind::Connection, connection).await?
+    {
+        groups.extend(c.visitor_group_ids);
+    }
+    Ok(groups)
+}
+
+pub(crate) async fn replace_directory(
+    pool: &AnyPool,
+    connection: &str,
+    kind: &str,
+    entries: &[DirectoryEntry],
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM provider_directory WHERE connection_id = $1 AND kind = $2")
+        .bind(connection)
+        .bind(kind)
+        .execute(&mut *tx)
+        .await?;
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO provider_directory (connection_id, kind, provider_id, name, parent_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(connection)
+        .bind(kind)
+        .bind(e.provider_id.as_str())
+        .bind(e.name.as_str())
+        .bind(e.parent_id.clone())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn directory(
+    pool: &AnyPool,
+    connection: &str,
+    kind: &str,
+) -> Result<Vec<DirectoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT provider_id, name, parent_id FROM provider_directory WHERE connection_id = $1 AND kind = $2
+         ORDER BY provider_id",
+    )
+    .bind(connection)
+    .bind(kind)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DirectoryEntry {
+                provider_id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                parent_id: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<ConnectionState> {
+    let row = sqlx::query(
+        "SELECT paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month
+         FROM connection_state WHERE connection_id = $1",
+    )
+    .bind(connection)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else {
+        return Ok(ConnectionState::default());
+    };
+    let t = |i: usize| -> Result<Option<Timestamp>> { Ok(r.try_get::<Option<i64>, _>(i)?.map(ts)) };
+    Ok(ConnectionState {
+        paused_until: t(0)?,
+        pause_reason: r.try_get(1)?,
+        last_audit_at: t(2)?,
+        next_audit_at: t(3)?,
+        last_directory_at: t(4)?,
+        month: r.try_get(5)?,
+        calls_this_month: r.try_get(6)?,
+    })
+}
+
+pub(crate) async fn save_state(
+    pool: &AnyPool,
+    connection: &str,
+    s: &ConnectionState,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO connection_state
+            (connection_id, paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (connection_id) DO UPDATE SET paused_until = excluded.paused_until,
+            pause_reason = excluded.pause_reason, last_audit_at = excluded.last_audit_at,
+            next_audit_at = excluded.next_audit_at, last_directory_at = excluded.last_directory_at,
+            month = excluded.month, calls_this_month = excluded.calls_this_month",
+    )
+    .bind(connection)
+    .bind(s.paused_until.map(ms))
+    .bind(s.pause_reason.clone())
+    .bind(s.last_audit_at.map(ms))
+    .bind(s.next_audit_at.map(ms))
+    .bind(s.last_directory_at.map(ms))
+    .bind(s.month.clone())
+    .bind(s.calls_this_month)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Adds `calls` to the connection's count for `month` (`YYYY-MM`), starting over in a new month.
+pub(crate) async fn count_calls(
+    pool: &AnyPool,
+    connection: &str,
+    month: &str,
+    calls: i64,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO connection_state (connection_id, month, calls_this_month) VALUES ($1, $2, $3)
+         ON CONFLICT (connection_id) DO UPDATE SET
+            calls_this_month = CASE WHEN connection_state.month = excluded.month
+                THEN connection_state.calls_this_month + excluded.calls_this_month
+                ELSE excluded.calls_this_month END,
+            month = excluded.month
+         RETURNING calls_this_month",
+    )
+    .bind(connection)
+    .bind(month)
+    .bind(calls)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Subjects whose last reconcile failed, by the kind of error.
+pub(crate) async fn error_counts(pool: &AnyPool) -> Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT last_error, COUNT(*) FROM schedule WHERE last_error IS NOT NULL GROUP BY last_error",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let e: String = r.try_get(0)?;
+        // Errors are stored as "kind: detail"; group by kind.
+        let kind = e.split(':').next().unwrap_or("error").trim().to_owned();
+        *out.entry(kind).or_insert(0) += r.try_get::<i64, _>(1)?;
+    }
+    Ok(out)
+}
