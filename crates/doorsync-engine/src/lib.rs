@@ -3,6 +3,7 @@
 //! answer changes. Writes through the API only make a subject due sooner (and wake the engine);
 //! correctness never depends on them.
 
+pub mod brivo;
 pub mod budget;
 pub mod drift;
 pub mod metrics;
@@ -29,6 +30,10 @@ pub struct EngineConfig {
     pub owner: String,
     /// Reconciles run at once.
     pub workers: usize,
+    /// Subjects claimed per round; a smaller batch spreads work across instances.
+    pub batch: u32,
+    /// Keep each reconcile's start and end (tests check that no subject runs twice at once).
+    pub record_spans: bool,
     /// How long a claimed subject stays ours; a dead instance's subjects return after it.
     pub lease: SignedDuration,
     /// The longest the scheduler sleeps without looking at the schedule: other instances' writes
@@ -52,6 +57,8 @@ impl Default for EngineConfig {
         EngineConfig {
             owner: instance_name(),
             workers: 4,
+            batch: 64,
+            record_spans: false,
             lease: SignedDuration::from_secs(60),
             idle_poll: Duration::from_secs(1),
             audit_min_interval: Duration::from_secs(300),
@@ -92,6 +99,16 @@ pub struct Engine {
     /// Consecutive pauses per connection, for the pause backoff.
     pauses: Mutex<HashMap<String, u32>>,
     audit_running: tokio::sync::Mutex<()>,
+    spans: Mutex<Vec<Span>>,
+}
+
+/// One reconcile, as `record_spans` keeps it.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub subject: Subject,
+    pub owner: String,
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,11 +152,16 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             pauses: Mutex::new(HashMap::new()),
             audit_running: tokio::sync::Mutex::new(()),
+            spans: Mutex::new(vec![]),
         }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.reconciler.store
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -209,7 +231,12 @@ impl Engine {
         let claimed = match self
             .reconciler
             .store
-            .claim_due(&self.config.owner, now, self.config.lease, 64)
+            .claim_due(
+                &self.config.owner,
+                now,
+                self.config.lease,
+                self.config.batch,
+            )
             .await
         {
             Ok(c) => c,
@@ -235,7 +262,20 @@ impl Engine {
 
     async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
         let r = &self.reconciler;
+        let start = std::time::Instant::now();
         let result = r.reconcile(&subject).await;
+        if self.config.record_spans {
+            let span = Span {
+                subject: subject.clone(),
+                owner: self.config.owner.clone(),
+                start,
+                end: std::time::Instant::now(),
+            };
+            self.spans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(span);
+        }
         let now = r.clock.now();
         if let Some(due) = due_at {
             let late = now.duration_since(due).as_secs_f64();

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use doorsync_core::{Id, Link, LinkKind, customer_entitlements, explain, visitor_entitlements};
 use doorsync_store::{Kind, Record, link_key};
@@ -80,6 +80,11 @@ pub fn routes() -> Routes {
         get(visitor_access),
     )
     .add("/api/v1/openapi.json", &["get"], get(openapi))
+    .add("/api/v1/audit", &["get"], get(crate::sync::audit))
+    .add("/api/v1/sync/status", &["get"], get(crate::sync::status))
+    .add("/api/v1/sync/resync", &["post"], post(crate::sync::resync))
+    .add("/api/v1/plan", &["post"], post(crate::sync::plan))
+    .add("/metrics", &["get"], get(crate::sync::metrics))
 }
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Id, ApiError> {
@@ -183,6 +188,7 @@ async fn put_one<C: Collection>(
     let body: C::Body = input::json(&headers, body)?;
     let record = C::into_record(id, body)?;
     let written = st.store.put(record, st.clock.now()).await?;
+    st.wake();
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -201,6 +207,7 @@ async fn delete_one<C: Collection>(
         .delete(C::KIND, id.as_str(), st.clock.now())
         .await?
     {
+        st.wake();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format_args!(
@@ -281,6 +288,7 @@ async fn put_link(
             }
             e => e.into(),
         })?;
+    st.wake();
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -299,6 +307,7 @@ async fn delete_link(
         .delete(Kind::Link, &link_key(kind, item.as_str()), st.clock.now())
         .await?
     {
+        st.wake();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format_args!(

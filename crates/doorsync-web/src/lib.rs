@@ -7,6 +7,7 @@ pub mod error;
 pub mod input;
 pub mod openapi;
 mod schema;
+pub mod sync;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,6 +23,17 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// The sync engine, when this process runs one; writes wake it.
+    pub engine: Option<Arc<doorsync_engine::Engine>>,
+}
+
+impl AppState {
+    /// A write marked someone due: let the engine look now rather than at its next poll.
+    pub fn wake(&self) {
+        if let Some(e) = &self.engine {
+            e.wake();
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

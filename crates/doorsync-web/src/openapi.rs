@@ -398,6 +398,145 @@ fn access(mut doc: Doc) -> Doc {
     doc
 }
 
+fn free_object(description: &str) -> Schema {
+    ObjectBuilder::new().description(Some(description)).into()
+}
+
+fn engine_paths(mut doc: Doc) -> Doc {
+    doc = doc.schema::<crate::sync::PlanBody>();
+    doc.components = doc
+        .components
+        .schema("AuditPage", page_schema("AuditEntry"))
+        .schema(
+            "AuditEntry",
+            free_object(
+                "One change made (or tried) in the provider: seq, at, subject, group_id, operation, cause, outcome, latency_ms, detail",
+            ),
+        )
+        .schema(
+            "SyncStatus",
+            free_object(
+                "due, oldest_due_at, oldest_overdue_seconds, in_flight, errors by kind, and per connection: pause, last and next audit, calls this month against the budget",
+            ),
+        )
+        .schema("Preview", free_object("at, customers_considered, adds, removes, and each change as {customer_id, group_id, op}"));
+    let q = |name: &str, what: &str| query_param(name, what, Type::String);
+    let audit = OperationBuilder::new()
+        .operation_id(Some("list_audit"))
+        .summary(Some("Changes made in the provider, newest first"))
+        .tag("sync")
+        .parameters(Some([
+            q("subject", "customer:ID or visitor:ID"),
+            q("customer_id", "Shorthand for subject=customer:ID"),
+            q("group_id", "A provider group id"),
+            q(
+                "operation",
+                "add_to_group, remove_from_group, create_user, suspend_user, ...",
+            ),
+            q("outcome", "ok, or the error text"),
+            q("since", "RFC 3339 instant, inclusive"),
+            q("until", "RFC 3339 instant, exclusive"),
+            query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer),
+            q("cursor", "The `next_cursor` of the previous page"),
+        ]))
+        .responses(
+            errors(ResponsesBuilder::new(), &[("400", "Bad query")])
+                .response("200", json_response("A page", Some(reference("AuditPage")))),
+        );
+    let status = OperationBuilder::new()
+        .operation_id(Some("sync_status"))
+        .summary(Some("The sync engine's state"))
+        .tag("sync")
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("503", "No engine in this process")],
+            )
+            .response(
+                "200",
+                json_response("Status", Some(reference("SyncStatus"))),
+            ),
+        );
+    let resync = OperationBuilder::new()
+        .operation_id(Some("sync_resync"))
+        .summary(Some(
+            "Read every managed group from the provider now and repair drift",
+        ))
+        .tag("sync")
+        .parameter(query_param(
+            "wait",
+            "true: answer with the audit reports when done",
+            Type::Boolean,
+        ))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad query"), ("503", "No engine in this process")],
+            )
+            .response("202", json_response("Started", None))
+            .response("200", json_response("Done (wait=true)", None)),
+        );
+    let plan = OperationBuilder::new()
+        .operation_id(Some("plan"))
+        .summary(Some(
+            "What a change of links or buffers would add and remove now, applying nothing",
+        ))
+        .tag("sync")
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(reference("PlanBody")))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Malformed JSON"), ("422", "A bad change")],
+            )
+            .response(
+                "200",
+                json_response("The preview", Some(reference("Preview"))),
+            ),
+        );
+    let metrics = OperationBuilder::new()
+        .operation_id(Some("metrics"))
+        .summary(Some(
+            "Prometheus text: reconciles, provider calls, transition lateness, due queue, drift",
+        ))
+        .tag("meta")
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("503", "No engine in this process")],
+            )
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("Prometheus text format 0.0.4")
+                    .build(),
+            ),
+        );
+    doc.paths = doc
+        .paths
+        .path("/api/v1/audit", PathItem::new(HttpMethod::Get, audit))
+        .path(
+            "/api/v1/sync/status",
+            PathItem::new(HttpMethod::Get, status),
+        )
+        .path(
+            "/api/v1/sync/resync",
+            PathItem::new(HttpMethod::Post, resync),
+        )
+        .path("/api/v1/plan", PathItem::new(HttpMethod::Post, plan))
+        .path("/metrics", PathItem::new(HttpMethod::Get, metrics));
+    doc
+}
+
 pub fn document() -> OpenApi {
     let mut doc = Doc {
         paths: PathsBuilder::new(),
@@ -420,7 +559,7 @@ pub fn document() -> OpenApi {
     .collection::<PassGrants>("PassGrant", "pass_grant")
     .collection::<Visitors>("Visitor", "visitor")
     .collection::<Doors>("Door", "door");
-    doc = access(links(doc));
+    doc = engine_paths(access(links(doc)));
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()

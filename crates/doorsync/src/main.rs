@@ -1,14 +1,13 @@
 //! The `doorsync` command.
 
+mod app;
 mod config;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::Config;
-use doorsync_core::Clock;
 use doorsync_store::{SqlStore, Store};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -56,14 +55,6 @@ enum TokenCommand {
         #[arg(long)]
         name: String,
     },
-}
-
-struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> jiff::Timestamp {
-        jiff::Timestamp::now()
-    }
 }
 
 #[tokio::main]
@@ -148,14 +139,9 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let state = doorsync_web::AppState {
-        store: Arc::new(store.clone()),
-        clock: Arc::new(SystemClock),
-    };
     tracing::info!(addr = %listener.local_addr()?, database = %redact(&config.database_url), "doorsync serving");
     eprintln!("doorsync listening on http://{}", listener.local_addr()?);
-    doorsync_web::serve(listener, doorsync_web::router(state), shutdown_signal()).await?;
-    store.close().await;
+    app::run(store, listener, app::Options::default(), shutdown_signal()).await?;
     tracing::info!("doorsync stopped");
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! `DOORSYNC_TEST_PG_URL` names a server), and doorsync served on 127.0.0.1:0.
 
 use doorsync_core::{Clock, ManualClock};
+
+pub mod sync;
 use doorsync_store::{SqlStore, Store};
 use jiff::Timestamp;
 use std::path::PathBuf;
@@ -108,6 +110,7 @@ async fn admin(url: &str, sql: &str) {
 
 /// doorsync's API served on an ephemeral port, with a token and a clock the test controls.
 pub struct App {
+    pub engine: Option<Arc<doorsync_engine::Engine>>,
     pub base: String,
     pub token: String,
     pub client: reqwest::Client,
@@ -122,18 +125,34 @@ pub const TEST_TOKEN: &str = "ds_test_token";
 
 impl App {
     pub async fn spawn(backend: Backend) -> Option<App> {
+        App::spawn_with(backend, None, |_| None).await
+    }
+
+    /// With a clock of the caller's (the manual one otherwise) and an engine built on the store.
+    pub async fn spawn_with(
+        backend: Backend,
+        clock: Option<Arc<dyn Clock>>,
+        engine: impl FnOnce(Arc<dyn Store>) -> Option<Arc<doorsync_engine::Engine>>,
+    ) -> Option<App> {
         let db = TestDb::new(backend).await?;
         let store = Arc::new(db.store().await);
-        let clock = Arc::new(ManualClock::new(
+        let manual = Arc::new(ManualClock::new(
             "2026-06-01T09:00:00Z".parse().expect("instant"),
         ));
         store
-            .create_token("test", &doorsync_web::auth::hash(TEST_TOKEN), clock.now())
+            .create_token("test", &doorsync_web::auth::hash(TEST_TOKEN), manual.now())
             .await
             .expect("token");
+        let shared: Arc<dyn Store> = store.clone();
+        let engine = engine(shared.clone());
+        let web_clock: Arc<dyn Clock> = match clock {
+            Some(c) => c,
+            None => manual.clone(),
+        };
         let state = doorsync_web::AppState {
-            store: store.clone(),
-            clock: clock.clone(),
+            store: shared,
+            clock: web_clock,
+            engine: engine.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -148,11 +167,12 @@ impl App {
             .expect("serve");
         });
         Some(App {
+            engine,
             base,
             token: TEST_TOKEN.to_owned(),
             client: reqwest::Client::new(),
             store,
-            clock,
+            clock: manual,
             db,
             shutdown: Some(tx),
             task: Some(task),

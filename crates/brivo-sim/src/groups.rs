@@ -1,0 +1,388 @@
+//! Groups, membership and group door permissions (reference §10).
+//!
+//! Membership changes are idempotent 204s (adding a member again or removing a non-member
+//! changes nothing and records nothing). A user may be in at most 16 groups; that limit is
+//! enforced on `PUT /groups/{g}/users/{u}` as well as on `POST /users/{u}/groups`, where an
+//! over-limit request applies nothing. `POST /users/{u}/groups` answers the user's groups after
+//! the change.
+
+use std::collections::BTreeSet;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, put};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{
+    ApiError, ApiResult, AppState, id_value, json_object, no_content, ok_json, parse_id,
+    query_params,
+};
+use crate::filter::{self, Op};
+use crate::model::Group;
+use crate::paging::{DataCount, Paging};
+use crate::sites::{access_point_not_found, access_point_view};
+use crate::state::{MAX_GROUPS_PER_USER, State as SimState};
+use crate::users::{existing_user, member_view};
+
+pub const MAX_GROUP_NAME: usize = 35;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/groups", get(list_groups).post(create_group))
+        .route(
+            "/groups/{id}",
+            get(get_group).put(update_group).delete(delete_group),
+        )
+        .route("/groups/{id}/users", get(list_members))
+        .route(
+            "/groups/{id}/users/{user_id}",
+            put(add_member).delete(remove_member),
+        )
+        .route("/groups/{id}/access/access-points", get(list_group_doors))
+        .route(
+            "/groups/{id}/access/access-points/{access_point_id}",
+            put(add_group_door).delete(remove_group_door),
+        )
+        .route(
+            "/users/{id}/groups",
+            get(groups_of_user).post(change_groups_of_user),
+        )
+}
+
+pub fn unknown_group() -> ApiError {
+    ApiError::not_found("Unknown Group")
+}
+
+fn existing_group(state: &SimState, raw: &str) -> Result<u64, ApiError> {
+    parse_id(raw)
+        .filter(|id| state.groups.contains_key(id))
+        .ok_or_else(unknown_group)
+}
+
+fn too_many_groups() -> ApiError {
+    ApiError::bad_request(format!(
+        "A user cannot be assigned to more than {MAX_GROUPS_PER_USER} groups"
+    ))
+}
+
+#[derive(Serialize)]
+struct GroupSummary<'a> {
+    id: u64,
+    name: &'a str,
+}
+
+fn summary(g: &Group) -> GroupSummary<'_> {
+    GroupSummary {
+        id: g.id,
+        name: &g.name,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupView<'a> {
+    id: u64,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    antipassback_reset_time: Option<&'a str>,
+    keypad_unlock: bool,
+    immune_to_antipassback: bool,
+    excluded_from_lockdown: bool,
+}
+
+fn group_view(g: &Group) -> GroupView<'_> {
+    GroupView {
+        id: g.id,
+        name: &g.name,
+        antipassback_reset_time: g.antipassback_reset_time.as_deref(),
+        keypad_unlock: g.keypad_unlock,
+        immune_to_antipassback: g.immune_to_antipassback,
+        excluded_from_lockdown: g.excluded_from_lockdown,
+    }
+}
+
+async fn list_groups(State(sim): State<AppState>, RawQuery(query): RawQuery) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let clauses = filter::from_query(&params, &[("name", &[Op::Eq, Op::Ne])])?;
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let items: Vec<_> = s
+            .groups
+            .values()
+            .filter(|g| clauses.iter().all(|c| filter::matches_contains(c, &g.name)))
+            .map(summary)
+            .collect();
+        Ok(ok_json(&paging.page(items)))
+    })
+}
+
+fn name_error() -> ApiError {
+    ApiError::bad_request(format!(
+        "Group creation requires a name parameter of {MAX_GROUP_NAME} characters or less"
+    ))
+}
+
+fn valid_name(v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_GROUP_NAME => {
+            Ok(s.clone())
+        }
+        _ => Err(name_error()),
+    }
+}
+
+fn bool_field(
+    body: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad_request(format!("Invalid value for {field}"))),
+    }
+}
+
+/// Applies the optional settings of a group body.
+fn apply_settings(g: &mut Group, body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    if let Some(b) = bool_field(body, "keypadUnlock")? {
+        g.keypad_unlock = b;
+    }
+    if let Some(b) = bool_field(body, "immuneToAntipassback")? {
+        g.immune_to_antipassback = b;
+    }
+    if let Some(b) = bool_field(body, "excludedFromLockdown")? {
+        g.excluded_from_lockdown = b;
+    }
+    if let Some(v) = body.get("antipassbackResetTime") {
+        g.antipassback_reset_time = match v {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            // Minute of the day, 0–1440, as a string.
+            Value::String(s) if s.parse::<u16>().is_ok_and(|m| m <= 1440) => Some(s.clone()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "Invalid value for antipassbackResetTime",
+                ));
+            }
+        };
+    }
+    Ok(())
+}
+
+async fn create_group(State(sim): State<AppState>, body: Bytes) -> ApiResult {
+    let body = json_object(&body)?;
+    let name = valid_name(body.get("name").unwrap_or(&Value::Null))?;
+    let mut group = Group {
+        id: 0,
+        name,
+        keypad_unlock: false,
+        immune_to_antipassback: false,
+        excluded_from_lockdown: false,
+        antipassback_reset_time: None,
+    };
+    apply_settings(&mut group, &body)?;
+    sim.write(|s| {
+        group.id = s.alloc_id();
+        s.groups.insert(group.id, group.clone());
+    });
+    Ok(ok_json(&group_view(&group)))
+}
+
+async fn get_group(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    sim.read(|s| {
+        let id = existing_group(s, &id)?;
+        Ok(ok_json(&group_view(&s.groups[&id])))
+    })
+}
+
+async fn update_group(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body = json_object(&body)?;
+    sim.write(|s| {
+        let id = existing_group(s, &id)?;
+        let mut group = s.groups[&id].clone();
+        if let Some(v) = body.get("name") {
+            group.name = valid_name(v)?;
+        }
+        apply_settings(&mut group, &body)?;
+        let resp = ok_json(&group_view(&group));
+        s.groups.insert(id, group);
+        Ok(resp)
+    })
+}
+
+async fn delete_group(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let now = Timestamp::now();
+    sim.write(|s| {
+        let id = existing_group(s, &id)?;
+        s.delete_group(id, now);
+        Ok(no_content())
+    })
+}
+
+async fn list_members(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let id = existing_group(s, &id)?;
+        let members: Vec<_> = s
+            .users_of_group(id)
+            .into_iter()
+            .filter_map(|u| s.users.get(&u))
+            .collect();
+        Ok(ok_json(&paging.page_map(members, member_view)))
+    })
+}
+
+async fn add_member(
+    State(sim): State<AppState>,
+    Path((group, user)): Path<(String, String)>,
+) -> ApiResult {
+    let now = Timestamp::now();
+    sim.write(|s| {
+        let group = existing_group(s, &group)?;
+        let user = existing_user(s, &user)?;
+        if s.memberships.contains(&(group, user)) {
+            return Ok(no_content());
+        }
+        if s.groups_of_user(user).len() >= MAX_GROUPS_PER_USER {
+            return Err(too_many_groups());
+        }
+        s.add_membership(group, user, now);
+        Ok(no_content())
+    })
+}
+
+async fn remove_member(
+    State(sim): State<AppState>,
+    Path((group, user)): Path<(String, String)>,
+) -> ApiResult {
+    let now = Timestamp::now();
+    sim.write(|s| {
+        let group = existing_group(s, &group)?;
+        let user = existing_user(s, &user)?;
+        s.remove_membership(group, user, now);
+        Ok(no_content())
+    })
+}
+
+fn user_groups_body(s: &SimState, user: u64) -> DataCount<GroupSummary<'_>> {
+    DataCount::new(
+        s.groups_of_user(user)
+            .into_iter()
+            .filter_map(|g| s.groups.get(&g))
+            .map(summary)
+            .collect(),
+    )
+}
+
+async fn groups_of_user(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    sim.read(|s| {
+        let user = existing_user(s, &id)?;
+        Ok(ok_json(&user_groups_body(s, user)))
+    })
+}
+
+fn group_ids(body: &serde_json::Map<String, Value>, field: &str) -> Result<Vec<u64>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                id_value(v).ok_or_else(|| {
+                    ApiError::bad_request(format!("Invalid group id in {field}: {v}"))
+                })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!("Invalid value for {field}"))),
+    }
+}
+
+async fn change_groups_of_user(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body = json_object(&body)?;
+    let add = group_ids(&body, "addGroups")?;
+    let remove = group_ids(&body, "removeGroups")?;
+    let now = Timestamp::now();
+    sim.write(|s| {
+        let user = existing_user(s, &id)?;
+        if add.iter().chain(&remove).any(|g| !s.groups.contains_key(g)) {
+            return Err(unknown_group());
+        }
+        let mut after: BTreeSet<u64> = s.groups_of_user(user).into_iter().collect();
+        for g in &remove {
+            after.remove(g);
+        }
+        after.extend(add.iter().copied());
+        if after.len() > MAX_GROUPS_PER_USER {
+            return Err(too_many_groups());
+        }
+        for g in &remove {
+            s.remove_membership(*g, user, now);
+        }
+        for g in &add {
+            s.add_membership(*g, user, now);
+        }
+        Ok(ok_json(&user_groups_body(s, user)))
+    })
+}
+
+async fn list_group_doors(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let id = existing_group(s, &id)?;
+        let doors: Vec<_> = s
+            .doors_of_group(id)
+            .into_iter()
+            .filter_map(|d| s.access_points.get(&d))
+            .map(|ap| access_point_view(s, ap))
+            .collect();
+        Ok(ok_json(&paging.page(doors)))
+    })
+}
+
+async fn add_group_door(
+    State(sim): State<AppState>,
+    Path((group, door)): Path<(String, String)>,
+) -> ApiResult {
+    sim.write(|s| {
+        let group = existing_group(s, &group)?;
+        let door = parse_id(&door)
+            .filter(|d| s.access_points.contains_key(d))
+            .ok_or_else(access_point_not_found)?;
+        s.group_doors.insert((group, door));
+        Ok(no_content())
+    })
+}
+
+async fn remove_group_door(
+    State(sim): State<AppState>,
+    Path((group, door)): Path<(String, String)>,
+) -> ApiResult {
+    sim.write(|s| {
+        let group = existing_group(s, &group)?;
+        let door = parse_id(&door)
+            .filter(|d| s.access_points.contains_key(d))
+            .ok_or_else(access_point_not_found)?;
+        s.group_doors.remove(&(group, door));
+        Ok(no_content())
+    })
+}

@@ -1,0 +1,356 @@
+//! The Brivo Access provider: the engine's provider seam on top of `brivo-client`.
+
+use crate::provider::*;
+use async_trait::async_trait;
+use brivo_client::{
+    BrivoClient, BrivoError, ClientConfig, Email, Filter, Grant, NewInvitation, NewUser, UserPatch,
+};
+use doorsync_core::Connection;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+fn error(e: BrivoError) -> ProviderError {
+    use brivo_client::ErrorKind as K;
+    let kind = match e.kind() {
+        K::Unauthorized | K::DeveloperInactive | K::OverRate => ErrorKind::Auth,
+        K::Timeout
+        | K::Connect
+        | K::Connection
+        | K::Unavailable
+        | K::OverQps
+        | K::RateLimited
+        | K::InvalidToken => ErrorKind::Unavailable,
+        K::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Rejected,
+    };
+    ProviderError {
+        kind,
+        message: e.to_string(),
+        retry_after: e.retry_after(),
+    }
+}
+
+fn id(s: &str) -> ProviderResult<u64> {
+    s.parse().map_err(|_| {
+        ProviderError::new(
+            ErrorKind::Rejected,
+            format!("{s:?} is not a Brivo id (a number)"),
+        )
+    })
+}
+
+fn remote(u: brivo_client::User) -> RemoteUser {
+    RemoteUser {
+        id: u.id.to_string(),
+        external_id: u.external_id,
+        suspended: u.suspended,
+        emails: u.emails.into_iter().map(|e| e.address).collect(),
+    }
+}
+
+fn new_user(p: &UserProfile) -> NewUser {
+    NewUser {
+        first_name: p.first_name.clone(),
+        last_name: p.last_name.clone(),
+        external_id: Some(p.external_id.clone()),
+        emails: p.email.iter().map(Email::work).collect(),
+        ..Default::default()
+    }
+}
+
+pub struct BrivoProvider {
+    client: BrivoClient,
+}
+
+#[async_trait]
+impl Provider for BrivoProvider {
+    async fn find_user_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> ProviderResult<Option<RemoteUser>> {
+        Ok(self
+            .client
+            .find_user_by_external_id(external_id)
+            .await
+            .map_err(error)?
+            .map(remote))
+    }
+
+    /// Brivo cannot filter users by e-mail: narrow by last name (a "contains" filter), then read
+    /// each candidate's e-mails.
+    async fn find_user_by_email(
+        &self,
+        email: &str,
+        last_name: &str,
+    ) -> ProviderResult<Option<RemoteUser>> {
+        let filter = Filter::new().eq("lastname", [last_name]);
+        let candidates = self.client.list_users(Some(&filter)).await.map_err(error)?;
+        for c in candidates.into_iter().take(25) {
+            let full = self.client.get_user(c.id).await.map_err(error)?;
+            if full
+                .emails
+                .iter()
+                .any(|e| e.address.eq_ignore_ascii_case(email))
+            {
+                return Ok(Some(remote(full)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_user(&self, profile: &UserProfile) -> ProviderResult<RemoteUser> {
+        Ok(remote(
+            self.client
+                .create_user(&new_user(profile))
+                .await
+                .map_err(error)?,
+        ))
+    }
+
+    async fn update_user(&self, user_id: &str, profile: &UserProfile) -> ProviderResult<()> {
+        let patch = UserPatch {
+            first_name: Some(profile.first_name.clone()),
+            last_name: Some(profile.last_name.clone()),
+            emails: profile.email.as_ref().map(|e| vec![Email::work(e)]),
+            ..Default::default()
+        };
+        self.client
+            .patch_user(id(user_id)?, &patch)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user_id: &str) -> ProviderResult<()> {
+        self.client.delete_user(id(user_id)?).await.map_err(error)
+    }
+
+    async fn set_suspended(&self, user_id: &str, suspended: bool) -> ProviderResult<()> {
+        self.client
+            .set_suspended(id(user_id)?, suspended)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    async fn add_to_group(&self, group_id: &str, user_id: &str) -> ProviderResult<()> {
+        self.client
+            .add_user_to_group(id(group_id)?, id(user_id)?)
+            .await
+            .map_err(error)
+    }
+
+    async fn remove_from_group(&self, group_id: &str, user_id: &str) -> ProviderResult<()> {
+        self.client
+            .remove_user_from_group(id(group_id)?, id(user_id)?)
+            .await
+            .map_err(error)
+    }
+
+    async fn user_groups(&self, user_id: &str) -> ProviderResult<BTreeSet<String>> {
+        let groups = self.client.user_groups(id(user_id)?).await.map_err(error)?;
+        Ok(groups.into_iter().map(|g| g.id.to_string()).collect())
+    }
+
+    async fn group_members(&self, group_id: &str) -> ProviderResult<Vec<RemoteUser>> {
+        Ok(self
+            .client
+            .group_members(id(group_id)?)
+            .await
+            .map_err(error)?
+            .into_iter()
+            .map(remote)
+            .collect())
+    }
+
+    async fn invite(&self, user_id: &str, email: &str) -> ProviderResult<()> {
+        let invitation = NewInvitation {
+            reference_id: email.to_owned(),
+            send_email: true,
+            language: Default::default(),
+        };
+        match self
+            .client
+            .create_invitation(id(user_id)?, &invitation)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == brivo_client::ErrorKind::Conflict => Ok(()),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>> {
+        let groups = self.client.list_groups(None).await.map_err(error)?;
+        Ok(groups
+            .into_iter()
+            .map(|g| RemoteEntry {
+                id: g.id.to_string(),
+                name: g.name,
+                parent_id: None,
+            })
+            .collect())
+    }
+
+    async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>> {
+        let sites = self.client.list_sites(None).await.map_err(error)?;
+        Ok(sites
+            .into_iter()
+            .map(|s| RemoteEntry {
+                id: s.id.to_string(),
+                name: s.site_name,
+                parent_id: None,
+            })
+            .collect())
+    }
+
+    async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>> {
+        let doors = self.client.list_access_points(None).await.map_err(error)?;
+        Ok(doors
+            .into_iter()
+            .map(|d| RemoteEntry {
+                id: d.id.to_string(),
+                name: d.name,
+                parent_id: d.site_id.map(|s| s.to_string()),
+            })
+            .collect())
+    }
+
+    fn calls(&self) -> u64 {
+        self.client.total_calls()
+    }
+
+    fn call_stats(&self) -> Vec<(String, String, u64)> {
+        self.client
+            .calls()
+            .into_iter()
+            .map(|c| (c.endpoint.to_owned(), c.outcome.to_owned(), c.count))
+            .collect()
+    }
+}
+
+/// The authorization server that goes with an API base URL: Brivo's regions pair up; anything
+/// else (a brivo-sim, a proxy) serves both under one host.
+fn auth_url_for(api_url: &str) -> String {
+    match api_url {
+        brivo_client::US_API_URL => brivo_client::US_AUTH_URL.to_owned(),
+        brivo_client::EU_API_URL => brivo_client::EU_AUTH_URL.to_owned(),
+        other => other
+            .trim_end_matches('/')
+            .trim_end_matches("/v1/api")
+            .to_owned(),
+    }
+}
+
+/// Builds one Brivo client per connection and rebuilds it when the connection's settings change.
+#[derive(Default)]
+pub struct BrivoFactory {
+    clients: Mutex<HashMap<String, (u64, Arc<BrivoProvider>)>>,
+    /// Client policy overrides (tests use short timeouts); `None` keeps the client's defaults.
+    pub tune: Option<fn(&mut ClientConfig)>,
+}
+
+impl BrivoFactory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With the client policy adjusted by `tune` (tests shorten timeouts and backoff).
+    pub fn tuned(tune: fn(&mut ClientConfig)) -> Self {
+        BrivoFactory {
+            tune: Some(tune),
+            ..Default::default()
+        }
+    }
+}
+
+impl ProviderFactory for BrivoFactory {
+    fn provider(&self, c: &Connection) -> ProviderResult<Arc<dyn Provider>> {
+        let cr = &c.credentials;
+        let (Some(api_key), Some(client_id), Some(client_secret), Some(admin_id), Some(password)) = (
+            &cr.api_key,
+            &cr.client_id,
+            &cr.client_secret,
+            &cr.admin_id,
+            &cr.password,
+        ) else {
+            return Err(ProviderError::new(
+                ErrorKind::Auth,
+                format!(
+                    "connection {} lacks credentials: set api_key, client_id, client_secret, admin_id and password",
+                    c.id
+                ),
+            ));
+        };
+        let api_url = c
+            .api_url
+            .clone()
+            .unwrap_or_else(|| brivo_client::US_API_URL.to_owned());
+        let auth_url = c.auth_url.clone().unwrap_or_else(|| auth_url_for(&api_url));
+        let mut h = DefaultHasher::new();
+        (
+            &api_url,
+            &auth_url,
+            api_key,
+            client_id,
+            client_secret,
+            admin_id,
+            password,
+        )
+            .hash(&mut h);
+        let fingerprint = h.finish();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((f, p)) = clients.get(c.id.as_str())
+            && *f == fingerprint
+        {
+            return Ok(p.clone());
+        }
+        let grant = Grant::Password {
+            username: admin_id.clone(),
+            password: password.clone(),
+        };
+        let mut config = ClientConfig::new(
+            api_url,
+            auth_url,
+            api_key.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+            grant,
+        );
+        if let Some(tune) = self.tune {
+            tune(&mut config);
+        }
+        let client = BrivoClient::new(config).map_err(error)?;
+        let provider = Arc::new(BrivoProvider { client });
+        clients.insert(c.id.to_string(), (fingerprint, provider.clone()));
+        Ok(provider)
+    }
+
+    fn built(&self) -> Vec<(String, Arc<dyn Provider>)> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .iter()
+            .map(|(c, (_, p))| (c.clone(), p.clone() as Arc<dyn Provider>))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auth_urls_pair_with_api_urls() {
+        assert_eq!(
+            super::auth_url_for(brivo_client::US_API_URL),
+            brivo_client::US_AUTH_URL
+        );
+        assert_eq!(
+            super::auth_url_for(brivo_client::EU_API_URL),
+            brivo_client::EU_AUTH_URL
+        );
+        assert_eq!(
+            super::auth_url_for("http://127.0.0.1:8700/v1/api"),
+            "http://127.0.0.1:8700"
+        );
+    }
+}

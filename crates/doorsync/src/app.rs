@@ -1,0 +1,52 @@
+//! doorsync assembled: the store, the sync engine (talking to Brivo) and the HTTP API in one
+//! process, stopped together.
+
+use doorsync_core::Clock;
+use doorsync_engine::brivo::BrivoFactory;
+use doorsync_engine::{Engine, EngineConfig};
+use doorsync_store::{SqlStore, Store};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub engine: EngineConfig,
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests and reconciles finish.
+pub async fn run(
+    store: SqlStore,
+    listener: tokio::net::TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = Arc::new(Engine::new(
+        shared.clone(),
+        clock.clone(),
+        Arc::new(BrivoFactory::new()),
+        options.engine,
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine_task = tokio::spawn(engine.clone().run(stop_rx));
+    let state = doorsync_web::AppState {
+        store: shared,
+        clock,
+        engine: Some(engine),
+    };
+    let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = engine_task.await;
+    store.close().await;
+    Ok(served?)
+}
