@@ -34,7 +34,8 @@ pub struct EngineConfig {
     pub batch: u32,
     /// Keep each reconcile's start and end (tests check that no subject runs twice at once).
     pub record_spans: bool,
-    /// How long a claimed subject stays ours; a dead instance's subjects return after it.
+    /// How long a claimed subject stays ours without renewal; a dead instance's subjects return
+    /// to the others after it. A running reconcile renews its lease every third of it.
     pub lease: SignedDuration,
     /// The longest the scheduler sleeps without looking at the schedule: other instances' writes
     /// and expired leases are seen within it.
@@ -59,7 +60,7 @@ impl Default for EngineConfig {
             workers: 4,
             batch: 64,
             record_spans: false,
-            lease: SignedDuration::from_secs(60),
+            lease: SignedDuration::from_secs(15),
             idle_poll: Duration::from_secs(1),
             audit_min_interval: Duration::from_secs(300),
             audit_max_interval: Duration::from_secs(24 * 3600),
@@ -263,7 +264,37 @@ impl Engine {
     async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
         let r = &self.reconciler;
         let start = std::time::Instant::now();
-        let result = r.reconcile(&subject).await;
+        let result = {
+            let renew = async {
+                let every =
+                    Duration::try_from(self.config.lease).unwrap_or(Duration::from_secs(15)) / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let until = r
+                        .clock
+                        .now()
+                        .checked_add(self.config.lease)
+                        .unwrap_or(Timestamp::MAX);
+                    match r
+                        .store
+                        .renew_lease(&subject, &self.config.owner, until)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(subject = %subject, "lease lost during a reconcile")
+                        }
+                        Err(e) => {
+                            tracing::warn!(subject = %subject, error = %e, "renewing a lease failed")
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                result = r.reconcile(&subject) => result,
+                never = renew => match never {},
+            }
+        };
         if self.config.record_spans {
             let span = Span {
                 subject: subject.clone(),

@@ -6,9 +6,11 @@
 mod migrate;
 mod mirror;
 mod record;
+mod secrets;
 mod sql;
 
 pub use record::{Kind, Record, Ref, link_key};
+pub use secrets::{SecretError, SecretKey};
 pub use sql::{Backend, SqlStore};
 
 use async_trait::async_trait;
@@ -50,6 +52,8 @@ pub enum StoreError {
         name: &'static str,
         source: sqlx::Error,
     },
+    #[error("{0}")]
+    Secret(#[from] SecretError),
     #[error("stored {kind} {id:?} is unreadable: {message}")]
     Corrupt {
         kind: &'static str,
@@ -200,6 +204,8 @@ pub trait Store: Send + Sync + 'static {
         lease: SignedDuration,
         limit: u32,
     ) -> Result<Vec<Claim>>;
+    /// Extends a lease still held by `owner`; `false` when it was lost.
+    async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool>;
     /// Releases a lease. A mark made while the lease was held wins over a later `next_due_at`.
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()>;
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>>;

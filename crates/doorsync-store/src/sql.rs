@@ -3,11 +3,13 @@
 //! skips rows another instance holds.
 
 use crate::record::{Kind, Record, link_key};
+use crate::secrets::{SecretError, SecretKey};
 use crate::*;
 use doorsync_core::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,6 +22,7 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    secret: Option<Arc<SecretKey>>,
 }
 
 pub(crate) fn ms(t: Timestamp) -> i64 {
@@ -67,7 +70,80 @@ impl SqlStore {
             Backend::Postgres => AnyPoolOptions::new().max_connections(8),
         };
         let pool = options.connect(&url).await?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            secret: None,
+        })
+    }
+
+    /// The key that seals provider credentials; without one, credentials cannot be stored.
+    pub fn with_secret_key(mut self, key: SecretKey) -> Self {
+        self.secret = Some(Arc::new(key));
+        self
+    }
+
+    /// The record's body as stored: credentials sealed.
+    fn body(&self, record: &Record) -> Result<String> {
+        let Record::Connection(c) = record else {
+            return Ok(record.to_json());
+        };
+        let cr = &c.credentials;
+        let set = [
+            ("api_key", &cr.api_key),
+            ("client_id", &cr.client_id),
+            ("client_secret", &cr.client_secret),
+            ("admin_id", &cr.admin_id),
+            ("password", &cr.password),
+        ];
+        let Some((first, _)) = set.iter().find(|(_, v)| v.is_some()) else {
+            return Ok(record.to_json());
+        };
+        let Some(key) = &self.secret else {
+            return Err(StoreError::Invalid {
+                field: first,
+                message: "doorsync has no secret key to encrypt credentials with: set DOORSYNC_SECRET_KEY (`doorsync key generate` makes one)".into(),
+            });
+        };
+        let mut v = serde_json::to_value(record).expect("records serialize");
+        let plain = serde_json::to_vec(cr).expect("credentials serialize");
+        v["credentials"] = serde_json::json!({ "sealed": key.seal(&plain) });
+        Ok(v.to_string())
+    }
+
+    /// A record read back, with its credentials unsealed.
+    fn open(&self, kind: Kind, id: &str, body: &str) -> Result<Record> {
+        let mut record = parse(kind, id, body)?;
+        if let Record::Connection(c) = &mut record {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            if let Some(sealed) = v["credentials"]["sealed"].as_str() {
+                let key = self
+                    .secret
+                    .as_ref()
+                    .ok_or(StoreError::Secret(SecretError::NoKey))?;
+                let plain = key.open(sealed).map_err(StoreError::Secret)?;
+                c.credentials = serde_json::from_slice(&plain)
+                    .map_err(|_| StoreError::Secret(SecretError::WrongKey))?;
+            }
+        }
+        Ok(record)
+    }
+
+    async fn load_open(
+        &self,
+        conn: &mut AnyConnection,
+        kind: Kind,
+        key: &str,
+    ) -> Result<Option<Record>> {
+        let row = sqlx::query("SELECT body FROM records WHERE kind = $1 AND id = $2")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(self.open(kind, key, &r.try_get::<String, _>(0)?)?)),
+            None => Ok(None),
+        }
     }
 
     /// Applies the migrations this database lacks; returns their versions.
@@ -93,9 +169,13 @@ pub(crate) async fn load(
     row.map(|row| decode(kind, key, &row)).transpose()
 }
 
+/// A record from its stored body; sealed credentials stay sealed (read as absent).
 fn decode(kind: Kind, key: &str, row: &AnyRow) -> Result<Record> {
-    let body: String = row.try_get("body")?;
-    Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
+    parse(kind, key, &row.try_get::<String, _>("body")?)
+}
+
+fn parse(kind: Kind, key: &str, body: &str) -> Result<Record> {
+    Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
         kind: kind.as_str(),
         id: key.to_owned(),
         message: e.to_string(),
@@ -386,7 +466,7 @@ impl Store for SqlStore {
     async fn put(&self, mut record: Record, now: Timestamp) -> Result<Written> {
         let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
         let mut tx = self.pool.begin().await?;
-        let old = load(&mut tx, kind, &key).await?;
+        let old = self.load_open(&mut tx, kind, &key).await?;
         record.carry_over(old.as_ref(), now);
         for r in record.refs() {
             if !exists(&mut tx, r.kind, &r.id).await? {
@@ -408,7 +488,7 @@ impl Store for SqlStore {
         )
         .bind(kind.as_str())
         .bind(key.as_str())
-        .bind(record.to_json())
+        .bind(self.body(&record)?)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -427,7 +507,7 @@ impl Store for SqlStore {
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>> {
         let mut conn = self.pool.acquire().await?;
-        load(&mut conn, kind, key).await
+        self.load_open(&mut conn, kind, key).await
     }
 
     async fn list(&self, kind: Kind, after: Option<&str>, limit: u32) -> Result<Vec<Record>> {
@@ -442,7 +522,7 @@ impl Store for SqlStore {
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("id")?;
-                decode(kind, &id, row)
+                self.open(kind, &id, &row.try_get::<String, _>("body")?)
             })
             .collect()
     }
@@ -792,6 +872,18 @@ impl Store for SqlStore {
         }
         q.execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE schedule SET lease_until = $1 WHERE subject = $2 AND lease_owner = $3",
+        )
+        .bind(ms(until))
+        .bind(subject.key())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>> {

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ));
     Router::new()
+        .route("/", get(landing))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(api)
@@ -57,6 +58,11 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
         .with_state(state)
+}
+
+/// The front page, until the dashboard lands: what this is and where to go.
+async fn landing() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("landing.html"))
 }
 
 async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {

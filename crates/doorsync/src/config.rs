@@ -12,6 +12,8 @@ pub struct Config {
     pub database_url: String,
     pub listen: String,
     pub log: String,
+    /// 64 hex characters; seals provider credentials in the database.
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +22,7 @@ struct File {
     database_url: Option<String>,
     listen: Option<String>,
     log: Option<String>,
+    secret_key: Option<String>,
 }
 
 impl Config {
@@ -48,7 +51,13 @@ impl Config {
             ),
             listen: pick("DOORSYNC_LISTEN", file.listen, DEFAULT_LISTEN),
             log: pick("DOORSYNC_LOG", file.log, "info"),
+            secret_key: env("DOORSYNC_SECRET_KEY")
+                .filter(|v| !v.is_empty())
+                .or(file.secret_key),
         };
+        if let Some(k) = &config.secret_key {
+            doorsync_store::SecretKey::parse(k).map_err(|e| anyhow::anyhow!("secret_key: {e}"))?;
+        }
         if !(config.database_url.starts_with("sqlite:")
             || config.database_url.starts_with("postgres://")
             || config.database_url.starts_with("postgresql://"))

@@ -2,6 +2,7 @@
 
 mod app;
 mod config;
+mod demo;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,7 +17,7 @@ use std::path::PathBuf;
     about = "Keeps door access groups in step with what a workspace's customers have bought",
     long_about = "Keeps door access groups (Brivo Access) in step with what the customers of a coworking \
                   space have bought: bookings, passes, contracts, teams and visitors.\n\n\
-                  Settings come from doorsync.toml (or --config), then DOORSYNC_DATABASE_URL, \
+                  Settings come from doorsync.toml (or --config), then DOORSYNC_DATABASE_URL, DOORSYNC_SECRET_KEY, \
                   DOORSYNC_LISTEN and DOORSYNC_LOG, then flags."
 )]
 struct Cli {
@@ -38,13 +39,39 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Run a whole demo space on this machine: an in-process brivo-sim seeded with a small
+    /// coworking space, doorsync on a fresh SQLite file, the engine moving people in and out of
+    /// groups as the day goes. Prints the URLs, a sign-in and a line `api token: TOKEN`.
+    Demo {
+        /// Address of doorsync's API
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Address of the brivo-sim emulator
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
+        sim_listen: String,
+        /// Keep the demo's data here (resumed when it exists) instead of a fresh temporary directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Bring the database schema up to date, then exit.
     Migrate,
+    /// Manage the key that encrypts provider credentials in the database.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print a new random secret key (64 hex characters) for DOORSYNC_SECRET_KEY or secret_key in
+    /// doorsync.toml. Keep it out of the database's backups: it is what keeps credentials secret.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -69,9 +96,30 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve { listen } => serve(config, listen).await,
+        Command::Demo {
+            listen,
+            sim_listen,
+            dir,
+        } => {
+            demo::run(
+                demo::DemoArgs {
+                    listen,
+                    sim_listen,
+                    dir,
+                },
+                shutdown_signal(),
+            )
+            .await
+        }
         Command::Migrate => {
             let store = open(&config).await?;
             store.close().await;
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Generate,
+        } => {
+            println!("{}", doorsync_store::SecretKey::generate());
             Ok(())
         }
         Command::Token {
@@ -110,7 +158,13 @@ async fn open(config: &Config) -> anyhow::Result<SqlStore> {
     if !applied.is_empty() {
         tracing::info!(?applied, "database migrated");
     }
-    Ok(store)
+    Ok(match &config.secret_key {
+        Some(k) => store.with_secret_key(doorsync_store::SecretKey::parse(k)?),
+        None => {
+            tracing::warn!("no DOORSYNC_SECRET_KEY: provider credentials cannot be stored");
+            store
+        }
+    })
 }
 
 /// A URL with its password hidden, for messages.

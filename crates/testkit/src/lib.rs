@@ -73,7 +73,10 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> SqlStore {
-        let store = SqlStore::connect(&self.url).await.expect("connect");
+        let store = SqlStore::connect(&self.url)
+            .await
+            .expect("connect")
+            .with_secret_key(doorsync_store::SecretKey::parse(TEST_SECRET_KEY).expect("key"));
         store.migrate(Timestamp::now()).await.expect("migrate");
         store
     }
@@ -122,6 +125,9 @@ pub struct App {
 }
 
 pub const TEST_TOKEN: &str = "ds_test_token";
+/// The key that seals connection credentials in tests.
+pub const TEST_SECRET_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 impl App {
     pub async fn spawn(backend: Backend) -> Option<App> {

@@ -272,3 +272,205 @@ async fn serve_starts_in_an_empty_directory_with_the_default_database() {
 }
 
 testkit::on_both_backends!(the_readme_session_works_against_serve);
+
+struct Demo {
+    child: Child,
+    api: String,
+    sim: String,
+    token: String,
+}
+
+fn start_demo(dir: &Path) -> Demo {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+            "--dir",
+        ])
+        .arg(dir)
+        .env("DOORSYNC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut api, mut sim) = (String::new(), String::new());
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo did not print its api token");
+        };
+        if let Some(url) = line.trim().strip_prefix("dashboard:") {
+            api = url.trim().trim_end_matches('/').to_owned();
+        }
+        if let Some(rest) = line.trim().strip_prefix("brivo-sim:") {
+            sim = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        if let Some(token) = line.strip_prefix("api token: ") {
+            // Keep draining the feed so the demo never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return Demo {
+                child,
+                api,
+                sim,
+                token: token.trim().to_owned(),
+            };
+        }
+    }
+}
+
+async fn members_by_group(sim: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let config = brivo_client::ClientConfig::new(
+        format!("{sim}/v1/api"),
+        sim,
+        "sim-api-key",
+        "sim-client",
+        "sim-secret",
+        brivo_client::Grant::Password {
+            username: "admin".into(),
+            password: "password".into(),
+        },
+    );
+    let client = brivo_client::BrivoClient::new(config).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for g in client.list_groups(None).await.unwrap() {
+        let mut m: Vec<String> = client
+            .group_members(g.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|u| u.external_id)
+            .collect();
+        m.sort();
+        out.insert(g.name, m);
+    }
+    out
+}
+
+async fn settled(demo: &Demo) -> bool {
+    let client = reqwest::Client::new();
+    let Ok(res) = client
+        .get(format!("{}/api/v1/sync/status", demo.api))
+        .bearer_auth(&demo.token)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let status: serde_json::Value = res.json().await.unwrap_or_default();
+    status["due"] == 0 && status["in_flight"] == 0
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn expected(groups: &std::collections::BTreeMap<String, Vec<String>>) {
+    for (group, who) in [
+        ("Private Office 1", vec!["ana", "ben", "chloe"]),
+        ("Private Office 2", vec!["dev", "eli"]),
+        ("Private Office 3", vec![]),
+        ("Day Pass", vec!["fay"]),
+        ("10-Day Pass", vec!["gus"]),
+        ("Membership Pass", vec!["hana"]),
+        ("Meeting Room 1", vec!["ivan"]),
+    ] {
+        assert_eq!(
+            groups.get(group).cloned().unwrap_or_default(),
+            who,
+            "{group}"
+        );
+    }
+}
+
+/// `doorsync demo` from nothing: the seeded space reaches brivo-sim, and a `kill -9` in the middle
+/// of the first burst loses nothing once the demo is started again on the same directory.
+#[tokio::test]
+async fn the_demo_converges_and_survives_kill_9() {
+    let dir = tempdir("demo");
+    let mut demo = start_demo(&dir);
+    let client = reqwest::Client::new();
+    // Let the burst begin, then kill the process outright.
+    wait_for("the first changes", || async {
+        let Ok(res) = client
+            .get(format!("{}/api/v1/audit?limit=5", demo.api))
+            .bearer_auth(&demo.token)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let audit: serde_json::Value = res.json().await.unwrap_or_default();
+        audit["items"].as_array().is_some_and(|a| a.len() >= 3)
+    })
+    .await;
+    Command::new("kill")
+        .args(["-KILL", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = demo.child.wait();
+
+    let mut demo = start_demo(&dir);
+    wait_for("the demo to settle after the restart", || settled(&demo)).await;
+    let groups = members_by_group(&demo.sim).await;
+    expected(&groups);
+    let res = client
+        .get(format!("{}/api/v1/customers/ivan/access", demo.api))
+        .bearer_auth(&demo.token)
+        .send()
+        .await
+        .unwrap();
+    let access: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(access["groups"][0]["state"], "held", "{access}");
+    assert_eq!(
+        access["groups"][0]["reasons"][0]["cause"]["booking_id"],
+        "ivan-now"
+    );
+    // One provider user per customer, however the crash fell.
+    let history: Vec<serde_json::Value> = reqwest::get(format!("{}/__sim/users/history", demo.sim))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut creates = std::collections::BTreeMap::new();
+    for h in &history {
+        if h["op"] == "create"
+            && let Some(e) = h["external_id"].as_str()
+        {
+            *creates.entry(e.to_owned()).or_insert(0) += 1;
+        }
+    }
+    assert!(creates.values().all(|n| *n == 1), "{creates:?}");
+    Command::new("kill")
+        .args(["-TERM", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || demo.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -608,4 +608,145 @@ testkit::on_both_backends!(
     tokens_are_found_by_hash_only,
     the_audit_log_filters_and_pages,
     inputs_gather_everything_that_decides_access,
+    credentials_are_sealed_at_rest,
+    no_secret_appears_in_the_records_table,
 );
+
+async fn credentials_are_sealed_at_rest(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let connection = |password: Option<&str>| {
+        Record::Connection(Connection {
+            id: id("brivo"),
+            provider: Provider::Brivo,
+            api_url: None,
+            auth_url: None,
+            credentials: Credentials {
+                api_key: Some("key-123".into()),
+                password: password.map(str::to_owned),
+                ..Default::default()
+            },
+            no_access_policy: NoAccessPolicy::RemoveFromGroups,
+            visitor_group_ids: vec![],
+            exempt_user_ids: vec![],
+            redeem_passes_automatically: false,
+            list_doors_in_app: true,
+            link_users_by_email: false,
+            monthly_call_budget: DEFAULT_MONTHLY_CALL_BUDGET,
+            enabled: true,
+        })
+    };
+    store
+        .put(connection(Some("hunter2-secret")), now)
+        .await
+        .unwrap();
+    // Without the key the sealed credentials cannot be read at all.
+    let raw = SqlStore::connect(&db.url).await.unwrap();
+    let err = raw.get(Kind::Connection, "brivo").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Secret(SecretError::NoKey)),
+        "{err:?}"
+    );
+    raw.close().await;
+    // A PUT that leaves the password out keeps it.
+    let w = store.put(connection(None), now).await.unwrap();
+    let Record::Connection(c) = w.record else {
+        panic!()
+    };
+    assert_eq!(c.credentials.password.as_deref(), Some("hunter2-secret"));
+    let Some(Record::Connection(c)) = store.get(Kind::Connection, "brivo").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.credentials.api_key.as_deref(), Some("key-123"));
+    // A store with another key cannot open them; one with no key cannot store them.
+    let other = SqlStore::connect(&db.url)
+        .await
+        .unwrap()
+        .with_secret_key(SecretKey::parse(&SecretKey::generate()).unwrap());
+    let err = other.get(Kind::Connection, "brivo").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Secret(SecretError::WrongKey)),
+        "{err:?}"
+    );
+    other.close().await;
+    let keyless = SqlStore::connect(&db.url).await.unwrap();
+    let err = keyless.put(connection(Some("x")), now).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Secret(SecretError::NoKey)),
+        "cannot replace sealed credentials: {err:?}"
+    );
+    let Record::Connection(mut fresh) = connection(Some("x")) else {
+        panic!()
+    };
+    fresh.id = id("another");
+    let err = keyless
+        .put(Record::Connection(fresh), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "api_key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        keyless
+            .get(Kind::Connection, "another")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing half-written"
+    );
+    keyless.close().await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// The raw bytes of the database never contain a credential.
+async fn no_secret_appears_in_the_records_table(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let mut c = Connection {
+        id: id("c"),
+        provider: Provider::Brivo,
+        api_url: None,
+        auth_url: None,
+        credentials: Credentials {
+            client_secret: Some("s3cr3t-value".into()),
+            ..Default::default()
+        },
+        no_access_policy: NoAccessPolicy::Suspend,
+        visitor_group_ids: vec![],
+        exempt_user_ids: vec![],
+        redeem_passes_automatically: false,
+        list_doors_in_app: true,
+        link_users_by_email: false,
+        monthly_call_budget: 1000,
+        enabled: true,
+    };
+    store.put(Record::Connection(c.clone()), now).await.unwrap();
+    c.credentials.client_secret = None;
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let rows: Vec<String> = sqlx::query_scalar("SELECT body FROM records")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|b| !b.contains("s3cr3t-value")), "{rows:?}");
+    assert!(rows.iter().any(|b| b.contains("sealed")));
+    let _ = conn.close().await;
+    store.close().await;
+    db.drop_db().await;
+}
