@@ -474,3 +474,94 @@ async fn the_demo_converges_and_survives_kill_9() {
     assert!(status.success(), "{status}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `brivo-sim` binary next to `doorsync` (built on demand when a partial `cargo test` did not).
+fn brivo_sim_binary() -> std::path::PathBuf {
+    let bin = Path::new(BIN).with_file_name("brivo-sim");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "brivo-sim", "--bin", "brivo-sim"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building brivo-sim");
+    }
+    bin
+}
+
+#[tokio::test]
+async fn the_readme_session_works_against_the_brivo_sim_binary() {
+    let mut child = Command::new(brivo_sim_binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut printed = vec![];
+    let base = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("brivo-sim printed no api_url: {printed:?}");
+        };
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("api_url: ") {
+            break url.trim().trim_end_matches("/v1/api").to_owned();
+        }
+    };
+    for name in [
+        "api_key: sim-api-key",
+        "client_id: sim-client",
+        "client_secret: sim-secret",
+        "admin_id: admin",
+        "password: password",
+    ] {
+        assert!(
+            printed.iter().any(|l| l == name),
+            "{name} not printed: {printed:?}"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("<!-- sim-session")
+        .expect("README has the marked brivo-sim session");
+    let script = readme[start..]
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let script = script.replace("http://127.0.0.1:8700", &base);
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(r#"{"id":15541101,"name":"Day Pass"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""count":14"#), "{text}");
+    assert!(text.lines().any(|l| l.trim() == "204"), "{text}");
+    assert!(
+        text.contains(r#""op":"add""#) && text.contains(r#""external_id":"cust-1""#),
+        "{text}"
+    );
+}
