@@ -112,6 +112,8 @@ impl Provider for BrivoProvider {
         let patch = UserPatch {
             first_name: Some(profile.first_name.clone()),
             last_name: Some(profile.last_name.clone()),
+            // A user linked by e-mail takes the customer's id, so later lookups find it directly.
+            external_id: Some(profile.external_id.clone()),
             emails: profile.email.as_ref().map(|e| vec![Email::work(e)]),
             ..Default::default()
         };

@@ -210,10 +210,22 @@ impl Reconciler {
                 mirror = Some(user);
                 continue;
             }
-            match self
-                .apply(c, provider, subject, &mut mirror, &plan, ents, now)
-                .await
-            {
+            // The profile goes first, so Brivo names the user correctly before any group change
+            // (and a user linked by e-mail carries the customer's id from then on).
+            let pushed = match mirror.as_mut() {
+                Some(m) if !plan.ops.contains(&Op::DeleteUser) => {
+                    self.push_profile(c, provider, subject, view, m).await
+                }
+                _ => Ok(()),
+            };
+            let applied = match pushed {
+                Ok(()) => {
+                    self.apply(c, provider, subject, &mut mirror, &plan, ents, now)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match applied {
                 Err(ReconcileError::Provider(e)) if e.kind == ErrorKind::NotFound => {
                     // The user was deleted behind our back: forget it and start over.
                     self.store.mirror_save(c, subject, None).await?;
@@ -235,7 +247,6 @@ impl Reconciler {
             break;
         }
         if let Some(m) = mirror.as_mut() {
-            self.push_profile(c, provider, subject, view, m).await?;
             // A customer's first access brings a Mobile Pass invitation.
             if matches!(subject, Subject::Customer(_))
                 && m.invited_at.is_none()

@@ -81,6 +81,11 @@ pub fn routes() -> Routes {
     )
     .add("/api/v1/openapi.json", &["get"], get(openapi))
     .add("/api/v1/audit", &["get"], get(crate::sync::audit))
+    .add(
+        "/api/v1/connections/{id}/directory",
+        &["get"],
+        get(crate::sync::directory),
+    )
     .add("/api/v1/sync/status", &["get"], get(crate::sync::status))
     .add("/api/v1/sync/resync", &["post"], post(crate::sync::resync))
     .add("/api/v1/plan", &["post"], post(crate::sync::plan))

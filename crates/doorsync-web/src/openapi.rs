@@ -521,8 +521,36 @@ fn engine_paths(mut doc: Doc) -> Doc {
                     .build(),
             ),
         );
+    let directory = OperationBuilder::new()
+        .operation_id(Some("connection_directory"))
+        .summary(Some(
+            "The groups, sites and doors read from the connection's provider, with their ids",
+        ))
+        .tag("connections")
+        .parameter(string_param("id", "The connection's id"))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad id"), ("404", "No such connection")],
+            )
+            .response(
+                "200",
+                json_response(
+                    "`{read_at, groups, sites, doors}`",
+                    Some(reference("Directory")),
+                ),
+            ),
+        );
+    doc.components = doc.components.schema(
+        "Directory",
+        free_object("read_at, and groups, sites and doors as {id, name} (doors with site_id)"),
+    );
     doc.paths = doc
         .paths
+        .path(
+            "/api/v1/connections/{id}/directory",
+            PathItem::new(HttpMethod::Get, directory),
+        )
         .path("/api/v1/audit", PathItem::new(HttpMethod::Get, audit))
         .path(
             "/api/v1/sync/status",

@@ -229,6 +229,43 @@ pub async fn plan(
     Ok(Json(serde_json::to_value(p).unwrap_or(Value::Null)))
 }
 
+/// The groups, sites and doors read from a connection's provider, to link items to.
+pub async fn directory(
+    State(st): State<AppState>,
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Path(raw) =
+        path.map_err(|e| ApiError::bad_request("invalid_id", "id", e.body_text()))?;
+    let id =
+        Id::parse(&raw).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    if st
+        .store
+        .get(doorsync_store::Kind::Connection, id.as_str())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format_args!("connection {id:?}")));
+    }
+    let state = st.store.connection_state(id.as_str()).await?;
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "read_at".into(),
+        serde_json::to_value(state.last_directory_at).unwrap_or(Value::Null),
+    );
+    for (kind, key) in [("group", "groups"), ("site", "sites"), ("door", "doors")] {
+        let entries = st.store.directory(id.as_str(), kind).await?;
+        let list: Vec<Value> = entries
+            .into_iter()
+            .map(|e| match e.parent_id {
+                Some(site) => json!({"id": e.provider_id, "name": e.name, "site_id": site}),
+                None => json!({"id": e.provider_id, "name": e.name}),
+            })
+            .collect();
+        out.insert(key.into(), Value::Array(list));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let engine = engine(&st)?;
     let due = st.store.due_summary(st.clock.now()).await?;

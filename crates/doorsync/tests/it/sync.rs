@@ -716,7 +716,89 @@ async fn two_engines_share_one_postgres_without_overlap() {
     s.stop().await;
 }
 
+async fn a_pass_grant_opens_and_closes_on_time_and_users_link_by_email(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
+        return;
+    };
+    // The directory read from Brivo names the groups to link to.
+    assert!(
+        s.eventually(WAIT, || async {
+            let (_, d) = s.app.get_json("/api/v1/connections/brivo/directory").await;
+            d["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["name"] == "Meeting Room 1"))
+        })
+        .await
+    );
+    let (_, d) = s.app.get_json("/api/v1/connections/brivo/directory").await;
+    assert!(
+        d["doors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "Front Door" && x["site_id"].is_string()),
+        "{d}"
+    );
+    assert_eq!(
+        s.app.get_json("/api/v1/connections/nope/directory").await.0,
+        404
+    );
+    // A Brivo user made by hand, with the customer's e-mail but no externalId, is linked, not duplicated.
+    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
+    let mut conn = conn.as_object().unwrap().clone();
+    for k in ["id", "credentials_set"] {
+        conn.remove(k);
+    }
+    conn.insert("link_users_by_email".into(), json!(true));
+    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
+        .await;
+    let existing = s
+        .brivo
+        .create_user(&brivo_client::NewUser {
+            first_name: "Old".into(),
+            last_name: "Record".into(),
+            emails: vec![brivo_client::Email::work("zoe@example.com")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    s.put_ok(
+        "/api/v1/customers/zoe",
+        json!({"name": "Zoe Record", "email": "zoe@example.com"}),
+    )
+    .await;
+    let t0 = Timestamp::now();
+    s.put_ok(
+        "/api/v1/pass-grants/zg",
+        json!({"customer_id": "zoe", "pass_id": "day-pass", "valid_from": at(t0, 2.0), "valid_until": at(t0, 5.0)}),
+    )
+    .await;
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["zoe"] })
+            .await,
+        "granted at valid_from"
+    );
+    let granted = Timestamp::now();
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await.is_empty() })
+            .await,
+        "revoked at valid_until"
+    );
+    assert!(granted.duration_since(t0) >= SignedDuration::from_millis(1500));
+    let members = s.brivo.list_users(None).await.unwrap();
+    let zoes: Vec<_> = members
+        .iter()
+        .filter(|u| u.emails.iter().any(|e| e.address == "zoe@example.com"))
+        .collect();
+    assert_eq!(zoes.len(), 1, "linked, not duplicated");
+    assert_eq!(zoes[0].id, existing);
+    integrity(&s, &["zoe"], t0, TOLERANCE).await;
+    s.stop().await;
+}
+
 testkit::on_both_backends!(
+    a_pass_grant_opens_and_closes_on_time_and_users_link_by_email,
     faults_are_survived_and_everything_converges,
     a_crash_mid_burst_loses_nothing,
     invitations_and_profile_changes_reach_brivo,
