@@ -817,29 +817,40 @@ impl Store for SqlStore {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         };
         let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
-        let sql = format!(
+        // Two claims, each a plain indexed range: subjects whose owner died (lease expired, due
+        // since it was claimed), then subjects due now. An OR of the two would scan the table.
+        let claims = [
+            "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
+             WHERE subject IN (
+                SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
+                ORDER BY lease_until LIMIT $4 {lock})
+             RETURNING subject, claimed_due_at",
             "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
              WHERE subject IN (
-                SELECT subject FROM schedule
-                WHERE (lease_owner IS NULL AND next_due_at <= $3) OR (lease_owner IS NOT NULL AND lease_until <= $3)
+                SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
                 ORDER BY next_due_at LIMIT $4 {lock})
-             RETURNING subject, claimed_due_at"
-        );
-        let keys = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(until))
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(keys
-            .iter()
-            .filter_map(|r| {
+             RETURNING subject, claimed_due_at",
+        ];
+        let mut out = vec![];
+        for sql in claims {
+            let left = i64::from(limit) - out.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{lock}", lock)))
+                .bind(owner)
+                .bind(ms(until))
+                .bind(ms(now))
+                .bind(left)
+                .fetch_all(&self.pool)
+                .await?;
+            out.extend(rows.iter().filter_map(|r| {
                 let subject = Subject::parse_key(&r.try_get::<String, _>(0).ok()?)?;
                 let due_at = r.try_get::<Option<i64>, _>(1).ok()?.map(ts);
                 Some(Claim { subject, due_at })
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()> {
@@ -895,10 +906,18 @@ impl Store for SqlStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        let row = sqlx::query("SELECT MIN(CASE WHEN lease_owner IS NULL THEN next_due_at ELSE lease_until END) FROM schedule")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?.map(ts))
+        // A leased subject is next due when its lease runs out, whatever was marked meanwhile.
+        let mut next: Option<i64> = None;
+        for sql in [
+            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
+            "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
+        ] {
+            let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+            if let Some(t) = row.try_get::<Option<i64>, _>(0)? {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        Ok(next.map(ts))
     }
 
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary> {

@@ -42,3 +42,7 @@ CREATE TABLE connection_state (
 
 -- The due time a claimed subject had, for the lateness metric.
 ALTER TABLE schedule ADD COLUMN claimed_due_at BIGINT;
+
+-- The claim and the scheduler's sleep read these two ranges.
+CREATE INDEX schedule_free ON schedule (next_due_at) WHERE lease_owner IS NULL;
+CREATE INDEX schedule_leased ON schedule (lease_until) WHERE lease_owner IS NOT NULL;

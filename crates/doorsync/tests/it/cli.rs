@@ -105,40 +105,64 @@ fn readme_session() -> (String, Vec<(String, String)>) {
     (script, examples)
 }
 
+/// Starts `cmd` with stdout (or stderr) piped and returns once a line satisfies `ready`, with the
+/// lines read so far; the rest keep draining so the child never blocks on a full pipe.
+fn start_until(
+    cmd: &mut Command,
+    stdout: bool,
+    ready: impl Fn(&str) -> bool,
+) -> (Child, Vec<String>) {
+    if stdout {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    } else {
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out: Box<dyn std::io::Read + Send> = if stdout {
+        Box::new(child.stdout.take().unwrap())
+    } else {
+        Box::new(child.stderr.take().unwrap())
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = vec![];
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child never printed the line awaited; it printed {lines:?}");
+        };
+        let done = ready(&line);
+        lines.push(line);
+        if done {
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, lines);
+        }
+    }
+}
+
+const LISTENING: &str = "doorsync listening on ";
+
 struct Server {
     child: Child,
     base: String,
 }
 
 fn start_serve(dir: &Path, url: &str) -> Server {
-    let mut child = doorsync(dir, url)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("doorsync serve did not print its address");
-        };
-        if let Some(addr) = line.strip_prefix("doorsync listening on ") {
-            return Server {
-                child,
-                base: addr.trim().to_owned(),
-            };
-        }
-    }
+    let mut cmd = doorsync(dir, url);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let (child, lines) = start_until(&mut cmd, false, |l| l.starts_with(LISTENING));
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches(LISTENING)
+        .trim()
+        .to_owned();
+    Server { child, base }
 }
 
 async fn the_readme_session_works_against_serve(backend: Backend) {
@@ -231,31 +255,17 @@ async fn the_readme_session_works_against_serve(backend: Backend) {
 #[tokio::test]
 async fn serve_starts_in_an_empty_directory_with_the_default_database() {
     let dir = tempdir("default-db");
-    let mut child = Command::new(BIN)
-        .current_dir(&dir)
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(&dir)
         .env_remove("DOORSYNC_DATABASE_URL")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let base = loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("doorsync serve did not print its address");
-        };
-        if let Some(a) = line.strip_prefix("doorsync listening on ") {
-            break a.trim().to_owned();
-        }
-    };
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let (mut child, lines) = start_until(&mut cmd, false, |l| l.starts_with(LISTENING));
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches(LISTENING)
+        .trim()
+        .to_owned();
     let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(dir.join("doorsync.db").exists());
@@ -281,51 +291,40 @@ struct Demo {
 }
 
 fn start_demo(dir: &Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-listen",
-            "127.0.0.1:0",
-            "--dir",
-        ])
-        .arg(dir)
-        .env("DOORSYNC_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut api, mut sim) = (String::new(), String::new());
-    loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the demo did not print its api token");
-        };
-        if let Some(url) = line.trim().strip_prefix("dashboard:") {
-            api = url.trim().trim_end_matches('/').to_owned();
-        }
-        if let Some(rest) = line.trim().strip_prefix("brivo-sim:") {
-            sim = rest.split_whitespace().next().unwrap().to_owned();
-        }
-        if let Some(token) = line.strip_prefix("api token: ") {
-            // Keep draining the feed so the demo never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return Demo {
-                child,
-                api,
-                sim,
-                token: token.trim().to_owned(),
-            };
-        }
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--sim-listen",
+        "127.0.0.1:0",
+        "--dir",
+    ])
+    .arg(dir)
+    .env("DOORSYNC_LOG", "warn");
+    let (child, lines) = start_until(&mut cmd, true, |l| l.starts_with("api token: "));
+    let field = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+    };
+    let api = field("dashboard:")
+        .expect("dashboard line")
+        .trim_end_matches('/')
+        .to_owned();
+    let sim = field("brivo-sim:").expect("brivo-sim line");
+    let token = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("api token: ")
+        .trim()
+        .to_owned();
+    Demo {
+        child,
+        api,
+        sim,
+        token,
     }
 }
 
@@ -492,31 +491,16 @@ fn brivo_sim_binary() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn the_readme_session_works_against_the_brivo_sim_binary() {
-    let mut child = Command::new(brivo_sim_binary())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut printed = vec![];
-    let base = loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("brivo-sim printed no api_url: {printed:?}");
-        };
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("api_url: ") {
-            break url.trim().trim_end_matches("/v1/api").to_owned();
-        }
-    };
+    let mut cmd = Command::new(brivo_sim_binary());
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    let (mut child, printed) = start_until(&mut cmd, true, |l| l.starts_with("api_url: "));
+    let base = printed
+        .last()
+        .unwrap()
+        .trim_start_matches("api_url: ")
+        .trim()
+        .trim_end_matches("/v1/api")
+        .to_owned();
     for name in [
         "api_key: sim-api-key",
         "client_id: sim-client",
