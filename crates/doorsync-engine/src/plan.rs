@@ -34,7 +34,8 @@ pub enum Change {
 pub struct PlannedChange {
     pub customer_id: Id,
     pub group_id: ProviderId,
-    /// `add` or `remove`.
+    /// `add`, `remove`, or `release`: the group would no longer be managed at all, so doorsync
+    /// would leave its members as they are.
     pub op: &'static str,
 }
 
@@ -44,7 +45,52 @@ pub struct Preview {
     pub customers_considered: usize,
     pub adds: usize,
     pub removes: usize,
+    pub releases: usize,
     pub changes: Vec<PlannedChange>,
+}
+
+/// Groups that would still be managed after the changes: linked to some item, or visitor groups.
+async fn managed_after(
+    store: &dyn Store,
+    changes: &[Change],
+) -> Result<BTreeSet<ProviderId>, StoreError> {
+    let mut links = std::collections::BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list(doorsync_store::Kind::Link, after.as_deref(), 500)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key());
+        for r in page {
+            if let Record::Link(l) = r {
+                links.insert((l.kind, l.item_id), l.group_id);
+            }
+        }
+    }
+    for change in changes {
+        if let Change::Link {
+            kind,
+            item_id,
+            group_id,
+        } = change
+        {
+            match group_id {
+                Some(g) => links.insert((*kind, item_id.clone()), g.clone()),
+                None => links.remove(&(*kind, item_id.clone())),
+            };
+        }
+    }
+    let mut managed: BTreeSet<ProviderId> = links.into_values().collect();
+    for r in store
+        .list(doorsync_store::Kind::Connection, None, 500)
+        .await?
+    {
+        if let Record::Connection(c) = r {
+            managed.extend(c.visitor_group_ids);
+        }
+    }
+    Ok(managed)
 }
 
 fn apply(catalog: &mut Catalog, change: &Change) {
@@ -123,11 +169,13 @@ pub async fn preview(
             }
         }
     }
+    let managed = managed_after(store, changes).await?;
     let mut out = Preview {
         at: now,
         customers_considered: customers.len(),
         adds: 0,
         removes: 0,
+        releases: 0,
         changes: vec![],
     };
     for id in customers {
@@ -149,11 +197,18 @@ pub async fn preview(
             });
         }
         for g in before.difference(&after) {
-            out.removes += 1;
+            // A group nothing manages any more is released, not emptied: doorsync stops touching it.
+            let op = if managed.contains(g) {
+                out.removes += 1;
+                "remove"
+            } else {
+                out.releases += 1;
+                "release"
+            };
             out.changes.push(PlannedChange {
                 customer_id: id.clone(),
                 group_id: g.clone(),
-                op: "remove",
+                op,
             });
         }
     }

@@ -227,6 +227,21 @@ impl Reconciler {
             };
             match applied {
                 Err(ReconcileError::Provider(e)) if e.kind == ErrorKind::NotFound => {
+                    // A 404 names the user or the group, and Brivo's messages are not to be
+                    // matched on: ask whether the user is still there.
+                    let still = provider.find_user_by_external_id(&external_id).await?;
+                    if let (Some(u), Some(m)) = (&still, &mirror)
+                        && u.id == m.user_id
+                    {
+                        return Err(ProviderError::new(
+                            ErrorKind::Rejected,
+                            format!(
+                                "a group is missing in the provider (was it deleted?): {}",
+                                e.message
+                            ),
+                        )
+                        .into());
+                    }
                     // The user was deleted behind our back: forget it and start over.
                     self.store.mirror_save(c, subject, None).await?;
                     self.audit(

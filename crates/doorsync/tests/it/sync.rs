@@ -642,8 +642,14 @@ async fn invitations_and_profile_changes_reach_brivo(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let plan: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(plan["removes"], 1, "{plan}");
+    // Nothing else manages "Day Pass": unlinking releases it (its members stay), it does not empty it.
+    assert_eq!(
+        (plan["removes"].as_i64(), plan["releases"].as_i64()),
+        (Some(0), Some(1)),
+        "{plan}"
+    );
     assert_eq!(plan["changes"][0]["customer_id"], "ana");
+    assert_eq!(plan["changes"][0]["op"], "release");
     assert_eq!(s.members("Day Pass").await, ["ana"]);
     let metrics = s
         .app
@@ -797,7 +803,89 @@ async fn a_pass_grant_opens_and_closes_on_time_and_users_link_by_email(backend: 
     s.stop().await;
 }
 
+async fn users_deleted_by_hand_come_back_and_missing_groups_are_reported(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
+        return;
+    };
+    s.customer("ana").await;
+    s.customer("ben").await;
+    pass_grant_for(&s, "ana", "g1").await;
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
+            .await
+    );
+    let old = s
+        .brivo
+        .find_user_by_external_id("ana")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    s.brivo.delete_user(old).await.unwrap();
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/sync/resync?wait=true"))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
+            .await,
+        "ana is back"
+    );
+    let new = s
+        .brivo
+        .find_user_by_external_id("ana")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_ne!(new, old, "a new Brivo user");
+    // A linked group deleted in Brivo: the error is reported, nobody's user is thrown away.
+    s.brivo
+        .delete_group(s.group("Meeting Room 2"))
+        .await
+        .unwrap();
+    let t0 = Timestamp::now();
+    s.put_ok("/api/v1/bookings/b1", json!({"customer_id": "ben", "resource_id": "room-2", "start": at(t0, 0.0), "end": at(t0, 600.0)}))
+        .await;
+    assert!(
+        s.eventually(WAIT, || async {
+            status(&s).await["errors"]["provider_rejected"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        })
+        .await,
+        "{}",
+        status(&s).await
+    );
+    let ben = s.brivo.list_users(None).await.unwrap();
+    assert_eq!(
+        ben.iter()
+            .filter(|u| u.external_id.as_deref() == Some("ben"))
+            .count(),
+        1
+    );
+    let (_, audit) = s
+        .app
+        .get_json("/api/v1/audit?customer_id=ben&operation=add_to_group")
+        .await;
+    assert!(
+        audit["items"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{audit}"
+    );
+    s.stop().await;
+}
+
 testkit::on_both_backends!(
+    users_deleted_by_hand_come_back_and_missing_groups_are_reported,
     a_pass_grant_opens_and_closes_on_time_and_users_link_by_email,
     faults_are_survived_and_everything_converges,
     a_crash_mid_burst_loses_nothing,
