@@ -10,7 +10,7 @@ use testkit::Backend;
 use testkit::sync::{SyncApp, check_integrity};
 
 const WAIT: Duration = Duration::from_secs(15);
-const TOLERANCE: Duration = Duration::from_millis(1500);
+const TOLERANCE: Duration = Duration::from_secs(1);
 
 fn at(t: Timestamp, secs: f64) -> String {
     t.checked_add(SignedDuration::from_secs_f64(secs))
