@@ -22,6 +22,7 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    url: String,
     secret: Option<Arc<SecretKey>>,
 }
 
@@ -73,6 +74,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
+            url,
             secret: None,
         })
     }
@@ -144,6 +146,32 @@ impl SqlStore {
             Some(r) => Ok(Some(self.open(kind, key, &r.try_get::<String, _>(0)?)?)),
             None => Ok(None),
         }
+    }
+
+    /// Calls `due` whenever any instance marks someone due (PostgreSQL's LISTEN/NOTIFY), so an
+    /// engine acts on another instance's write at once. `None` on SQLite, where one process
+    /// writes and wakes its own engine.
+    pub async fn on_due(
+        &self,
+        due: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(DUE_CHANNEL).await?;
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => due(),
+                    Err(e) => {
+                        // The listener reconnects by itself; until then the engine's poll covers.
+                        tracing::warn!(error = %e, "listening for due subjects failed");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })))
     }
 
     /// Applies the migrations this database lacks; returns their versions.
@@ -303,6 +331,20 @@ const MARK_DUE: &str = "INSERT INTO schedule (subject, next_due_at) VALUES ($1, 
     ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
         WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
         THEN excluded.next_due_at ELSE schedule.next_due_at END";
+
+/// The channel on which PostgreSQL tells every instance that someone became due.
+pub const DUE_CHANNEL: &str = "doorsync_due";
+
+/// On PostgreSQL, tells the other instances (at commit) that the schedule changed.
+async fn notify(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(DUE_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 async fn mark(conn: &mut AnyConnection, reach: Reach, now_ms: i64) -> Result<()> {
     match reach {
@@ -498,6 +540,7 @@ impl Store for SqlStore {
         }
         let after = reach(&mut tx, &record).await?;
         mark(&mut tx, merge(before, after), now_ms).await?;
+        notify(&mut tx, self.backend).await?;
         tx.commit().await?;
         Ok(Written {
             record,
@@ -581,6 +624,7 @@ impl Store for SqlStore {
                 .await?;
         }
         mark(&mut tx, reach_all, now_ms).await?;
+        notify(&mut tx, self.backend).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -797,12 +841,13 @@ impl Store for SqlStore {
     }
 
     async fn mark_due(&self, subject: &Subject, at: Timestamp) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
         sqlx::query(MARK_DUE)
             .bind(subject.key())
             .bind(ms(at))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
-        Ok(())
+        notify(&mut conn, self.backend).await
     }
 
     async fn claim_due(

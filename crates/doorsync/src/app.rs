@@ -37,6 +37,8 @@ pub async fn run(
         Arc::new(BrivoFactory::new()),
         options.engine,
     ));
+    let waker = engine.clone();
+    let listener_task = store.on_due(move || waker.wake()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine_task = tokio::spawn(engine.clone().run(stop_rx));
     let state = doorsync_web::AppState {
@@ -47,6 +49,9 @@ pub async fn run(
     let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = engine_task.await;
+    if let Some(t) = listener_task {
+        t.abort();
+    }
     store.close().await;
     Ok(served?)
 }

@@ -947,3 +947,54 @@ fn the_integrity_checker_finds_excess_and_missing_access() {
     // Never granted at all.
     assert!(!check_integrity(&[], &ents, t(0), t(30), tol).is_empty());
 }
+
+/// On PostgreSQL an instance hears another's write through LISTEN/NOTIFY: with a 30-second poll,
+/// it still acts within a second or two.
+#[tokio::test]
+async fn another_instance_hears_a_write_at_once_through_postgres() {
+    let Some(mut s) = SyncApp::spawn(Backend::Postgres, "PT1S", "PT1S").await else {
+        return;
+    };
+    s.run.take().unwrap().stop().await;
+    let other = doorsync_store::SqlStore::connect(&s.app.db.url)
+        .await
+        .unwrap()
+        .with_secret_key(doorsync_store::SecretKey::parse(testkit::TEST_SECRET_KEY).unwrap());
+    let config = doorsync_engine::EngineConfig {
+        idle_poll: Duration::from_secs(30),
+        ..testkit::sync::fast_engine("instance-b")
+    };
+    let b = std::sync::Arc::new(doorsync_engine::Engine::new(
+        std::sync::Arc::new(other.clone()),
+        std::sync::Arc::new(testkit::sync::SystemClock),
+        testkit::sync::factory(),
+        config,
+    ));
+    let waker = b.clone();
+    let listening = other
+        .on_due(move || waker.wake())
+        .await
+        .unwrap()
+        .expect("a listener on PostgreSQL");
+    let run = testkit::sync::EngineRun::start(b);
+    assert!(
+        s.eventually(WAIT, || async { status(&s).await["due"] == 0 })
+            .await
+    );
+    // Idle now, the engine sleeps on its 30 s poll; only the notification can wake it sooner.
+    s.customer("ana").await;
+    let written = std::time::Instant::now();
+    pass_grant_for(&s, "ana", "g1").await;
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
+            .await
+    );
+    assert!(
+        written.elapsed() < Duration::from_secs(5),
+        "acted after {:?}, not at its 30 s poll",
+        written.elapsed()
+    );
+    listening.abort();
+    run.stop().await;
+    s.stop().await;
+}
