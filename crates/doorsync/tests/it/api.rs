@@ -738,7 +738,137 @@ async fn openapi_describes_every_route(backend: Backend) {
     app.stop().await;
 }
 
+/// Every field of every collection, replaced by each wrong kind of value or left out, and bodies
+/// that are not objects at all: always a 4xx or a 2xx in the error shape, never a 5xx.
+async fn no_mangled_body_gets_a_500(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let valid = [
+        (
+            "connections",
+            json!({"api_url": "https://x.example/v1/api", "no_access_policy": "suspend", "visitor_group_ids": ["1"], "exempt_user_ids": [], "enabled": true, "monthly_call_budget": 1000}),
+        ),
+        (
+            "locations",
+            json!({"name": "N", "timezone": "UTC", "lead": "PT1M", "lag": "PT1M"}),
+        ),
+        ("passes", json!({"location_id": "L", "name": "N"})),
+        (
+            "resources",
+            json!({"location_id": "L", "name": "N", "lead": "PT1M"}),
+        ),
+        (
+            "desks",
+            json!({"location_id": "L", "name": "N", "kind": "desk"}),
+        ),
+        (
+            "doors",
+            json!({"location_id": "L", "name": "N", "presence_role": "none"}),
+        ),
+        (
+            "customers",
+            json!({"name": "N", "email": "n@example.com", "phone": "1", "status": "active"}),
+        ),
+        (
+            "teams",
+            json!({"name": "N", "paying_member_id": "a", "member_ids": ["b"]}),
+        ),
+        (
+            "bookings",
+            json!({"customer_id": "a", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z", "status": "confirmed"}),
+        ),
+        (
+            "contracts",
+            json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": "2026-06-01", "end_date": "2026-06-30", "status": "active"}),
+        ),
+        (
+            "pass-grants",
+            json!({"customer_id": "a", "pass_id": "P", "valid_from": "2026-06-01T00:00:00Z", "valid_until": "2026-07-01T00:00:00Z", "uses": 3}),
+        ),
+        (
+            "visitors",
+            json!({"name": "V", "email": "v@example.com", "host_customer_id": "a", "location_id": "L", "arrival": "2026-06-01T10:00:00Z", "departure": "2026-06-01T12:00:00Z"}),
+        ),
+    ];
+    let wrong = [
+        Value::Null,
+        json!(0),
+        json!(-1),
+        json!(1e300),
+        json!(""),
+        json!("x\u{0}y"),
+        json!("9999-99-99T99:99:99Z"),
+        json!([]),
+        json!({}),
+        json!(true),
+        Value::String("ä".repeat(5000)),
+    ];
+    let mut tried = 0;
+    for (collection, body) in &valid {
+        let path = format!("/api/v1/{collection}/fuzz");
+        assert!(
+            matches!(app.put_json(&path, body.clone()).await.0, 200 | 201),
+            "{collection} base body"
+        );
+        let fields: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        for field in &fields {
+            let mut without = body.clone();
+            without.as_object_mut().unwrap().remove(field);
+            let mut variants = vec![without];
+            for w in &wrong {
+                let mut v = body.clone();
+                v[field.as_str()] = w.clone();
+                variants.push(v);
+            }
+            for v in variants {
+                let (status, got) = app.put_json(&path, v.clone()).await;
+                tried += 1;
+                assert!(
+                    status < 500,
+                    "{collection}.{field}: {status} for {v}: {got}"
+                );
+                if status >= 400 {
+                    assert!(
+                        got["error"]["code"].is_string(),
+                        "{collection}.{field}: error shape {got}"
+                    );
+                }
+            }
+        }
+        for raw in [
+            "",
+            "null",
+            "[]",
+            "\"x\"",
+            "{\"a\":",
+            &"[".repeat(5000),
+            "{\"name\": \"\\ud800\"}",
+        ] {
+            let res = app
+                .client
+                .put(app.url(&path))
+                .bearer_auth(&app.token)
+                .header("content-type", "application/json")
+                .body(raw.to_owned())
+                .send()
+                .await
+                .unwrap();
+            tried += 1;
+            assert!(
+                res.status().is_client_error(),
+                "{collection}: {} for {raw:.40}",
+                res.status()
+            );
+        }
+    }
+    assert!(tried > 500, "{tried}");
+    app.stop().await;
+}
+
 testkit::on_both_backends!(
+    no_mangled_body_gets_a_500,
     every_collection_is_upserted_read_listed_and_deleted,
     lists_page_with_a_cursor,
     tokens_guard_everything_but_health,
