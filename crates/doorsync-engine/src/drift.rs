@@ -3,10 +3,10 @@
 //! for known subjects the mirror is corrected to what the provider holds and the subject is made
 //! due, so the reconciler (which knows the entitlements) decides.
 
-use crate::provider::{ProviderError, RemoteEntry};
-use crate::reconcile::{ReconcileError, Reconciler};
+use crate::provider::{Provider, ProviderError, RemoteEntry};
+use crate::reconcile::{ReconcileError, Reconciler, on};
 use doorsync_core::{Connection, Id, Subject};
-use doorsync_store::{DirectoryEntry, Kind, Record};
+use doorsync_store::{DirectoryEntry, Kind, MirrorUser, Record};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -23,6 +23,8 @@ pub struct AuditReport {
     pub missing_members: usize,
     /// Provider calls the audit made.
     pub calls: u64,
+    /// Groups the audit could not read or repair, and why.
+    pub errors: Vec<String>,
 }
 
 /// The subject a provider user's `externalId` names, if it names one that exists.
@@ -52,108 +54,28 @@ pub async fn audit_connection(
     connection: &Connection,
 ) -> Result<AuditReport, ReconcileError> {
     let c = connection.id.as_str();
-    let provider = r.providers.provider(connection)?;
+    let provider = r.providers.provider(connection).map_err(on(c))?;
     let before = provider.calls();
-    let exempt: BTreeSet<&String> = connection.exempt_user_ids.iter().collect();
     let managed = r.store.managed_groups(c).await?;
     let mut report = AuditReport {
         connection_id: c.to_owned(),
         groups: managed.len(),
         ..Default::default()
     };
-    let now = r.clock.now();
     let mut due = BTreeSet::new();
     for g in &managed {
-        let remote = provider.group_members(g).await?;
-        report.members_seen += remote.len();
-        let mirror = r.store.mirror_group_members(c, g).await?;
-        let remote_ids: BTreeSet<&String> = remote.iter().map(|u| &u.id).collect();
-        for u in &remote {
-            if mirror.contains_key(&u.id) || exempt.contains(&u.id) {
-                continue;
+        match audit_group(r, connection, provider.as_ref(), g, &mut report, &mut due).await {
+            Ok(()) => {}
+            // A provider that is down: the rest of the audit would fail the same way.
+            Err(ReconcileError::Provider { error, .. }) if error.kind.pauses_connection() => {
+                return Err(on(c)(error));
             }
-            let known = match r.store.mirror_subject_of_user(c, &u.id).await? {
-                Some(s) => Some(s),
-                None => match &u.external_id {
-                    Some(e) => subject_of_external_id(r, e).await?,
-                    None => None,
-                },
-            };
-            match known {
-                Some(subject) => {
-                    if let Some(mut m) = r.store.mirror_user(c, &subject).await?
-                        && m.user_id == u.id
-                    {
-                        m.groups.insert(g.clone());
-                        r.store.mirror_save(c, &subject, Some(&m)).await?;
-                    }
-                    report.unexpected_members += 1;
-                    r.audit(
-                        &subject.key(),
-                        Some(g),
-                        "drift_found",
-                        Some("drift".into()),
-                        "ok",
-                        0,
-                        Some(format!("user {} is in the group", u.id)),
-                    )
-                    .await;
-                    due.insert(subject);
-                }
-                None => {
-                    let t = std::time::Instant::now();
-                    let res = provider.remove_from_group(g, &u.id).await;
-                    let outcome = match &res {
-                        Ok(()) => "ok".to_owned(),
-                        Err(e) => format!("error: {e}"),
-                    };
-                    let stranger = format!("provider_user:{}", u.id);
-                    let detail = Some(format!(
-                        "provider user {} (externalId {:?}) serves no customer",
-                        u.id, u.external_id
-                    ));
-                    let ms = t.elapsed().as_millis() as i64;
-                    r.audit(
-                        &stranger,
-                        Some(g),
-                        "remove_from_group",
-                        Some("drift: not entitled".into()),
-                        &outcome,
-                        ms,
-                        detail,
-                    )
-                    .await;
-                    res?;
-                    r.metrics.count_change("remove_from_group");
-                    report.strangers_removed += 1;
-                }
-            }
-        }
-        for (user_id, key) in &mirror {
-            if remote_ids.contains(user_id) {
-                continue;
-            }
-            let Some(subject) = Subject::parse_key(key) else {
-                continue;
-            };
-            if let Some(mut m) = r.store.mirror_user(c, &subject).await? {
-                m.groups.remove(g);
-                r.store.mirror_save(c, &subject, Some(&m)).await?;
-            }
-            report.missing_members += 1;
-            r.audit(
-                &subject.key(),
-                Some(g),
-                "drift_found",
-                Some("drift".into()),
-                "ok",
-                0,
-                Some(format!("user {user_id} is missing from the group")),
-            )
-            .await;
-            due.insert(subject);
+            Err(ReconcileError::Store(e)) => return Err(e.into()),
+            // One group failing (deleted in Brivo, say) must not stop the audit of the others.
+            Err(e) => report.errors.push(format!("group {g}: {e}")),
         }
     }
+    let now = r.clock.now();
     for s in &due {
         r.store.mark_due(s, now).await?;
     }
@@ -164,12 +86,140 @@ pub async fn audit_connection(
     r.metrics
         .count_drift("missing_member", report.missing_members as u64);
     report.calls = provider.calls().saturating_sub(before);
-    if report.calls > 0 {
-        r.store
-            .count_calls(c, &crate::budget::month_key(now), report.calls as i64)
-            .await?;
-    }
     Ok(report)
+}
+
+async fn audit_group(
+    r: &Reconciler,
+    connection: &Connection,
+    provider: &dyn Provider,
+    g: &String,
+    report: &mut AuditReport,
+    due: &mut BTreeSet<Subject>,
+) -> Result<(), ReconcileError> {
+    let c = connection.id.as_str();
+    let exempt: BTreeSet<&String> = connection.exempt_user_ids.iter().collect();
+    let remote = provider.group_members(g).await.map_err(on(c))?;
+    report.members_seen += remote.len();
+    let mirror = r.store.mirror_group_members(c, g).await?;
+    let remote_ids: BTreeSet<&String> = remote.iter().map(|u| &u.id).collect();
+    for u in &remote {
+        if mirror.contains_key(&u.id) || exempt.contains(&u.id) {
+            continue;
+        }
+        let known = match r.store.mirror_subject_of_user(c, &u.id).await? {
+            Some(s) => Some(s),
+            None => match &u.external_id {
+                Some(e) => subject_of_external_id(r, e).await?,
+                None => None,
+            },
+        };
+        let serving = match &known {
+            Some(s) => r.store.mirror_user(c, s).await?,
+            None => None,
+        };
+        match (known, serving) {
+            // The subject's own user, in a group the mirror did not have: record it, and let the
+            // reconciler (which knows the entitlements) keep or remove it.
+            (Some(subject), Some(mut m)) if m.user_id == u.id => {
+                m.groups.insert(g.clone());
+                r.store.mirror_save(c, &subject, Some(&m)).await?;
+                report.unexpected_members += 1;
+                let detail = Some(format!("user {} is in the group", u.id));
+                r.audit(
+                    &subject.key(),
+                    Some(g),
+                    "drift_found",
+                    Some("drift".into()),
+                    "ok",
+                    0,
+                    detail,
+                )
+                .await;
+                due.insert(subject);
+            }
+            // A user carrying a subject's id whom the mirror has never linked (made by an earlier
+            // integration, say): adopt it, so the reconciler can act on it.
+            (Some(subject), None) => {
+                let m = MirrorUser {
+                    user_id: u.id.clone(),
+                    suspended: u.suspended,
+                    name: None,
+                    email: None,
+                    invited_at: None,
+                    groups: BTreeSet::from([g.clone()]),
+                };
+                r.store.mirror_save(c, &subject, Some(&m)).await?;
+                report.unexpected_members += 1;
+                let detail = Some(format!("user {} adopted", u.id));
+                r.audit(
+                    &subject.key(),
+                    Some(g),
+                    "drift_found",
+                    Some("drift".into()),
+                    "ok",
+                    0,
+                    detail,
+                )
+                .await;
+                due.insert(subject);
+            }
+            // Nobody's user, or a second user of a subject that already has one: remove.
+            _ => {
+                let t = std::time::Instant::now();
+                let res = provider.remove_from_group(g, &u.id).await;
+                let outcome = match &res {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => format!("error: {e}"),
+                };
+                let detail = Some(format!(
+                    "provider user {} (externalId {:?}) serves no subject",
+                    u.id, u.external_id
+                ));
+                let ms = t.elapsed().as_millis() as i64;
+                let who = format!("provider_user:{}", u.id);
+                r.audit(
+                    &who,
+                    Some(g),
+                    "remove_from_group",
+                    Some("drift: not entitled".into()),
+                    &outcome,
+                    ms,
+                    detail,
+                )
+                .await;
+                res.map_err(on(c))?;
+                r.metrics.count_change("remove_from_group");
+                report.strangers_removed += 1;
+            }
+        }
+    }
+    for (user_id, key) in &mirror {
+        if remote_ids.contains(user_id) {
+            continue;
+        }
+        let Some(subject) = Subject::parse_key(key) else {
+            continue;
+        };
+        if let Some(mut m) = r.store.mirror_user(c, &subject).await? {
+            m.groups.remove(g);
+            r.store.mirror_save(c, &subject, Some(&m)).await?;
+        }
+        report.missing_members += 1;
+        let detail = Some(format!("user {user_id} is missing from the group"));
+        r.audit(
+            &subject.key(),
+            Some(g),
+            "drift_found",
+            Some("drift".into()),
+            "ok",
+            0,
+            detail,
+        )
+        .await;
+        due.insert(subject);
+    }
+    Ok(())
 }
 
 fn entries(list: Vec<RemoteEntry>) -> Vec<DirectoryEntry> {
@@ -188,15 +238,14 @@ pub async fn sync_directory(
     connection: &Connection,
 ) -> Result<(usize, usize, usize), ReconcileError> {
     let c = connection.id.as_str();
-    let provider = r.providers.provider(connection)?;
-    let before = provider.calls();
+    let provider = r.providers.provider(connection).map_err(on(c))?;
     let read = async {
         let groups = provider.groups().await?;
         let sites = provider.sites().await?;
         let doors = provider.doors().await?;
         Ok::<_, ProviderError>((groups, sites, doors))
     };
-    let (groups, sites, doors) = read.await?;
+    let (groups, sites, doors) = read.await.map_err(on(c))?;
     let counts = (groups.len(), sites.len(), doors.len());
     r.store
         .replace_directory(c, "group", &entries(groups))
@@ -207,13 +256,6 @@ pub async fn sync_directory(
     r.store
         .replace_directory(c, "door", &entries(doors))
         .await?;
-    let now = r.clock.now();
-    let used = provider.calls().saturating_sub(before);
-    if used > 0 {
-        r.store
-            .count_calls(c, &crate::budget::month_key(now), used as i64)
-            .await?;
-    }
     Ok(counts)
 }
 

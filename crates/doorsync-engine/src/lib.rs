@@ -12,7 +12,7 @@ pub mod provider;
 pub mod reconcile;
 
 use doorsync_core::{Clock, Subject};
-use doorsync_store::{Kind, Outcome, Record, Store};
+use doorsync_store::{Kind, Outcome, Record, StateChange, Store};
 use drift::AuditReport;
 use jiff::{SignedDuration, Timestamp};
 use metrics::Metrics;
@@ -97,10 +97,16 @@ pub struct Engine {
     pub reconciler: Reconciler,
     pub config: EngineConfig,
     wake: Arc<Notify>,
-    /// Consecutive pauses per connection, for the pause backoff.
+    /// Consecutive pauses per connection, for the pause backoff; cleared by a success.
     pauses: Mutex<HashMap<String, u32>>,
+    /// Failed directory reads, so a connection that cannot be read is not retried every second.
+    directory_retry: Mutex<HashMap<String, (Timestamp, u32)>>,
+    /// Provider calls already counted against each connection's budget.
+    counted_calls: Mutex<HashMap<String, u64>>,
     audit_running: tokio::sync::Mutex<()>,
     spans: Mutex<Vec<Span>>,
+    /// Reconciles may run while fewer than `workers` are running.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One reconcile, as `record_spans` keeps it.
@@ -149,11 +155,14 @@ impl Engine {
                 providers,
                 metrics: Arc::new(Metrics::default()),
             },
-            config,
+            config: config.clone(),
             wake: Arc::new(Notify::new()),
             pauses: Mutex::new(HashMap::new()),
+            directory_retry: Mutex::new(HashMap::new()),
+            counted_calls: Mutex::new(HashMap::new()),
             audit_running: tokio::sync::Mutex::new(()),
             spans: Mutex::new(vec![]),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
         }
     }
 
@@ -174,7 +183,8 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Runs the scheduler and the housekeeping until `stop` turns true.
+    /// Runs the scheduler and the housekeeping until `stop` turns true, then lets the running
+    /// reconciles finish.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let house = {
             let me = self.clone();
@@ -189,21 +199,30 @@ impl Engine {
                 }
             })
         };
+        let mut running = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let ran = self.run_due().await;
-            if ran > 0 {
+            while running.try_join_next().is_some() {}
+            let (started, full) = self.start_due(&mut running).await;
+            if full && started > 0 {
+                // There may be more due: claim again as soon as a slot frees.
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
             let sleep = self.sleep_for().await;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = stop.changed() => {}
             }
         }
+        while running.join_next().await.is_some() {}
         let _ = house.await;
     }
 
@@ -225,46 +244,64 @@ impl Engine {
         }
     }
 
-    /// Claims every subject due now and reconciles them, `workers` at a time; returns how many
-    /// ran. Tests call it to drain the queue with no background worker racing them.
-    pub async fn run_due(self: &Arc<Self>) -> usize {
+    /// Claims as many due subjects as there are free workers (never more: a claimed subject's
+    /// lease runs from the claim) and starts them. Returns how many started and whether every
+    /// free worker got one.
+    async fn start_due(self: &Arc<Self>, running: &mut tokio::task::JoinSet<()>) -> (usize, bool) {
+        let free = self
+            .slots
+            .available_permits()
+            .min(self.config.batch as usize);
+        if free == 0 {
+            return (0, true);
+        }
         let now = self.reconciler.clock.now();
         let claimed = match self
             .reconciler
             .store
-            .claim_due(
-                &self.config.owner,
-                now,
-                self.config.lease,
-                self.config.batch,
-            )
+            .claim_due(&self.config.owner, now, self.config.lease, free as u32)
             .await
         {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming due subjects failed");
-                return 0;
+                return (0, false);
             }
         };
         let n = claimed.len();
-        let mut set = tokio::task::JoinSet::new();
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.workers.max(1)));
         for claim in claimed {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
             let me = self.clone();
-            let permits = permits.clone();
-            set.spawn(async move {
-                let _permit = permits.acquire().await;
+            running.spawn(async move {
                 me.run_one(claim.subject, claim.due_at).await;
+                drop(permit);
             });
         }
-        while set.join_next().await.is_some() {}
-        n
+        (n, n == free)
+    }
+
+    /// Claims every subject due now and reconciles them, `workers` at a time, until none is due;
+    /// returns how many ran. For tests that drain the queue with no background loop.
+    pub async fn run_due(self: &Arc<Self>) -> usize {
+        let mut running = tokio::task::JoinSet::new();
+        let mut total = 0;
+        loop {
+            let (started, _) = self.start_due(&mut running).await;
+            total += started;
+            if running.join_next().await.is_none() && started == 0 {
+                return total;
+            }
+        }
     }
 
     async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
         let r = &self.reconciler;
         let start = std::time::Instant::now();
         let result = {
+            // Renew the lease while the reconcile runs; losing it means another instance has the
+            // subject now, so this one stops at once rather than race it.
             let renew = async {
                 let every =
                     Duration::try_from(self.config.lease).unwrap_or(Duration::from_secs(15)) / 3;
@@ -281,9 +318,7 @@ impl Engine {
                         .await
                     {
                         Ok(true) => {}
-                        Ok(false) => {
-                            tracing::error!(subject = %subject, "lease lost during a reconcile")
-                        }
+                        Ok(false) => return ReconcileError::LeaseLost,
                         Err(e) => {
                             tracing::warn!(subject = %subject, error = %e, "renewing a lease failed")
                         }
@@ -292,7 +327,7 @@ impl Engine {
             };
             tokio::select! {
                 result = r.reconcile(&subject) => result,
-                never = renew => match never {},
+                lost = renew => Err(lost),
             }
         };
         if self.config.record_spans {
@@ -309,13 +344,23 @@ impl Engine {
         }
         let now = r.clock.now();
         if let Some(due) = due_at {
-            let late = now.duration_since(due).as_secs_f64();
-            r.metrics.observe_lateness(late);
+            r.metrics
+                .observe_lateness(now.duration_since(due).as_secs_f64());
         }
         let outcome = match result {
             Ok(next) => {
                 r.metrics.count_reconcile("ok");
+                // The provider answers again: the next outage starts its backoff afresh.
+                self.pauses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 Outcome::Done { next_due_at: next }
+            }
+            Err(ReconcileError::LeaseLost) => {
+                r.metrics.count_reconcile("lease_lost");
+                tracing::error!(subject = %subject, "lease lost during a reconcile; another instance has it");
+                return;
             }
             Err(e) => {
                 r.metrics.count_reconcile(e.kind());
@@ -333,20 +378,17 @@ impl Engine {
     }
 
     /// The error policy: a subject backs off on its own; a provider that is down pauses its
-    /// whole connection, and the subject waits for the pause to end.
+    /// whole connection, and the subject waits for the pause to end. Never later than the
+    /// subject's next transition, so a failure elsewhere does not delay a revocation.
     async fn retry_at(&self, subject: &Subject, e: &ReconcileError, now: Timestamp) -> Timestamp {
         let after = |d: Duration| {
             now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
                 .unwrap_or(now)
         };
-        match e {
-            ReconcileError::Paused { until, .. } => *until,
-            ReconcileError::Provider(p) if p.kind.pauses_connection() => {
-                let connection = self.connection_of_error(subject).await;
-                let until = match connection {
-                    Some(c) => self.pause(&c, p.kind, &p.message, p.retry_after, now).await,
-                    None => after(self.config.pause_base),
-                };
+        let retry = match (e, e.connection(), e.provider_error()) {
+            (ReconcileError::Paused { until, .. }, _, _) => *until,
+            (_, Some(c), Some(p)) if p.kind.pauses_connection() => {
+                let until = self.pause(c, p.kind, &p.message, p.retry_after, now).await;
                 until.max(after(p.retry_after.unwrap_or_default()))
             }
             _ => {
@@ -359,33 +401,21 @@ impl Engine {
                     .retry_base
                     .saturating_mul(1 << attempts.min(16))
                     .min(self.config.retry_max);
-                let wait = match e {
-                    ReconcileError::Provider(p) => {
-                        p.retry_after.unwrap_or_default().max(jitter(backoff))
-                    }
-                    _ => jitter(backoff),
-                };
-                after(wait)
+                let floor = e
+                    .provider_error()
+                    .and_then(|p| p.retry_after)
+                    .unwrap_or_default();
+                after(floor.max(jitter(backoff)))
             }
+        };
+        let next = match reconcile::load_subject(self.reconciler.store.as_ref(), subject).await {
+            Ok(view) => doorsync_core::next_transition(&view.entitlements, now),
+            Err(_) => None,
+        };
+        match next {
+            Some(t) if t < retry => t,
+            _ => retry,
         }
-    }
-
-    /// The first enabled connection the subject touches: the one a provider error came from.
-    async fn connection_of_error(&self, subject: &Subject) -> Option<String> {
-        let store = &self.reconciler.store;
-        let view = reconcile::load_subject(store.as_ref(), subject)
-            .await
-            .ok()?;
-        let mut all: Vec<String> = view.by_connection.keys().map(|c| c.to_string()).collect();
-        all.extend(store.mirror_connections_of(subject).await.ok()?);
-        for c in all {
-            if let Ok(Some(Record::Connection(conn))) = store.get(Kind::Connection, &c).await
-                && conn.enabled
-            {
-                return Some(c);
-            }
-        }
-        None
     }
 
     async fn pause(
@@ -397,10 +427,9 @@ impl Engine {
         now: Timestamp,
     ) -> Timestamp {
         let store = &self.reconciler.store;
-        let Ok(mut state) = store.connection_state(connection).await else {
-            return now;
-        };
-        if let Some(until) = state.paused_until.filter(|u| *u > now) {
+        if let Ok(state) = store.connection_state(connection).await
+            && let Some(until) = state.paused_until.filter(|u| *u > now)
+        {
             return until;
         }
         let n = {
@@ -421,20 +450,23 @@ impl Engine {
         let until = now
             .checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
             .unwrap_or(now);
-        state.paused_until = Some(until);
-        state.pause_reason = Some(format!("{}: {why}", kind.as_str()));
-        if let Err(e) = store.save_connection_state(connection, &state).await {
+        let change = StateChange::Paused {
+            until,
+            reason: format!("{}: {why}", kind.as_str()),
+        };
+        if let Err(e) = store.change_connection_state(connection, change).await {
             tracing::error!(error = %e, "saving the connection pause failed");
         }
         tracing::warn!(connection, until = %until, reason = why, "provider unavailable: connection paused");
         until
     }
 
-    /// Periodic work per connection: read the directory, run the drift audit when its pacing
-    /// says so, and forget a pause that has ended.
+    /// Periodic work per connection: count the provider calls made, read the directory, run
+    /// the drift audit when its pacing says so, and forget a pause that has ended.
     pub async fn housekeeping(&self) {
         let store = &self.reconciler.store;
         let now = self.reconciler.clock.now();
+        self.count_calls(now).await;
         let Ok(connections) = store.list(Kind::Connection, None, 500).await else {
             return;
         };
@@ -443,24 +475,32 @@ impl Engine {
                 continue;
             };
             let c = connection.id.as_str();
-            let Ok(mut state) = store.connection_state(c).await else {
+            let Ok(state) = store.connection_state(c).await else {
                 continue;
             };
             if state.paused_until.is_some_and(|u| u > now) {
                 continue;
             }
             if state.paused_until.is_some() {
-                state.paused_until = None;
-                state.pause_reason = None;
-                let _ = store.save_connection_state(c, &state).await;
-                self.pauses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(c);
+                let _ = store
+                    .change_connection_state(c, StateChange::Resumed { now })
+                    .await;
             }
-            let dir_due = state.last_directory_at.is_none_or(|t| {
-                now.duration_since(t).as_secs_f64() >= self.config.directory_interval.as_secs_f64()
-            });
+            let retry_due = self
+                .directory_retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(c)
+                .map(|(t, _)| *t);
+            let dir_due = retry_due.map_or_else(
+                || {
+                    state.last_directory_at.is_none_or(|t| {
+                        now.duration_since(t).as_secs_f64()
+                            >= self.config.directory_interval.as_secs_f64()
+                    })
+                },
+                |t| t <= now,
+            );
             if dir_due {
                 match drift::sync_directory(&self.reconciler, connection).await {
                     Ok(counts) => {
@@ -469,14 +509,31 @@ impl Engine {
                             ?counts,
                             "directory read (groups, sites, doors)"
                         );
-                        if let Ok(mut s) = store.connection_state(c).await {
-                            s.last_directory_at = Some(now);
-                            let _ = store.save_connection_state(c, &s).await;
-                        }
+                        self.directory_retry
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(c);
+                        let _ = store
+                            .change_connection_state(c, StateChange::DirectoryRead { at: now })
+                            .await;
                     }
                     Err(e) => {
                         tracing::warn!(connection = c, error = %e, "reading the directory failed");
                         self.note_provider_error(c, &e, now).await;
+                        let mut retry = self
+                            .directory_retry
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        let n = retry.get(c).map_or(1, |(_, n)| n + 1);
+                        let wait = Duration::from_secs(5)
+                            .saturating_mul(1 << n.min(8))
+                            .min(self.config.directory_interval);
+                        let at = now
+                            .checked_add(
+                                SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX),
+                            )
+                            .unwrap_or(now);
+                        retry.insert(c.to_owned(), (at, n));
                         continue;
                     }
                 }
@@ -491,8 +548,33 @@ impl Engine {
         }
     }
 
+    /// Adds the calls each connection's provider made since the last count to its month.
+    async fn count_calls(&self, now: Timestamp) {
+        let month = budget::month_key(now);
+        for (c, provider) in self.reconciler.providers.built() {
+            let total = provider.calls();
+            let delta = {
+                let mut counted = self.counted_calls.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = counted.entry(c.clone()).or_insert(0);
+                // A rebuilt client (new credentials) starts again from zero.
+                let delta = if total >= *seen { total - *seen } else { total };
+                *seen = total;
+                delta
+            };
+            if delta > 0
+                && let Err(e) = self
+                    .reconciler
+                    .store
+                    .count_calls(&c, &month, delta as i64)
+                    .await
+            {
+                tracing::warn!(connection = c, error = %e, "counting provider calls failed");
+            }
+        }
+    }
+
     async fn note_provider_error(&self, connection: &str, e: &ReconcileError, now: Timestamp) {
-        if let ReconcileError::Provider(p) = e
+        if let Some(p) = e.provider_error()
             && p.kind.pauses_connection()
         {
             self.pause(connection, p.kind, &p.message, p.retry_after, now)
@@ -500,7 +582,8 @@ impl Engine {
         }
     }
 
-    /// Runs the drift audit of one connection now and paces the next one.
+    /// Runs the drift audit of one connection now and paces the next one; a failed audit is
+    /// tried again after the shortest interval, not at once.
     pub async fn audit(
         &self,
         connection: &doorsync_core::Connection,
@@ -508,9 +591,29 @@ impl Engine {
         let _one_at_a_time = self.audit_running.lock().await;
         let store = &self.reconciler.store;
         let c = connection.id.as_str();
-        let report = drift::audit_connection(&self.reconciler, connection).await?;
+        let result = drift::audit_connection(&self.reconciler, connection).await;
         let now = self.reconciler.clock.now();
-        let mut state = store.connection_state(c).await?;
+        let after = |d: Duration| {
+            now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(now)
+        };
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                store
+                    .change_connection_state(
+                        c,
+                        StateChange::Audited {
+                            at: None,
+                            next: after(self.config.audit_min_interval),
+                        },
+                    )
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.count_calls(now).await;
+        let state = store.connection_state(c).await?;
         let used = if state.month.as_deref() == Some(budget::month_key(now).as_str()) {
             state.calls_this_month
         } else {
@@ -524,17 +627,21 @@ impl Engine {
             self.config.audit_min_interval,
             self.config.audit_max_interval,
         );
-        state.last_audit_at = Some(now);
-        state.next_audit_at = now
-            .checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX))
-            .ok();
-        store.save_connection_state(c, &state).await?;
+        store
+            .change_connection_state(
+                c,
+                StateChange::Audited {
+                    at: Some(now),
+                    next: after(delay),
+                },
+            )
+            .await?;
         tracing::info!(connection = c, ?report, next_in = ?delay, "drift audit done");
         self.wake();
         Ok(report)
     }
 
-    /// Audits every enabled connection now (`POST /api/v1/sync/resync`).
+    /// Reads the directory and audits every enabled connection now (`POST /api/v1/sync/resync`).
     pub async fn resync(&self) -> Vec<Result<AuditReport, (String, String)>> {
         let mut out = vec![];
         let Ok(connections) = self
@@ -549,14 +656,25 @@ impl Engine {
             let Some(connection) = drift::enabled(record) else {
                 continue;
             };
-            if let Err(e) = drift::sync_directory(&self.reconciler, connection).await {
-                out.push(Err((connection.id.to_string(), e.to_string())));
-                continue;
+            let c = connection.id.as_str();
+            let now = self.reconciler.clock.now();
+            match drift::sync_directory(&self.reconciler, connection).await {
+                Ok(_) => {
+                    let _ = self
+                        .reconciler
+                        .store
+                        .change_connection_state(c, StateChange::DirectoryRead { at: now })
+                        .await;
+                }
+                Err(e) => {
+                    out.push(Err((c.to_owned(), e.to_string())));
+                    continue;
+                }
             }
             out.push(
                 self.audit(connection)
                     .await
-                    .map_err(|e| (connection.id.to_string(), e.to_string())),
+                    .map_err(|e| (c.to_owned(), e.to_string())),
             );
         }
         out

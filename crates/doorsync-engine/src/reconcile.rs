@@ -14,8 +14,11 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("{0}")]
-    Provider(#[from] ProviderError),
+    #[error("connection {connection}: {error}")]
+    Provider {
+        connection: String,
+        error: ProviderError,
+    },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// The connection is paused (the provider is down); come back then.
@@ -24,15 +27,40 @@ pub enum ReconcileError {
         connection: String,
         until: Timestamp,
     },
+    /// The provider kept changing under the reconcile (a user deleted again and again).
+    #[error("connection {connection}: the provider did not settle: {why}")]
+    Unsettled { connection: String, why: String },
+    /// Another instance took the subject over (this one stalled past its lease).
+    #[error("the lease on this subject was lost")]
+    LeaseLost,
 }
 
 impl ReconcileError {
     /// The key errors are counted by in the status.
     pub fn kind(&self) -> &'static str {
         match self {
-            ReconcileError::Provider(e) => e.kind.as_str(),
+            ReconcileError::Provider { error, .. } => error.kind.as_str(),
             ReconcileError::Store(_) => "store",
             ReconcileError::Paused { .. } => "paused",
+            ReconcileError::Unsettled { .. } => "unsettled",
+            ReconcileError::LeaseLost => "lease_lost",
+        }
+    }
+
+    /// The connection the error came from, if one did.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            ReconcileError::Provider { connection, .. }
+            | ReconcileError::Paused { connection, .. }
+            | ReconcileError::Unsettled { connection, .. } => Some(connection),
+            _ => None,
+        }
+    }
+
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            ReconcileError::Provider { error, .. } => Some(error),
+            _ => None,
         }
     }
 }
@@ -43,6 +71,14 @@ pub struct SubjectView {
     pub by_connection: BTreeMap<Id, Vec<Entitlement>>,
     pub name: Option<String>,
     pub email: Option<String>,
+}
+
+/// Wraps a provider error with the connection it came from.
+pub(crate) fn on(connection: &str) -> impl Fn(ProviderError) -> ReconcileError + '_ {
+    move |error| ReconcileError::Provider {
+        connection: connection.to_owned(),
+        error,
+    }
 }
 
 fn connection_of_cause(cause: &Cause, catalog: &Catalog) -> Option<Id> {
@@ -133,13 +169,16 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Brings the subject's provider users in line on every connection; returns when to run again.
+    /// Brings the subject's provider users in line on every connection; returns when to run
+    /// again. Each connection is handled on its own: one that is down or failing does not hold
+    /// back the others, and the first error is reported once all have been tried.
     pub async fn reconcile(&self, subject: &Subject) -> Result<Option<Timestamp>, ReconcileError> {
         let now = self.clock.now();
         let view = load_subject(self.store.as_ref(), subject).await?;
         let mut connections: BTreeSet<String> =
             view.by_connection.keys().map(|c| c.to_string()).collect();
         connections.extend(self.store.mirror_connections_of(subject).await?);
+        let mut first_error = None;
         for c in connections {
             let Some(Record::Connection(connection)) = self.store.get(Kind::Connection, &c).await?
             else {
@@ -149,31 +188,43 @@ impl Reconciler {
                 continue;
             }
             let state = self.store.connection_state(&c).await?;
-            if let Some(until) = state.paused_until.filter(|u| *u > now) {
-                return Err(ReconcileError::Paused {
-                    connection: c,
+            let result = match state.paused_until.filter(|u| *u > now) {
+                Some(until) => Err(ReconcileError::Paused {
+                    connection: c.clone(),
                     until,
-                });
+                }),
+                None => match self.providers.provider(&connection) {
+                    Ok(provider) => {
+                        let ents = view
+                            .by_connection
+                            .get(&connection.id)
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[]);
+                        self.on_connection(
+                            &connection,
+                            provider.as_ref(),
+                            subject,
+                            &view,
+                            ents,
+                            now,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(on(&c)(e)),
+                },
+            };
+            match result {
+                Ok(()) => {}
+                Err(e @ ReconcileError::Store(_)) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            let provider = self.providers.provider(&connection)?;
-            let ents = view
-                .by_connection
-                .get(&connection.id)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let before = provider.calls();
-            let result = self
-                .on_connection(&connection, provider.as_ref(), subject, &view, ents, now)
-                .await;
-            let used = provider.calls().saturating_sub(before);
-            if used > 0 {
-                self.store
-                    .count_calls(&c, &now.strftime("%Y-%m").to_string(), used as i64)
-                    .await?;
-            }
-            result?;
         }
-        Ok(next_transition(&view.entitlements, now))
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(next_transition(&view.entitlements, now)),
+        }
     }
 
     async fn on_connection(
@@ -194,8 +245,15 @@ impl Reconciler {
         let want = desired(ents, now);
         let mut mirror = self.store.mirror_user(c, subject).await?;
         let external_id = subject_external_id(subject);
-        // At most: link or create, then apply; a user deleted by hand costs one more round.
-        for _round in 0..3 {
+        // Link or create, then apply; a user deleted by hand meanwhile costs another round.
+        for _round in 0..4 {
+            if mirror
+                .as_ref()
+                .is_some_and(|m| policy.exempt_user_ids.contains(&m.user_id))
+            {
+                // Staff and the like: never touched, not even their name.
+                return Ok(());
+            }
             let actual = mirror.as_ref().map(|m| ProviderUser {
                 id: m.user_id.clone(),
                 external_id: Some(external_id.clone()),
@@ -204,43 +262,41 @@ impl Reconciler {
             });
             let plan = diff(&want, actual.as_ref(), &policy);
             if plan.ops.first() == Some(&Op::CreateUser) {
-                let user = self
-                    .ensure_user(connection, provider, subject, view, now)
-                    .await?;
-                mirror = Some(user);
+                mirror = Some(
+                    self.ensure_user(connection, provider, subject, view)
+                        .await?,
+                );
                 continue;
             }
-            // The profile goes first, so Brivo names the user correctly before any group change
-            // (and a user linked by e-mail carries the customer's id from then on).
-            let pushed = match mirror.as_mut() {
-                Some(m) if !plan.ops.contains(&Op::DeleteUser) => {
-                    self.push_profile(c, provider, subject, view, m).await
-                }
-                _ => Ok(()),
-            };
-            let applied = match pushed {
-                Ok(()) => {
-                    self.apply(c, provider, subject, &mut mirror, &plan, ents, now)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match applied {
-                Err(ReconcileError::Provider(e)) if e.kind == ErrorKind::NotFound => {
+            let mut result = Ok(());
+            if let Some(m) = mirror.as_mut()
+                && !plan.ops.contains(&Op::DeleteUser)
+            {
+                result = self.push_profile(c, provider, subject, view, m).await;
+            }
+            if result.is_ok() {
+                result = self
+                    .apply(c, provider, subject, &mut mirror, &plan, ents, now)
+                    .await;
+            }
+            match result {
+                Err(ReconcileError::Provider { error, .. })
+                    if error.kind == ErrorKind::NotFound =>
+                {
                     // A 404 names the user or the group, and Brivo's messages are not to be
                     // matched on: ask whether the user is still there.
-                    let still = provider.find_user_by_external_id(&external_id).await?;
+                    let still = provider
+                        .find_user_by_external_id(&external_id)
+                        .await
+                        .map_err(on(c))?;
                     if let (Some(u), Some(m)) = (&still, &mirror)
                         && u.id == m.user_id
                     {
-                        return Err(ProviderError::new(
-                            ErrorKind::Rejected,
-                            format!(
-                                "a group is missing in the provider (was it deleted?): {}",
-                                e.message
-                            ),
-                        )
-                        .into());
+                        let why = format!(
+                            "a group is missing in the provider (was it deleted?): {}",
+                            error.message
+                        );
+                        return Err(on(c)(ProviderError::new(ErrorKind::Rejected, why)));
                     }
                     // The user was deleted behind our back: forget it and start over.
                     self.store.mirror_save(c, subject, None).await?;
@@ -251,7 +307,7 @@ impl Reconciler {
                         None,
                         "ok",
                         0,
-                        Some(e.message),
+                        Some(error.message),
                     )
                     .await;
                     mirror = None;
@@ -259,27 +315,63 @@ impl Reconciler {
                 }
                 other => other?,
             }
-            break;
+            if let Some(m) = mirror.as_mut() {
+                self.invite_once(c, provider, subject, view, m, &policy.managed_groups, now)
+                    .await?;
+            }
+            return Ok(());
         }
-        if let Some(m) = mirror.as_mut() {
-            // A customer's first access brings a Mobile Pass invitation.
-            if matches!(subject, Subject::Customer(_))
-                && m.invited_at.is_none()
-                && !m.groups.is_empty()
-                && let Some(email) = &view.email
-            {
-                let t = std::time::Instant::now();
-                provider.invite(&m.user_id, email).await?;
+        Err(ReconcileError::Unsettled {
+            connection: c.to_owned(),
+            why: "the user kept disappearing".into(),
+        })
+    }
+
+    /// A customer's first access brings a Mobile Pass invitation. A failure is logged and tried
+    /// again on the next reconcile; it never holds up access.
+    #[allow(clippy::too_many_arguments)]
+    async fn invite_once(
+        &self,
+        c: &str,
+        provider: &dyn Provider,
+        subject: &Subject,
+        view: &SubjectView,
+        m: &mut MirrorUser,
+        managed: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<(), ReconcileError> {
+        let has_access = m.groups.iter().any(|g| managed.contains(g));
+        let (Subject::Customer(_), None, true, Some(email)) =
+            (subject, m.invited_at, has_access, &view.email)
+        else {
+            return Ok(());
+        };
+        let t = std::time::Instant::now();
+        match provider.invite(&m.user_id, email).await {
+            Ok(()) => {
                 m.invited_at = Some(now);
                 self.store.mirror_save(c, subject, Some(m)).await?;
-                let ms = elapsed(t);
                 self.audit(
                     &subject.key(),
                     None,
                     "invite_mobile_pass",
                     None,
                     "ok",
-                    ms,
+                    elapsed(t),
+                    None,
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::warn!(subject = %subject, error = %e, "Mobile Pass invitation failed; will try again");
+                let outcome = format!("error: {e}");
+                self.audit(
+                    &subject.key(),
+                    None,
+                    "invite_mobile_pass",
+                    None,
+                    &outcome,
+                    elapsed(t),
                     None,
                 )
                 .await;
@@ -294,8 +386,8 @@ impl Reconciler {
         provider: &dyn Provider,
         subject: &Subject,
         view: &SubjectView,
-        _now: Timestamp,
     ) -> Result<MirrorUser, ReconcileError> {
+        let c = connection.id.as_str();
         let profile = UserProfile::new(
             subject_external_id(subject),
             view.name.as_deref().unwrap_or("doorsync user"),
@@ -304,20 +396,30 @@ impl Reconciler {
         let t = std::time::Instant::now();
         let mut found = provider
             .find_user_by_external_id(&profile.external_id)
-            .await?;
+            .await
+            .map_err(on(c))?;
         let mut how = "link_user";
+        // Only customers are linked by e-mail (a visitor may share a member's address), and only
+        // to a user no one else has claimed.
         if found.is_none()
             && connection.link_users_by_email
+            && matches!(subject, Subject::Customer(_))
             && let Some(email) = &profile.email
         {
             found = provider
                 .find_user_by_email(email, &profile.last_name)
-                .await?;
+                .await
+                .map_err(on(c))?
+                .filter(|u| {
+                    u.external_id
+                        .as_deref()
+                        .is_none_or(|e| e == profile.external_id)
+                });
             how = "link_user_by_email";
         }
         let user = match found {
             Some(u) => {
-                let groups = provider.user_groups(&u.id).await?;
+                let groups = provider.user_groups(&u.id).await.map_err(on(c))?;
                 MirrorUser {
                     user_id: u.id,
                     suspended: u.suspended,
@@ -329,7 +431,7 @@ impl Reconciler {
             }
             None => {
                 how = "create_user";
-                let u = provider.create_user(&profile).await?;
+                let u = provider.create_user(&profile).await.map_err(on(c))?;
                 MirrorUser {
                     user_id: u.id,
                     suspended: u.suspended,
@@ -340,19 +442,10 @@ impl Reconciler {
                 }
             }
         };
-        self.store
-            .mirror_save(connection.id.as_str(), subject, Some(&user))
-            .await?;
-        self.audit(
-            &subject.key(),
-            None,
-            how,
-            None,
-            "ok",
-            elapsed(t),
-            Some(format!("provider user {}", user.user_id)),
-        )
-        .await;
+        self.store.mirror_save(c, subject, Some(&user)).await?;
+        let detail = Some(format!("provider user {}", user.user_id));
+        self.audit(&subject.key(), None, how, None, "ok", elapsed(t), detail)
+            .await;
         Ok(user)
     }
 
@@ -383,12 +476,17 @@ impl Reconciler {
                         t,
                     )
                     .await;
-                    r?;
+                    r.map_err(on(c))?;
                     m.groups.insert(g.clone());
                     self.metrics.count_change("add_to_group");
                 }
                 Op::RemoveFromGroup(g) => {
                     let r = provider.remove_from_group(g, &m.user_id).await;
+                    // Not a member (any more) is what a removal wants.
+                    let r = match r {
+                        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    };
                     self.outcome(
                         subject,
                         Some(g),
@@ -398,7 +496,7 @@ impl Reconciler {
                         t,
                     )
                     .await;
-                    r?;
+                    r.map_err(on(c))?;
                     m.groups.remove(g);
                     self.metrics.count_change("remove_from_group");
                 }
@@ -412,19 +510,18 @@ impl Reconciler {
                     let r = provider.set_suspended(&m.user_id, suspend).await;
                     self.outcome(subject, None, name, String::new(), &r, t)
                         .await;
-                    r?;
+                    r.map_err(on(c))?;
                     m.suspended = suspend;
                     self.metrics.count_change(name);
                 }
                 Op::DeleteUser => {
-                    let r = provider.delete_user(&m.user_id).await;
+                    let r = match provider.delete_user(&m.user_id).await {
+                        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    };
                     self.outcome(subject, None, "delete_user", String::new(), &r, t)
                         .await;
-                    match r {
-                        Ok(()) => {}
-                        Err(e) if e.kind == ErrorKind::NotFound => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    r.map_err(on(c))?;
                     self.store.mirror_save(c, subject, None).await?;
                     self.metrics.count_change("delete_user");
                     *mirror = None;
@@ -436,6 +533,9 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Pushes a changed name or e-mail. Brivo refusing one (an address it rejects, say) is
+    /// logged and tried again later; it must not hold up access changes. Only a user that is
+    /// gone is an error, so the caller can start over.
     async fn push_profile(
         &self,
         c: &str,
@@ -455,11 +555,20 @@ impl Reconciler {
         let r = provider.update_user(&m.user_id, &profile).await;
         self.outcome(subject, None, "update_user", String::new(), &r, t)
             .await;
-        r?;
-        m.name = Some(name.clone());
-        m.email = view.email.clone();
-        self.store.mirror_save(c, subject, Some(m)).await?;
-        Ok(())
+        match r {
+            Ok(()) => {
+                m.name = Some(name.clone());
+                m.email = view.email.clone();
+                self.store.mirror_save(c, subject, Some(m)).await?;
+                Ok(())
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => Err(on(c)(e)),
+            Err(e) if e.kind.pauses_connection() => Err(on(c)(e)),
+            Err(e) => {
+                tracing::warn!(subject = %subject, error = %e, "updating the provider user's profile failed");
+                Ok(())
+            }
+        }
     }
 
     async fn outcome(

@@ -170,6 +170,27 @@ pub struct ConnectionState {
     pub calls_this_month: i64,
 }
 
+/// One change to a connection's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    Paused {
+        until: Timestamp,
+        reason: String,
+    },
+    /// Clears a pause that has run out by `now` (a newer pause stays).
+    Resumed {
+        now: Timestamp,
+    },
+    /// An audit ran (`at`) or failed (`at: None`), and when the next is due.
+    Audited {
+        at: Option<Timestamp>,
+        next: Timestamp,
+    },
+    DirectoryRead {
+        at: Timestamp,
+    },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
@@ -243,7 +264,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
     async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;
-    async fn save_connection_state(&self, connection: &str, state: &ConnectionState) -> Result<()>;
+    /// Changes the columns one event touches, and no others, so concurrent writers (a pause, the
+    /// audit, the call count) never undo each other.
+    async fn change_connection_state(&self, connection: &str, change: StateChange) -> Result<()>;
     /// Adds to the month's provider call count and returns the new total.
     async fn count_calls(&self, connection: &str, month: &str, calls: i64) -> Result<i64>;
     /// Subjects whose last reconcile failed, by error kind.

@@ -3,7 +3,7 @@
 //! plans against it, so a subject whose access is already right costs no provider call.
 
 use crate::sql::{ms, ts};
-use crate::{ConnectionState, DirectoryEntry, MirrorUser, Result};
+use crate::{ConnectionState, DirectoryEntry, MirrorUser, Result, StateChange};
 use jiff::Timestamp;
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -264,30 +264,56 @@ pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<Connection
     })
 }
 
-pub(crate) async fn save_state(
+pub(crate) async fn change_state(
     pool: &AnyPool,
     connection: &str,
-    s: &ConnectionState,
+    change: StateChange,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO connection_state
-            (connection_id, paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (connection_id) DO UPDATE SET paused_until = excluded.paused_until,
-            pause_reason = excluded.pause_reason, last_audit_at = excluded.last_audit_at,
-            next_audit_at = excluded.next_audit_at, last_directory_at = excluded.last_directory_at,
-            month = excluded.month, calls_this_month = excluded.calls_this_month",
-    )
-    .bind(connection)
-    .bind(s.paused_until.map(ms))
-    .bind(s.pause_reason.clone())
-    .bind(s.last_audit_at.map(ms))
-    .bind(s.next_audit_at.map(ms))
-    .bind(s.last_directory_at.map(ms))
-    .bind(s.month.clone())
-    .bind(s.calls_this_month)
-    .execute(pool)
-    .await?;
+    let upsert = |cols: &str| {
+        let names: Vec<&str> = cols.split(", ").collect();
+        let params: Vec<String> = (2..names.len() + 2).map(|i| format!("${i}")).collect();
+        let sets: Vec<String> = names
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO connection_state (connection_id, {cols}) VALUES ($1, {})
+             ON CONFLICT (connection_id) DO UPDATE SET {}",
+            params.join(", "),
+            sets.join(", ")
+        )
+    };
+    let q = match change {
+        StateChange::Paused { until, reason } => {
+            sqlx::query(sqlx::AssertSqlSafe(upsert("paused_until, pause_reason")))
+                .bind(connection)
+                .bind(ms(until))
+                .bind(reason)
+        }
+        StateChange::Resumed { now } => sqlx::query(
+            "UPDATE connection_state SET paused_until = NULL, pause_reason = NULL
+             WHERE connection_id = $1 AND paused_until <= $2",
+        )
+        .bind(connection)
+        .bind(ms(now)),
+        StateChange::Audited { at: Some(at), next } => {
+            sqlx::query(sqlx::AssertSqlSafe(upsert("last_audit_at, next_audit_at")))
+                .bind(connection)
+                .bind(ms(at))
+                .bind(ms(next))
+        }
+        StateChange::Audited { at: None, next } => {
+            sqlx::query(sqlx::AssertSqlSafe(upsert("next_audit_at")))
+                .bind(connection)
+                .bind(ms(next))
+        }
+        StateChange::DirectoryRead { at } => {
+            sqlx::query(sqlx::AssertSqlSafe(upsert("last_directory_at")))
+                .bind(connection)
+                .bind(ms(at))
+        }
+    };
+    q.execute(pool).await?;
     Ok(())
 }
 

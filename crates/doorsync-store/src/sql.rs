@@ -113,19 +113,26 @@ impl SqlStore {
         Ok(v.to_string())
     }
 
-    /// A record read back, with its credentials unsealed.
+    /// A record read back, with its credentials unsealed. Credentials this store cannot open (no
+    /// key, or another key) read as absent, with an error in the log: the connection then says it
+    /// lacks credentials, and putting them again with the current key repairs it.
     fn open(&self, kind: Kind, id: &str, body: &str) -> Result<Record> {
         let mut record = parse(kind, id, body)?;
         if let Record::Connection(c) = &mut record {
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
             if let Some(sealed) = v["credentials"]["sealed"].as_str() {
-                let key = self
-                    .secret
-                    .as_ref()
-                    .ok_or(StoreError::Secret(SecretError::NoKey))?;
-                let plain = key.open(sealed).map_err(StoreError::Secret)?;
-                c.credentials = serde_json::from_slice(&plain)
-                    .map_err(|_| StoreError::Secret(SecretError::WrongKey))?;
+                let opened = match &self.secret {
+                    None => Err(SecretError::NoKey),
+                    Some(key) => key.open(sealed).and_then(|plain| {
+                        serde_json::from_slice(&plain).map_err(|_| SecretError::WrongKey)
+                    }),
+                };
+                match opened {
+                    Ok(credentials) => c.credentials = credentials,
+                    Err(e) => {
+                        tracing::error!(connection = id, error = %e, "connection credentials unreadable")
+                    }
+                }
             }
         }
         Ok(record)
@@ -889,11 +896,23 @@ impl Store for SqlStore {
                 .bind(left)
                 .fetch_all(&self.pool)
                 .await?;
-            out.extend(rows.iter().filter_map(|r| {
-                let subject = Subject::parse_key(&r.try_get::<String, _>(0).ok()?)?;
-                let due_at = r.try_get::<Option<i64>, _>(1).ok()?.map(ts);
-                Some(Claim { subject, due_at })
-            }));
+            for r in &rows {
+                let key: String = r.try_get(0)?;
+                match Subject::parse_key(&key) {
+                    Some(subject) => {
+                        let due_at = r.try_get::<Option<i64>, _>(1)?.map(ts);
+                        out.push(Claim { subject, due_at });
+                    }
+                    // No subject can be made of it, so no one would ever finish it.
+                    None => {
+                        tracing::error!(key, "dropping an unreadable schedule row");
+                        sqlx::query("DELETE FROM schedule WHERE subject = $1")
+                            .bind(key)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -1041,8 +1060,8 @@ impl Store for SqlStore {
         crate::mirror::state(&self.pool, connection).await
     }
 
-    async fn save_connection_state(&self, connection: &str, state: &ConnectionState) -> Result<()> {
-        crate::mirror::save_state(&self.pool, connection, state).await
+    async fn change_connection_state(&self, connection: &str, change: StateChange) -> Result<()> {
+        crate::mirror::change_state(&self.pool, connection, change).await
     }
 
     async fn count_calls(&self, connection: &str, month: &str, calls: i64) -> Result<i64> {

@@ -128,7 +128,10 @@ fn page(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Resul
                         )
                     })?
             }
-            "cursor" => page.cursor = Some(v),
+            "cursor" => {
+                input::no_control("cursor", &v)?;
+                page.cursor = Some(v)
+            }
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_query",

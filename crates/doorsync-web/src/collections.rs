@@ -35,6 +35,12 @@ fn name(field: &'static str, s: String) -> Result<String, ApiError> {
     if t.is_empty() || t.chars().count() > 200 {
         return Err(ApiError::invalid(field, "must be 1 to 200 characters"));
     }
+    if t.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "control characters are not allowed",
+        ));
+    }
     Ok(t.to_owned())
 }
 
@@ -246,7 +252,19 @@ impl Collection for Locations {
             name: name("name", b.name)?,
             timezone: b.timezone,
             connection_id: b.connection_id,
-            site_id: b.site_id,
+            site_id: match b.site_id {
+                Some(site)
+                    if site.is_empty()
+                        || site.len() > 64
+                        || !site.bytes().all(|b| b.is_ascii_graphic()) =>
+                {
+                    return Err(ApiError::invalid(
+                        "site_id",
+                        "a provider site id is 1 to 64 visible characters",
+                    ));
+                }
+                site => site,
+            },
             lead: buffer("lead", b.lead)?.unwrap_or(DEFAULT_LEAD),
             lag: buffer("lag", b.lag)?.unwrap_or(DEFAULT_LAG),
         }))
@@ -385,7 +403,7 @@ impl Collection for Customers {
 
     fn into_record(id: Id, b: CustomerBody) -> Result<Record, ApiError> {
         let phone = match b.phone {
-            Some(p) if p.trim().is_empty() || p.len() > 40 => {
+            Some(p) if p.trim().is_empty() || p.len() > 40 || p.chars().any(char::is_control) => {
                 return Err(ApiError::invalid("phone", "must be 1 to 40 characters"));
             }
             p => p,

@@ -54,6 +54,19 @@ pub fn json<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// A query parameter or free text: control characters (NUL among them) are refused, since
+/// PostgreSQL cannot store NUL in text and no legitimate value carries one.
+pub fn no_control(field: impl Into<String>, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            field,
+            "control characters are not allowed",
+        ));
+    }
+    Ok(())
+}
+
 /// serde names the field in the message, not the path, when a field is missing or unknown.
 fn named_field(message: &str) -> Option<&str> {
     let rest = message

@@ -49,6 +49,7 @@ pub async fn audit(
         })
     };
     for (k, v) in q {
+        input::no_control(k.clone(), &v)?;
         match k.as_str() {
             "subject" => filter.subject = Some(v),
             "customer_id" => filter.subject = Some(format!("customer:{v}")),
