@@ -884,7 +884,92 @@ async fn users_deleted_by_hand_come_back_and_missing_groups_are_reported(backend
     s.stop().await;
 }
 
+async fn one_bad_group_does_not_stop_the_audit_and_visitors_never_take_over_users(
+    backend: Backend,
+) {
+    let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
+        return;
+    };
+    // A link to a group id Brivo cannot have.
+    s.put_ok(
+        "/api/v1/links/resource/room-2",
+        json!({"group_id": "not-a-number"}),
+    )
+    .await;
+    let new = |first: &str| brivo_client::NewUser {
+        first_name: first.into(),
+        last_name: "Hand".into(),
+        ..Default::default()
+    };
+    let stranger = s.brivo.create_user(&new("Stranger")).await.unwrap().id;
+    s.brivo
+        .add_user_to_group(s.group("Private Office 1"), stranger)
+        .await
+        .unwrap();
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/sync/resync?wait=true"))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    let report: serde_json::Value = res.json().await.unwrap();
+    let audit = &report["audits"][0];
+    assert_eq!(
+        audit["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        audit["strangers_removed"], 1,
+        "the other groups were still audited: {report}"
+    );
+    let (_, st) = s.app.get_json("/api/v1/sync/status").await;
+    let next: Timestamp = st["connections"][0]["next_audit_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(next > Timestamp::now(), "the next audit is not now: {st}");
+    // A visitor with a member's e-mail gets a user of their own, even with linking by e-mail on.
+    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
+    let mut conn = conn.as_object().unwrap().clone();
+    for k in ["id", "credentials_set"] {
+        conn.remove(k);
+    }
+    conn.insert("link_users_by_email".into(), json!(true));
+    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
+        .await;
+    s.customer("ana").await;
+    pass_grant_for(&s, "ana", "g1").await;
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
+            .await
+    );
+    let t0 = Timestamp::now();
+    s.put_ok(
+        "/api/v1/visitors/v1",
+        json!({"name": "Ana's Guest", "email": "ana@example.com", "host_customer_id": "ana", "location_id": "hq",
+               "arrival": at(t0, 0.0), "departure": at(t0, 600.0)}),
+    )
+    .await;
+    assert!(
+        s.eventually(WAIT, || async {
+            s.members("Visitors").await == ["visitor:v1"]
+        })
+        .await
+    );
+    assert_eq!(
+        s.members("Day Pass").await,
+        ["ana"],
+        "the member keeps her user and her access"
+    );
+    s.stop().await;
+}
+
 testkit::on_both_backends!(
+    one_bad_group_does_not_stop_the_audit_and_visitors_never_take_over_users,
     users_deleted_by_hand_come_back_and_missing_groups_are_reported,
     a_pass_grant_opens_and_closes_on_time_and_users_link_by_email,
     faults_are_survived_and_everything_converges,
