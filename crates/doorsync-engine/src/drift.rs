@@ -118,25 +118,12 @@ async fn audit_group(
             Some(s) => r.store.mirror_user(c, s).await?,
             None => None,
         };
-        match (known, serving) {
+        let adopt = match (known, serving) {
             // The subject's own user, in a group the mirror did not have: record it, and let the
             // reconciler (which knows the entitlements) keep or remove it.
             (Some(subject), Some(mut m)) if m.user_id == u.id => {
                 m.groups.insert(g.clone());
-                r.store.mirror_save(c, &subject, Some(&m)).await?;
-                report.unexpected_members += 1;
-                let detail = Some(format!("user {} is in the group", u.id));
-                r.audit(
-                    &subject.key(),
-                    Some(g),
-                    "drift_found",
-                    Some("drift".into()),
-                    "ok",
-                    0,
-                    detail,
-                )
-                .await;
-                due.insert(subject);
+                Some((subject, m, format!("user {} is in the group", u.id)))
             }
             // A user carrying a subject's id whom the mirror has never linked (made by an earlier
             // integration, say): adopt it, so the reconciler can act on it.
@@ -149,9 +136,14 @@ async fn audit_group(
                     invited_at: None,
                     groups: BTreeSet::from([g.clone()]),
                 };
+                Some((subject, m, format!("user {} adopted", u.id)))
+            }
+            _ => None,
+        };
+        match adopt {
+            Some((subject, m, detail)) => {
                 r.store.mirror_save(c, &subject, Some(&m)).await?;
                 report.unexpected_members += 1;
-                let detail = Some(format!("user {} adopted", u.id));
                 r.audit(
                     &subject.key(),
                     Some(g),
@@ -159,13 +151,13 @@ async fn audit_group(
                     Some("drift".into()),
                     "ok",
                     0,
-                    detail,
+                    Some(detail),
                 )
                 .await;
                 due.insert(subject);
             }
             // Nobody's user, or a second user of a subject that already has one: remove.
-            _ => {
+            None => {
                 let t = std::time::Instant::now();
                 let res = provider.remove_from_group(g, &u.id).await;
                 let outcome = match &res {

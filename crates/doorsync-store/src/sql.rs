@@ -144,15 +144,10 @@ impl SqlStore {
         kind: Kind,
         key: &str,
     ) -> Result<Option<Record>> {
-        let row = sqlx::query("SELECT body FROM records WHERE kind = $1 AND id = $2")
-            .bind(kind.as_str())
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
-            Some(r) => Ok(Some(self.open(kind, key, &r.try_get::<String, _>(0)?)?)),
-            None => Ok(None),
-        }
+        load_body(conn, kind, key)
+            .await?
+            .map(|body| self.open(kind, key, &body))
+            .transpose()
     }
 
     /// Calls `due` whenever any instance marks someone due (PostgreSQL's LISTEN/NOTIFY), so an
@@ -191,22 +186,25 @@ impl SqlStore {
     }
 }
 
-pub(crate) async fn load(
-    conn: &mut AnyConnection,
-    kind: Kind,
-    key: &str,
-) -> Result<Option<Record>> {
+async fn load_body(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<Option<String>> {
     let row = sqlx::query("SELECT body FROM records WHERE kind = $1 AND id = $2")
         .bind(kind.as_str())
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(|row| decode(kind, key, &row)).transpose()
+    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
 }
 
-/// A record from its stored body; sealed credentials stay sealed (read as absent).
-fn decode(kind: Kind, key: &str, row: &AnyRow) -> Result<Record> {
-    parse(kind, key, &row.try_get::<String, _>("body")?)
+/// A record as stored; sealed credentials stay sealed (read as absent).
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    key: &str,
+) -> Result<Option<Record>> {
+    load_body(conn, kind, key)
+        .await?
+        .map(|body| parse(kind, key, &body))
+        .transpose()
 }
 
 fn parse(kind: Kind, key: &str, body: &str) -> Result<Record> {
