@@ -543,6 +543,17 @@ impl Store for SqlStore {
         if let Record::Team(team) = &record {
             write_memberships(&mut tx, team, now_ms).await?;
         }
+        if let Record::Connection(c) = &record {
+            // A changed connection (new credentials, a new exempt list) is read and audited
+            // afresh at once, and a pause it may have caused is lifted.
+            sqlx::query(
+                "UPDATE connection_state SET last_directory_at = NULL, next_audit_at = NULL,
+                    paused_until = NULL, pause_reason = NULL WHERE connection_id = $1",
+            )
+            .bind(c.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         let after = reach(&mut tx, &record).await?;
         mark(&mut tx, merge(before, after), now_ms).await?;
         notify(&mut tx, self.backend).await?;
