@@ -30,10 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the REST API (and, as they land, the sync engine) until SIGINT or SIGTERM.
+    /// Run the REST API and the sync engine until SIGINT or SIGTERM.
     ///
     /// Migrates the database first. The database is an SQLite file by default
-    /// (sqlite://doorsync.db, created if missing); set DOORSYNC_DATABASE_URL=postgres://… for PostgreSQL.
+    /// (sqlite://doorsync.db, created if missing); set DOORSYNC_DATABASE_URL=postgres://… for
+    /// PostgreSQL (several instances may share one). Provider credentials need DOORSYNC_SECRET_KEY
+    /// (`doorsync key generate`).
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080, or DOORSYNC_LISTEN]
         #[arg(long, value_name = "ADDR")]
