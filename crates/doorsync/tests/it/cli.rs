@@ -105,13 +105,25 @@ fn readme_session() -> (String, Vec<(String, String)>) {
     (script, examples)
 }
 
+/// A child process that is killed if the test ends (or panics) while it still runs.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `cmd` with stdout (or stderr) piped and returns once a line satisfies `ready`, with the
 /// lines read so far; the rest keep draining so the child never blocks on a full pipe.
 fn start_until(
     cmd: &mut Command,
     stdout: bool,
     ready: impl Fn(&str) -> bool,
-) -> (Child, Vec<String>) {
+) -> (Guard, Vec<String>) {
     if stdout {
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     } else {
@@ -140,7 +152,7 @@ fn start_until(
         lines.push(line);
         if done {
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, lines);
+            return (Guard(child), lines);
         }
     }
 }
@@ -148,7 +160,7 @@ fn start_until(
 const LISTENING: &str = "doorsync listening on ";
 
 struct Server {
-    child: Child,
+    child: Guard,
     base: String,
 }
 
@@ -229,13 +241,13 @@ async fn the_readme_session_works_against_serve(backend: Backend) {
 
     // SIGTERM ends it cleanly.
     let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let waited = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || server.child.wait()),
+        tokio::task::spawn_blocking(move || server.child.0.wait()),
     )
     .await
     .expect("doorsync stopped within 30 s of SIGTERM")
@@ -270,10 +282,10 @@ async fn serve_starts_in_an_empty_directory_with_the_default_database() {
     assert_eq!(res.status(), 200);
     assert!(dir.join("doorsync.db").exists());
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
         .await
         .unwrap()
         .unwrap();
@@ -284,7 +296,7 @@ async fn serve_starts_in_an_empty_directory_with_the_default_database() {
 testkit::on_both_backends!(the_readme_session_works_against_serve);
 
 struct Demo {
-    child: Child,
+    child: Guard,
     api: String,
     sim: String,
     token: String,
@@ -425,10 +437,10 @@ async fn the_demo_converges_and_survives_kill_9() {
     })
     .await;
     Command::new("kill")
-        .args(["-KILL", &demo.child.id().to_string()])
+        .args(["-KILL", &demo.child.0.id().to_string()])
         .status()
         .unwrap();
-    let _ = demo.child.wait();
+    let _ = demo.child.0.wait();
 
     let mut demo = start_demo(&dir);
     wait_for("the demo to settle after the restart", || settled(&demo)).await;
@@ -463,10 +475,10 @@ async fn the_demo_converges_and_survives_kill_9() {
     }
     assert!(creates.values().all(|n| *n == 1), "{creates:?}");
     Command::new("kill")
-        .args(["-TERM", &demo.child.id().to_string()])
+        .args(["-TERM", &demo.child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || demo.child.wait())
+    let status = tokio::task::spawn_blocking(move || demo.child.0.wait())
         .await
         .unwrap()
         .unwrap();
@@ -531,8 +543,8 @@ async fn the_readme_session_works_against_the_brivo_sim_binary() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     assert!(
         out.status.success(),
         "{text}\n{}",
