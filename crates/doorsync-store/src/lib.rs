@@ -215,6 +215,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, name: &str, token_hash: &str, now: Timestamp)
     -> Result<TokenInfo>;
     async fn token_by_hash(&self, token_hash: &str, now: Timestamp) -> Result<Option<TokenInfo>>;
+    /// Every token, oldest first, with when each was last used.
+    async fn tokens(&self) -> Result<Vec<(TokenInfo, Option<Timestamp>)>>;
+    /// Revokes a token by its id; `false` when there was none.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
 
     async fn mark_due(&self, subject: &Subject, at: Timestamp) -> Result<()>;
     /// Leases up to `limit` due subjects to `owner` until `now + lease`.

@@ -840,6 +840,32 @@ impl Store for SqlStore {
         })
     }
 
+    async fn tokens(&self) -> Result<Vec<(TokenInfo, Option<Timestamp>)>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, last_used_at FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let info = TokenInfo {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    created_at: ts(r.try_get(2)?),
+                };
+                Ok((info, r.try_get::<Option<i64>, _>(3)?.map(ts)))
+            })
+            .collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn token_by_hash(&self, token_hash: &str, now: Timestamp) -> Result<Option<TokenInfo>> {
         let row = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 RETURNING id, name, created_at")
             .bind(ms(now))

@@ -84,6 +84,13 @@ enum TokenCommand {
         #[arg(long)]
         name: String,
     },
+    /// List the tokens: id, name, created, last used (the tokens themselves are not kept).
+    List,
+    /// Revoke a token by the id `token list` shows; it stops working at once.
+    Revoke {
+        /// The token's id, e.g. tok_1a2b3c4d5e6f
+        id: String,
+    },
 }
 
 #[tokio::main]
@@ -122,6 +129,35 @@ async fn main() -> anyhow::Result<()> {
             command: KeyCommand::Generate,
         } => {
             println!("{}", doorsync_store::SecretKey::generate());
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List,
+        } => {
+            let store = open(&config).await?;
+            let tokens = store.tokens().await?;
+            store.close().await;
+            if tokens.is_empty() {
+                println!("no API tokens; `doorsync token create --name NAME` makes one");
+            }
+            for (t, used) in tokens {
+                let used =
+                    used.map_or_else(|| "never used".to_owned(), |u| format!("last used {u}"));
+                println!("{}  {:<24}  created {}  {used}", t.id, t.name, t.created_at);
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => {
+            let store = open(&config).await?;
+            let revoked = store.revoke_token(id.trim()).await?;
+            store.close().await;
+            anyhow::ensure!(
+                revoked,
+                "no API token with id {id:?} (see `doorsync token list`)"
+            );
+            println!("revoked API token {id}");
             Ok(())
         }
         Command::Token {

@@ -62,6 +62,39 @@ fn bad_configuration_fails_with_a_clear_message() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn tokens_are_listed_and_revoked() {
+    let dir = tempdir("tokens");
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let run = |args: &[&str]| {
+        let out = doorsync(&dir, &url).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, _) = run(&["token", "create", "--name", "ci-bot"]);
+    assert!(ok, "{out}");
+    let (ok, list, _) = run(&["token", "list"]);
+    assert!(ok);
+    let line = list.lines().find(|l| l.contains("ci-bot")).expect("listed");
+    assert!(line.contains("never used"), "{line}");
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("tok_"), "{line}");
+    assert!(
+        !list.contains("ds_"),
+        "the token itself is never shown again: {list}"
+    );
+    let (ok, out, _) = run(&["token", "revoke", &id]);
+    assert!(ok, "{out}");
+    let (_, list, _) = run(&["token", "list"]);
+    assert!(!list.contains("ci-bot"), "{list}");
+    let (ok, _, err) = run(&["token", "revoke", &id]);
+    assert!(!ok && err.contains("token list"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -509,6 +509,16 @@ async fn tokens_are_found_by_hash_only(backend: Backend) {
         Some(info)
     );
     assert_eq!(store.token_by_hash("abc124", now).await.unwrap(), None);
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1, Some(now), "last use recorded");
+    assert!(store.revoke_token(&listed[0].0.id).await.unwrap());
+    assert!(!store.revoke_token(&listed[0].0.id).await.unwrap());
+    assert_eq!(
+        store.token_by_hash("abc123", now).await.unwrap(),
+        None,
+        "a revoked token stops working"
+    );
     store.close().await;
     db.drop_db().await;
 }
