@@ -11,7 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use doorsync_core::{Id, Link, LinkKind, customer_entitlements, explain, visitor_entitlements};
+use doorsync_core::{
+    Id, Link, LinkKind, Subject, customer_entitlements, explain, visitor_entitlements,
+};
 use doorsync_store::{Kind, Record, link_key};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -325,6 +327,33 @@ async fn delete_link(
     }
 }
 
+/// What Brivo holds for the subject (as the mirror last saw it) and how its sync stands: the
+/// per-member view of access and sync errors operators ask for.
+async fn sync_view(st: &AppState, subject: &Subject) -> Result<(Value, Value), ApiError> {
+    let mut provider = vec![];
+    for c in st.store.mirror_connections_of(subject).await? {
+        if let Some(m) = st.store.mirror_user(&c, subject).await? {
+            provider.push(json!({
+                "connection_id": c,
+                "user_id": m.user_id,
+                "suspended": m.suspended,
+                "groups": m.groups,
+                "invited_at": m.invited_at,
+            }));
+        }
+    }
+    let sync = match st.store.schedule_row(subject).await? {
+        Some(row) => json!({
+            "next_due_at": row.next_due_at,
+            "in_flight": row.lease_owner.is_some(),
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+        }),
+        None => Value::Null,
+    };
+    Ok((Value::Array(provider), sync))
+}
+
 async fn customer_access(
     State(st): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -337,8 +366,9 @@ async fn customer_access(
         .ok_or_else(|| ApiError::not_found(format_args!("customer {id:?}")))?;
     let now = st.clock.now();
     let groups = explain(&customer_entitlements(&inputs), now);
+    let (provider, sync) = sync_view(&st, &Subject::Customer(id.clone())).await?;
     Ok(Json(
-        json!({ "customer_id": id, "at": now, "groups": groups }),
+        json!({ "customer_id": id, "at": now, "groups": groups, "provider": provider, "sync": sync }),
     ))
 }
 
@@ -354,8 +384,9 @@ async fn visitor_access(
         .ok_or_else(|| ApiError::not_found(format_args!("visitor {id:?}")))?;
     let now = st.clock.now();
     let groups = explain(&visitor_entitlements(&inputs), now);
+    let (provider, sync) = sync_view(&st, &Subject::Visitor(id.clone())).await?;
     Ok(Json(
-        json!({ "visitor_id": id, "at": now, "groups": groups }),
+        json!({ "visitor_id": id, "at": now, "groups": groups, "provider": provider, "sync": sync }),
     ))
 }
 

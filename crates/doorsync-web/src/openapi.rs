@@ -345,7 +345,9 @@ fn links(mut doc: Doc) -> Doc {
 fn access(mut doc: Doc) -> Doc {
     let access: Schema = ObjectBuilder::new()
         .description(Some(
-            "The groups a subject holds now or is due to hold, each with the entitlements that give it and until when",
+            "The groups a subject holds now or is due to hold, each with the entitlements that give it and until when; \
+             `provider`: the Brivo user serving the subject on each connection (id, suspended, groups held, invitation); \
+             `sync`: next due time, whether a reconcile is running, failed attempts and the last error",
         ))
         .property("at", ObjectBuilder::new().schema_type(Type::String).format(Some(
             utoipa::openapi::schema::SchemaFormat::KnownFormat(utoipa::openapi::schema::KnownFormat::DateTime),

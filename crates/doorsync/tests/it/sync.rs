@@ -863,6 +863,29 @@ async fn users_deleted_by_hand_come_back_and_missing_groups_are_reported(backend
         "{}",
         status(&s).await
     );
+    let (_, access) = s.app.get_json("/api/v1/customers/ben/access").await;
+    assert!(
+        access["sync"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("provider_rejected")),
+        "{access}"
+    );
+    assert!(
+        access["sync"]["attempts"].as_i64().unwrap() >= 1,
+        "{access}"
+    );
+    let (_, access) = s.app.get_json("/api/v1/customers/ana/access").await;
+    assert_eq!(
+        access["provider"][0]["user_id"],
+        new.to_string(),
+        "{access}"
+    );
+    assert_eq!(
+        access["provider"][0]["groups"],
+        json!([s.group("Day Pass").to_string()]),
+        "{access}"
+    );
+    assert!(access["sync"]["last_error"].is_null(), "{access}");
     let ben = s.brivo.list_users(None).await.unwrap();
     assert_eq!(
         ben.iter()
