@@ -45,7 +45,8 @@ pub fn parse(text: &str) -> Result<Vec<Clause>, ApiError> {
             "exact" => Op::Exact,
             _ => return Err(ApiError::invalid_filter()),
         };
-        let values: Vec<String> = rhs.split(',').map(str::to_string).collect();
+        // Clients escape `,` `;` `:` and `%` inside a value as %XX; decode after splitting.
+        let values: Vec<String> = rhs.split(',').map(percent_decode).collect();
         if values.iter().any(String::is_empty) {
             return Err(ApiError::invalid_filter());
         }
@@ -56,6 +57,27 @@ pub fn parse(text: &str) -> Result<Vec<Clause>, ApiError> {
         });
     }
     Ok(clauses)
+}
+
+/// Decodes `%XX` escapes; anything else (a lone `%`, bad hex) stays as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads `filter` from the query and checks each clause against the fields and operators an
@@ -113,6 +135,17 @@ mod tests {
         assert_eq!(c[0].field, "id");
         assert_eq!(c[0].values, ["11", "22", "33"]);
         assert_eq!(c[1].op, Op::Eq);
+    }
+
+    #[test]
+    fn escaped_separators_stay_inside_their_value() {
+        let c = parse("lastname__eq:Smith%2C Jones%3B%25,Lee").unwrap();
+        assert_eq!(c[0].values, ["Smith, Jones;%", "Lee"]);
+        assert_eq!(
+            parse("name__eq:100%").unwrap()[0].values,
+            ["100%"],
+            "a lone % stays"
+        );
     }
 
     #[test]
