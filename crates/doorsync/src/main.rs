@@ -55,6 +55,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Explain a customer's access now: each group held or due, the bookings, passes, contracts
+    /// or teams that give it, from when and until when.
+    Explain {
+        /// The customer's id (or `visitor:ID` for a visitor)
+        subject: String,
+    },
     /// Bring the database schema up to date, then exit.
     Migrate,
     /// Manage the key that encrypts provider credentials in the database.
@@ -120,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Explain { subject } => explain(&config, &subject).await,
         Command::Migrate => {
             let store = open(&config).await?;
             store.close().await;
@@ -186,6 +193,63 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn explain(config: &Config, subject: &str) -> anyhow::Result<()> {
+    use doorsync_core::{AccessState, Id, customer_entitlements, explain, visitor_entitlements};
+    let store = open(config).await?;
+    let now = jiff::Timestamp::now();
+    let (who, ents) = match subject.strip_prefix("visitor:") {
+        Some(v) => {
+            let id = Id::parse(v)?;
+            let inputs = store
+                .visitor_inputs(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no visitor {v:?}"))?;
+            (
+                format!("visitor {} ({})", inputs.visitor.name, id),
+                visitor_entitlements(&inputs),
+            )
+        }
+        None => {
+            let id = Id::parse(subject)?;
+            let inputs = store
+                .customer_inputs(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no customer {subject:?}"))?;
+            (
+                format!("customer {} ({})", inputs.customer.name, id),
+                customer_entitlements(&inputs),
+            )
+        }
+    };
+    store.close().await;
+    let groups = explain(&ents, now);
+    println!("{who} at {now}:");
+    if groups.is_empty() {
+        println!("  no access now and none due");
+    }
+    for g in groups {
+        let until = g
+            .until
+            .map_or_else(|| "open-ended".to_owned(), |u| format!("until {u}"));
+        let state = match g.state {
+            AccessState::Held => format!("holds group {} since {} {until}", g.group_id, g.from),
+            AccessState::Due => format!("is due group {} from {} {until}", g.group_id, g.from),
+        };
+        println!("  {state}");
+        for r in g.reasons {
+            let until = r
+                .until
+                .map_or_else(|| "open-ended".to_owned(), |u| u.to_string());
+            println!(
+                "    because of {} ({} to {until})",
+                doorsync_engine::reconcile::cause_label(&r.cause),
+                r.from
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn open(config: &Config) -> anyhow::Result<SqlStore> {

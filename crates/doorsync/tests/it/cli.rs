@@ -272,6 +272,24 @@ async fn the_readme_session_works_against_serve(backend: Backend) {
         assert_eq!(got, want, "{curl}");
     }
 
+    // `doorsync explain` says the same from the command line.
+    let out = doorsync(&dir, &db.url)
+        .args(["explain", "ana"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("is due group 4101 from 2030-01-07T09:45:00Z until 2030-01-07T11:15:00Z"),
+        "{text}"
+    );
+    assert!(text.contains("because of booking:b-1"), "{text}");
+    let out = doorsync(&dir, &db.url)
+        .args(["explain", "nobody"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no customer"));
+
     // SIGTERM ends it cleanly.
     let status = Command::new("kill")
         .args(["-TERM", &server.child.0.id().to_string()])
