@@ -166,10 +166,6 @@ impl Engine {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.reconciler.store
-    }
-
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -280,20 +276,6 @@ impl Engine {
             });
         }
         (n, n == free)
-    }
-
-    /// Claims every subject due now and reconciles them, `workers` at a time, until none is due;
-    /// returns how many ran. For tests that drain the queue with no background loop.
-    pub async fn run_due(self: &Arc<Self>) -> usize {
-        let mut running = tokio::task::JoinSet::new();
-        let mut total = 0;
-        loop {
-            let (started, _) = self.start_due(&mut running).await;
-            total += started;
-            if running.join_next().await.is_none() && started == 0 {
-                return total;
-            }
-        }
     }
 
     async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
