@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 description, built from the same collection types that parse requests.
 
 use crate::collections::*;
+use utoipa::ToSchema;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
 };
@@ -8,10 +9,9 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, Required,
     ResponseBuilder, ResponsesBuilder,
 };
-use utoipa::{PartialSchema, ToSchema};
 
 const JSON: &str = "application/json";
 
@@ -602,8 +602,3 @@ pub fn document() -> OpenApi {
         .security(Some([SecurityRequirement::new("bearer", Vec::<String>::new())]))
         .build()
 }
-
-#[allow(dead_code)]
-fn _assert_partial<T: PartialSchema>() {}
-#[allow(dead_code)]
-fn _unused(_: RefOr<Schema>) {}
