@@ -3,9 +3,13 @@
 //! migrations. Every write that changes a subject's inputs marks that subject due in the same
 //! transaction, so the engine can never miss a change.
 
+mod inputs;
+mod log;
 mod migrate;
 mod mirror;
+mod reach;
 mod record;
+mod schedule;
 mod secrets;
 mod sql;
 

@@ -2,11 +2,12 @@
 //! driver: the schema and statements are the same but for the lease claim, where PostgreSQL
 //! skips rows another instance holds.
 
+use crate::reach::{DUE_CHANNEL, Reach, mark, merge, notify, reach};
 use crate::record::{Kind, Record, link_key};
 use crate::secrets::{SecretError, SecretKey};
 use crate::*;
 use doorsync_core::*;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,8 +21,8 @@ pub enum Backend {
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
     url: String,
     secret: Option<Arc<SecretKey>>,
 }
@@ -226,7 +227,7 @@ async fn exists(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<bool>
     )
 }
 
-async fn strings(
+pub(crate) async fn strings(
     conn: &mut AnyConnection,
     sql: &'static str,
     args: &[&str],
@@ -240,156 +241,6 @@ async fn strings(
         .iter()
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Result<_, _>>()?)
-}
-
-/// Who a record's change reaches.
-enum Reach {
-    Subjects(BTreeSet<Subject>),
-    Everyone,
-}
-
-/// Customers holding a booking, grant or contract of the inventory item `kind`/`id`.
-async fn customers_of_item(conn: &mut AnyConnection, kind: Kind, id: &str) -> Result<Vec<String>> {
-    strings(
-        conn,
-        "SELECT DISTINCT c.ref_id FROM refs i
-         JOIN refs c ON c.kind = i.kind AND c.id = i.id AND c.field = 'customer_id'
-         WHERE i.ref_kind = $1 AND i.ref_id = $2 AND i.kind <> 'link'",
-        &[kind.as_str(), id],
-    )
-    .await
-}
-
-/// Everyone who is or was in a team whose paying member is `customer`.
-async fn team_members_of_payer(conn: &mut AnyConnection, customer: &str) -> Result<Vec<String>> {
-    strings(
-        conn,
-        "SELECT DISTINCT tm.customer_id FROM refs t JOIN team_memberships tm ON tm.team_id = t.id
-         WHERE t.kind = 'team' AND t.field = 'paying_member_id' AND t.ref_id = $1",
-        &[customer],
-    )
-    .await
-}
-
-fn customer(id: &str) -> Option<Subject> {
-    Id::parse(id).ok().map(Subject::Customer)
-}
-
-async fn reach(conn: &mut AnyConnection, record: &Record) -> Result<Reach> {
-    let mut out = BTreeSet::new();
-    let mut payers = vec![];
-    match record {
-        Record::Connection(_) | Record::Location(_) => return Ok(Reach::Everyone),
-        Record::Door(_) => {}
-        Record::Customer(x) => {
-            out.insert(Subject::Customer(x.id.clone()));
-        }
-        Record::Team(x) => {
-            out.extend(
-                strings(
-                    conn,
-                    "SELECT customer_id FROM team_memberships WHERE team_id = $1",
-                    &[x.id.as_str()],
-                )
-                .await?
-                .iter()
-                .filter_map(|c| customer(c)),
-            );
-            out.extend(x.member_ids.iter().cloned().map(Subject::Customer));
-        }
-        Record::Booking(x) => {
-            out.insert(Subject::Customer(x.customer_id.clone()));
-        }
-        Record::PassGrant(x) => {
-            out.insert(Subject::Customer(x.customer_id.clone()));
-        }
-        Record::Contract(x) => payers.push(x.customer_id.to_string()),
-        Record::Visitor(x) => {
-            out.insert(Subject::Visitor(x.id.clone()));
-        }
-        Record::Pass(_) | Record::Resource(_) | Record::Desk(_) | Record::Link(_) => {
-            let (kind, id) = match record {
-                Record::Link(l) => (Kind::of_link(l.kind), l.item_id.to_string()),
-                other => (other.kind(), other.key()),
-            };
-            let customers = customers_of_item(conn, kind, &id).await?;
-            if kind == Kind::Desk {
-                payers.extend(customers);
-            } else {
-                out.extend(customers.iter().filter_map(|c| customer(c)));
-            }
-        }
-    }
-    for payer in payers {
-        out.extend(
-            team_members_of_payer(conn, &payer)
-                .await?
-                .iter()
-                .filter_map(|c| customer(c)),
-        );
-        out.extend(customer(&payer));
-    }
-    Ok(Reach::Subjects(out))
-}
-
-const MARK_DUE: &str = "INSERT INTO schedule (subject, next_due_at) VALUES ($1, $2)
-    ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-        WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-        THEN excluded.next_due_at ELSE schedule.next_due_at END";
-
-/// The channel on which PostgreSQL tells every instance that someone became due.
-pub const DUE_CHANNEL: &str = "doorsync_due";
-
-/// On PostgreSQL, tells the other instances (at commit) that the schedule changed.
-async fn notify(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(DUE_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn mark(conn: &mut AnyConnection, reach: Reach, now_ms: i64) -> Result<()> {
-    match reach {
-        Reach::Subjects(subjects) => {
-            for s in subjects {
-                sqlx::query(MARK_DUE)
-                    .bind(s.key())
-                    .bind(now_ms)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Reach::Everyone => {
-            for (prefix, kind) in [("customer:", "customer"), ("visitor:", "visitor")] {
-                sqlx::query(
-                    "INSERT INTO schedule (subject, next_due_at)
-                     SELECT $1 || id, $2 FROM records WHERE kind = $3
-                     ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-                        WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-                        THEN excluded.next_due_at ELSE schedule.next_due_at END",
-                )
-                .bind(prefix)
-                .bind(now_ms)
-                .bind(kind)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn merge(a: Reach, b: Reach) -> Reach {
-    match (a, b) {
-        (Reach::Subjects(mut x), Reach::Subjects(y)) => {
-            x.extend(y);
-            Reach::Subjects(x)
-        }
-        _ => Reach::Everyone,
-    }
 }
 
 /// Rules that span records and that a reference check alone does not catch.
@@ -472,31 +323,6 @@ async fn write_memberships(conn: &mut AnyConnection, team: &Team, now_ms: i64) -
         .await?;
     }
     Ok(())
-}
-
-fn schedule_row(row: &AnyRow) -> Result<ScheduleRow> {
-    Ok(ScheduleRow {
-        subject: row.try_get("subject")?,
-        next_due_at: row.try_get::<Option<i64>, _>("next_due_at")?.map(ts),
-        lease_owner: row.try_get("lease_owner")?,
-        lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(ts),
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-    })
-}
-
-fn audit_entry(row: &AnyRow) -> Result<AuditEntry> {
-    Ok(AuditEntry {
-        seq: row.try_get("seq")?,
-        at: ts(row.try_get("at")?),
-        subject: row.try_get("subject")?,
-        group_id: row.try_get("group_id")?,
-        operation: row.try_get("operation")?,
-        cause: row.try_get("cause")?,
-        outcome: row.try_get("outcome")?,
-        latency_ms: row.try_get("latency_ms")?,
-        detail: row.try_get("detail")?,
-    })
 }
 
 #[async_trait]
@@ -669,152 +495,11 @@ impl Store for SqlStore {
     }
 
     async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(Record::Customer(customer)) = load(&mut conn, Kind::Customer, id.as_str()).await?
-        else {
-            return Ok(None);
-        };
-        let mut inputs = CustomerInputs {
-            customer,
-            bookings: vec![],
-            pass_grants: vec![],
-            contracts: vec![],
-            team_contracts: vec![],
-            catalog: Catalog::default(),
-        };
-        let held = sqlx::query("SELECT kind, id FROM refs WHERE ref_kind = 'customer' AND ref_id = $1 AND field = 'customer_id'")
-            .bind(id.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in held {
-            let (kind, key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            let Some(kind) = Kind::parse(&kind) else {
-                continue;
-            };
-            match load(&mut conn, kind, &key).await? {
-                Some(Record::Booking(b)) => inputs.bookings.push(b),
-                Some(Record::PassGrant(g)) => inputs.pass_grants.push(g),
-                Some(Record::Contract(c)) => inputs.contracts.push(c),
-                _ => {}
-            }
-        }
-        let stays = sqlx::query(
-            "SELECT team_id, joined_at, left_at FROM team_memberships WHERE customer_id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in stays {
-            let team_id: String = row.try_get(0)?;
-            let Some(Record::Team(team)) = load(&mut conn, Kind::Team, &team_id).await? else {
-                continue;
-            };
-            if team.paying_member_id == *id {
-                continue;
-            }
-            let membership = TeamMembership {
-                team_id: team.id.clone(),
-                customer_id: id.clone(),
-                joined_at: ts(row.try_get(1)?),
-                left_at: row.try_get::<Option<i64>, _>(2)?.map(ts),
-            };
-            let contracts = strings(
-                &mut conn,
-                "SELECT id FROM refs WHERE ref_kind = 'customer' AND ref_id = $1 AND kind = 'contract' AND field = 'customer_id'",
-                &[team.paying_member_id.as_str()],
-            )
-            .await?;
-            for c in contracts {
-                if let Some(Record::Contract(contract)) =
-                    load(&mut conn, Kind::Contract, &c).await?
-                {
-                    inputs.team_contracts.push(TeamContract {
-                        membership: membership.clone(),
-                        paying_member_id: team.paying_member_id.clone(),
-                        contract,
-                    });
-                }
-            }
-        }
-        let mut items: BTreeSet<(Kind, Id)> = BTreeSet::new();
-        items.extend(
-            inputs
-                .bookings
-                .iter()
-                .map(|b| (Kind::Resource, b.resource_id.clone())),
-        );
-        items.extend(
-            inputs
-                .pass_grants
-                .iter()
-                .map(|g| (Kind::Pass, g.pass_id.clone())),
-        );
-        let all_contracts = inputs
-            .contracts
-            .iter()
-            .chain(inputs.team_contracts.iter().map(|t| &t.contract));
-        items
-            .extend(all_contracts.flat_map(|c| c.desk_ids.iter().map(|d| (Kind::Desk, d.clone()))));
-        let catalog = &mut inputs.catalog;
-        let mut locations = BTreeSet::new();
-        for (kind, item) in items {
-            let (link_kind, location) = match load(&mut conn, kind, item.as_str()).await? {
-                Some(Record::Resource(r)) => {
-                    let l = r.location_id.clone();
-                    catalog.resources.insert(item.clone(), r);
-                    (LinkKind::Resource, l)
-                }
-                Some(Record::Pass(p)) => {
-                    let l = p.location_id.clone();
-                    catalog.passes.insert(item.clone(), p);
-                    (LinkKind::Pass, l)
-                }
-                Some(Record::Desk(d)) => {
-                    let l = d.location_id.clone();
-                    catalog.desks.insert(item.clone(), d);
-                    (LinkKind::Desk, l)
-                }
-                _ => continue,
-            };
-            locations.insert(location);
-            if let Some(Record::Link(link)) =
-                load(&mut conn, Kind::Link, &link_key(link_kind, item.as_str())).await?
-            {
-                catalog.links.insert((link_kind, item), link.group_id);
-            }
-        }
-        for l in locations {
-            if let Some(Record::Location(loc)) = load(&mut conn, Kind::Location, l.as_str()).await?
-            {
-                catalog.locations.insert(l, loc);
-            }
-        }
-        Ok(Some(inputs))
+        crate::inputs::customer_inputs(self, id).await
     }
 
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(Record::Visitor(visitor)) = load(&mut conn, Kind::Visitor, id.as_str()).await?
-        else {
-            return Ok(None);
-        };
-        let Some(Record::Location(location)) =
-            load(&mut conn, Kind::Location, visitor.location_id.as_str()).await?
-        else {
-            return Ok(None);
-        };
-        let visitor_group_ids = match &location.connection_id {
-            Some(c) => match load(&mut conn, Kind::Connection, c.as_str()).await? {
-                Some(Record::Connection(conn)) => conn.visitor_group_ids,
-                _ => vec![],
-            },
-            None => vec![],
-        };
-        Ok(Some(VisitorInputs {
-            visitor,
-            location,
-            visitor_group_ids,
-        }))
+        crate::inputs::visitor_inputs(self, id).await
     }
 
     async fn create_token(
@@ -823,73 +508,23 @@ impl Store for SqlStore {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<TokenInfo> {
-        let id = format!("tok_{}", &token_hash[..token_hash.len().min(12)]);
-        sqlx::query(
-            "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(token_hash)
-        .bind(ms(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(TokenInfo {
-            id,
-            name: name.to_owned(),
-            created_at: now,
-        })
+        crate::log::create_token(self, name, token_hash, now).await
     }
 
     async fn tokens(&self) -> Result<Vec<(TokenInfo, Option<Timestamp>)>> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at, last_used_at FROM api_tokens ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let info = TokenInfo {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    created_at: ts(r.try_get(2)?),
-                };
-                Ok((info, r.try_get::<Option<i64>, _>(3)?.map(ts)))
-            })
-            .collect()
+        crate::log::tokens(self).await
     }
 
     async fn revoke_token(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        crate::log::revoke_token(self, id).await
     }
 
     async fn token_by_hash(&self, token_hash: &str, now: Timestamp) -> Result<Option<TokenInfo>> {
-        let row = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 RETURNING id, name, created_at")
-            .bind(ms(now))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(TokenInfo {
-                id: row.try_get(0)?,
-                name: row.try_get(1)?,
-                created_at: ts(row.try_get(2)?),
-            })
-        })
-        .transpose()
+        crate::log::token_by_hash(self, token_hash, now).await
     }
 
     async fn mark_due(&self, subject: &Subject, at: Timestamp) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query(MARK_DUE)
-            .bind(subject.key())
-            .bind(ms(at))
-            .execute(&mut *conn)
-            .await?;
-        notify(&mut conn, self.backend).await
+        crate::schedule::mark_due(self, subject, at).await
     }
 
     async fn claim_due(
@@ -899,142 +534,27 @@ impl Store for SqlStore {
         lease: SignedDuration,
         limit: u32,
     ) -> Result<Vec<Claim>> {
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
-        let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
-        // Two claims, each a plain indexed range: subjects whose owner died (lease expired, due
-        // since it was claimed), then subjects due now. An OR of the two would scan the table.
-        let claims = [
-            "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
-             WHERE subject IN (
-                SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
-                ORDER BY lease_until LIMIT $4 {lock})
-             RETURNING subject, claimed_due_at",
-            "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
-             WHERE subject IN (
-                SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
-                ORDER BY next_due_at LIMIT $4 {lock})
-             RETURNING subject, claimed_due_at",
-        ];
-        let mut out = vec![];
-        for sql in claims {
-            let left = i64::from(limit) - out.len() as i64;
-            if left <= 0 {
-                break;
-            }
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{lock}", lock)))
-                .bind(owner)
-                .bind(ms(until))
-                .bind(ms(now))
-                .bind(left)
-                .fetch_all(&self.pool)
-                .await?;
-            for r in &rows {
-                let key: String = r.try_get(0)?;
-                match Subject::parse_key(&key) {
-                    Some(subject) => {
-                        let due_at = r.try_get::<Option<i64>, _>(1)?.map(ts);
-                        out.push(Claim { subject, due_at });
-                    }
-                    // No subject can be made of it, so no one would ever finish it.
-                    None => {
-                        tracing::error!(key, "dropping an unreadable schedule row");
-                        sqlx::query("DELETE FROM schedule WHERE subject = $1")
-                            .bind(key)
-                            .execute(&self.pool)
-                            .await?;
-                    }
-                }
-            }
-        }
-        Ok(out)
+        crate::schedule::claim_due(self, owner, now, lease, limit).await
     }
 
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()> {
-        let earliest = "CASE WHEN next_due_at IS NULL THEN $2 WHEN $2 IS NULL THEN next_due_at
-                        WHEN $2 < next_due_at THEN $2 ELSE next_due_at END";
-        let (sql, next, error) = match outcome {
-            Outcome::Done { next_due_at } => (
-                format!(
-                    "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = 0, last_error = NULL,
-                     next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
-                ),
-                next_due_at.map(ms),
-                None,
-            ),
-            Outcome::Failed { retry_at, error } => (
-                format!(
-                    "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1,
-                     last_error = $4, next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
-                ),
-                Some(ms(retry_at)),
-                Some(error),
-            ),
-        };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(subject.key())
-            .bind(next)
-            .bind(owner);
-        if let Some(e) = error {
-            q = q.bind(e);
-        }
-        q.execute(&self.pool).await?;
-        Ok(())
+        crate::schedule::finish(self, subject, owner, outcome).await
     }
 
     async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE schedule SET lease_until = $1 WHERE subject = $2 AND lease_owner = $3",
-        )
-        .bind(ms(until))
-        .bind(subject.key())
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        crate::schedule::renew_lease(self, subject, owner, until).await
     }
 
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>> {
-        let row = sqlx::query("SELECT * FROM schedule WHERE subject = $1")
-            .bind(subject.key())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(schedule_row).transpose()
+        crate::schedule::schedule_row(self, subject).await
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        // A leased subject is next due when its lease runs out, whatever was marked meanwhile.
-        let mut next: Option<i64> = None;
-        for sql in [
-            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
-            "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
-        ] {
-            let row = sqlx::query(sql).fetch_one(&self.pool).await?;
-            if let Some(t) = row.try_get::<Option<i64>, _>(0)? {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        }
-        Ok(next.map(ts))
+        crate::schedule::next_due_at(self).await
     }
 
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary> {
-        let row = sqlx::query(
-            "SELECT
-                COUNT(CASE WHEN lease_owner IS NULL AND next_due_at <= $1 THEN 1 END),
-                MIN(CASE WHEN lease_owner IS NULL AND next_due_at <= $1 THEN next_due_at END),
-                COUNT(CASE WHEN lease_owner IS NOT NULL AND lease_until > $1 THEN 1 END)
-             FROM schedule",
-        )
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(DueSummary {
-            due: row.try_get(0)?,
-            oldest_due_at: row.try_get::<Option<i64>, _>(1)?.map(ts),
-            in_flight: row.try_get(2)?,
-        })
+        crate::schedule::due_summary(self, now).await
     }
 
     async fn mirror_user(&self, connection: &str, subject: &Subject) -> Result<Option<MirrorUser>> {
@@ -1108,21 +628,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, e: AuditEntry) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO audit_log (at, subject, group_id, operation, cause, outcome, latency_ms, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
-        )
-        .bind(ms(e.at))
-        .bind(e.subject)
-        .bind(e.group_id)
-        .bind(e.operation)
-        .bind(e.cause)
-        .bind(e.outcome)
-        .bind(e.latency_ms)
-        .bind(e.detail)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get(0)?)
+        crate::log::append_audit(self, e).await
     }
 
     async fn audit(
@@ -1131,49 +637,6 @@ impl Store for SqlStore {
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
-        let mut clauses = vec![];
-        let mut texts: BTreeMap<usize, String> = BTreeMap::new();
-        let mut numbers: BTreeMap<usize, i64> = BTreeMap::new();
-        let mut n = 0;
-        for (col, v) in [
-            ("subject", &f.subject),
-            ("group_id", &f.group_id),
-            ("operation", &f.operation),
-            ("outcome", &f.outcome),
-        ] {
-            if let Some(v) = v {
-                n += 1;
-                clauses.push(format!("{col} = ${n}"));
-                texts.insert(n, v.clone());
-            }
-        }
-        for (cond, v) in [
-            ("at >=", f.since.map(ms)),
-            ("at <", f.until.map(ms)),
-            ("seq <", before_seq),
-        ] {
-            if let Some(v) = v {
-                n += 1;
-                clauses.push(format!("{cond} ${n}"));
-                numbers.insert(n, v);
-            }
-        }
-        n += 1;
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = format!("SELECT * FROM audit_log {filter} ORDER BY seq DESC LIMIT ${n}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in 1..n {
-            q = match (texts.remove(&i), numbers.remove(&i)) {
-                (Some(t), _) => q.bind(t),
-                (None, Some(v)) => q.bind(v),
-                (None, None) => unreachable!("every placeholder below n has a value"),
-            };
-        }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.iter().map(audit_entry).collect()
+        crate::log::audit(self, f, before_seq, limit).await
     }
 }

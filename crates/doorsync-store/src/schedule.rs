@@ -1,0 +1,186 @@
+//! The schedule: one row per subject, leased to one worker at a time. A mark made while a lease
+//! is held wins over the worker's next due time, so no trigger is lost.
+
+use crate::reach::{MARK_DUE, notify};
+use crate::sql::{SqlStore, ms, ts};
+use crate::*;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub(crate) async fn mark_due(store: &SqlStore, subject: &Subject, at: Timestamp) -> Result<()> {
+    let mut conn = store.pool.acquire().await?;
+    sqlx::query(MARK_DUE)
+        .bind(subject.key())
+        .bind(ms(at))
+        .execute(&mut *conn)
+        .await?;
+    notify(&mut conn, store.backend).await
+}
+
+pub(crate) async fn claim_due(
+    store: &SqlStore,
+    owner: &str,
+    now: Timestamp,
+    lease: SignedDuration,
+    limit: u32,
+) -> Result<Vec<Claim>> {
+    let lock = match store.backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+    };
+    let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
+    // Two claims, each a plain indexed range: subjects whose owner died (lease expired, due
+    // since it was claimed), then subjects due now. An OR of the two would scan the table.
+    let claims = [
+        "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
+         WHERE subject IN (
+            SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
+            ORDER BY lease_until LIMIT $4 {lock})
+         RETURNING subject, claimed_due_at",
+        "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
+         WHERE subject IN (
+            SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
+            ORDER BY next_due_at LIMIT $4 {lock})
+         RETURNING subject, claimed_due_at",
+    ];
+    let mut out = vec![];
+    for sql in claims {
+        let left = i64::from(limit) - out.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{lock}", lock)))
+            .bind(owner)
+            .bind(ms(until))
+            .bind(ms(now))
+            .bind(left)
+            .fetch_all(&store.pool)
+            .await?;
+        for r in &rows {
+            let key: String = r.try_get(0)?;
+            match Subject::parse_key(&key) {
+                Some(subject) => {
+                    let due_at = r.try_get::<Option<i64>, _>(1)?.map(ts);
+                    out.push(Claim { subject, due_at });
+                }
+                // No subject can be made of it, so no one would ever finish it.
+                None => {
+                    tracing::error!(key, "dropping an unreadable schedule row");
+                    sqlx::query("DELETE FROM schedule WHERE subject = $1")
+                        .bind(key)
+                        .execute(&store.pool)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn finish(
+    store: &SqlStore,
+    subject: &Subject,
+    owner: &str,
+    outcome: Outcome,
+) -> Result<()> {
+    let earliest = "CASE WHEN next_due_at IS NULL THEN $2 WHEN $2 IS NULL THEN next_due_at
+                    WHEN $2 < next_due_at THEN $2 ELSE next_due_at END";
+    let (sql, next, error) = match outcome {
+        Outcome::Done { next_due_at } => (
+            format!(
+                "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = 0, last_error = NULL,
+                 next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
+            ),
+            next_due_at.map(ms),
+            None,
+        ),
+        Outcome::Failed { retry_at, error } => (
+            format!(
+                "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1,
+                 last_error = $4, next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
+            ),
+            Some(ms(retry_at)),
+            Some(error),
+        ),
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(subject.key())
+        .bind(next)
+        .bind(owner);
+    if let Some(e) = error {
+        q = q.bind(e);
+    }
+    q.execute(&store.pool).await?;
+    Ok(())
+}
+
+pub(crate) async fn renew_lease(
+    store: &SqlStore,
+    subject: &Subject,
+    owner: &str,
+    until: Timestamp,
+) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE schedule SET lease_until = $1 WHERE subject = $2 AND lease_owner = $3")
+            .bind(ms(until))
+            .bind(subject.key())
+            .bind(owner)
+            .execute(&store.pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn schedule_row(
+    store: &SqlStore,
+    subject: &Subject,
+) -> Result<Option<ScheduleRow>> {
+    let row = sqlx::query("SELECT * FROM schedule WHERE subject = $1")
+        .bind(subject.key())
+        .fetch_optional(&store.pool)
+        .await?;
+    row.as_ref().map(read_row).transpose()
+}
+
+pub(crate) async fn next_due_at(store: &SqlStore) -> Result<Option<Timestamp>> {
+    // A leased subject is next due when its lease runs out, whatever was marked meanwhile.
+    let mut next: Option<i64> = None;
+    for sql in [
+        "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
+        "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
+    ] {
+        let row = sqlx::query(sql).fetch_one(&store.pool).await?;
+        if let Some(t) = row.try_get::<Option<i64>, _>(0)? {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    }
+    Ok(next.map(ts))
+}
+
+pub(crate) async fn due_summary(store: &SqlStore, now: Timestamp) -> Result<DueSummary> {
+    let row = sqlx::query(
+        "SELECT
+            COUNT(CASE WHEN lease_owner IS NULL AND next_due_at <= $1 THEN 1 END),
+            MIN(CASE WHEN lease_owner IS NULL AND next_due_at <= $1 THEN next_due_at END),
+            COUNT(CASE WHEN lease_owner IS NOT NULL AND lease_until > $1 THEN 1 END)
+         FROM schedule",
+    )
+    .bind(ms(now))
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(DueSummary {
+        due: row.try_get(0)?,
+        oldest_due_at: row.try_get::<Option<i64>, _>(1)?.map(ts),
+        in_flight: row.try_get(2)?,
+    })
+}
+
+fn read_row(row: &AnyRow) -> Result<ScheduleRow> {
+    Ok(ScheduleRow {
+        subject: row.try_get("subject")?,
+        next_due_at: row.try_get::<Option<i64>, _>("next_due_at")?.map(ts),
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(ts),
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
