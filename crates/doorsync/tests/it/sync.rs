@@ -676,23 +676,34 @@ async fn two_engines_share_one_postgres_without_overlap() {
     let Some(mut s) = SyncApp::spawn(Backend::Postgres, "PT1S", "PT1S").await else {
         return;
     };
-    let url = s.app.db.url.clone();
-    let other = doorsync_store::SqlStore::connect(&url).await.unwrap();
-    let b = testkit::sync::engine_on(std::sync::Arc::new(other), "engine-b");
-    let run_b = testkit::sync::EngineRun::start(b.clone());
-    let a = s.app.engine.clone().unwrap();
+    // Both engines start together on work that is already due, so each gets its share.
+    s.run.take().unwrap().stop().await;
     let people: Vec<String> = (0..30).map(|i| format!("q{i:02}")).collect();
     for c in &people {
         s.customer(c).await;
         pass_grant_for(&s, c, &format!("g-{c}")).await;
     }
+    let other = doorsync_store::SqlStore::connect(&s.app.db.url)
+        .await
+        .unwrap()
+        .with_secret_key(doorsync_store::SecretKey::parse(testkit::TEST_SECRET_KEY).unwrap());
+    let b = testkit::sync::engine_on(std::sync::Arc::new(other), "engine-b");
+    let a = s.app.engine.clone().unwrap();
+    let run_a = testkit::sync::EngineRun::start(a.clone());
+    let run_b = testkit::sync::EngineRun::start(b.clone());
     assert!(
         s.eventually(Duration::from_secs(30), || async {
             s.members("Day Pass").await == people
         })
         .await
     );
-    s.run.take().unwrap().stop().await;
+    assert!(
+        s.eventually(WAIT, || async { status(&s).await["errors"] == json!({}) })
+            .await,
+        "{}",
+        status(&s).await
+    );
+    run_a.stop().await;
     run_b.stop().await;
     let mut spans = a.spans();
     spans.extend(b.spans());
