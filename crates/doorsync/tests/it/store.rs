@@ -622,6 +622,24 @@ testkit::on_both_backends!(
     no_secret_appears_in_the_records_table,
 );
 
+fn connection_with(c: &str, credentials: Credentials) -> Connection {
+    Connection {
+        id: id(c),
+        provider: Provider::Brivo,
+        api_url: None,
+        auth_url: None,
+        credentials,
+        no_access_policy: NoAccessPolicy::RemoveFromGroups,
+        visitor_group_ids: vec![],
+        exempt_user_ids: vec![],
+        redeem_passes_automatically: false,
+        list_doors_in_app: true,
+        link_users_by_email: false,
+        monthly_call_budget: DEFAULT_MONTHLY_CALL_BUDGET,
+        enabled: true,
+    }
+}
+
 async fn credentials_are_sealed_at_rest(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
@@ -629,25 +647,12 @@ async fn credentials_are_sealed_at_rest(backend: Backend) {
     let store = db.store().await;
     let now = t("2026-06-01T09:00:00Z");
     let connection = |password: Option<&str>| {
-        Record::Connection(Connection {
-            id: id("brivo"),
-            provider: Provider::Brivo,
-            api_url: None,
-            auth_url: None,
-            credentials: Credentials {
-                api_key: Some("key-123".into()),
-                password: password.map(str::to_owned),
-                ..Default::default()
-            },
-            no_access_policy: NoAccessPolicy::RemoveFromGroups,
-            visitor_group_ids: vec![],
-            exempt_user_ids: vec![],
-            redeem_passes_automatically: false,
-            list_doors_in_app: true,
-            link_users_by_email: false,
-            monthly_call_budget: DEFAULT_MONTHLY_CALL_BUDGET,
-            enabled: true,
-        })
+        let credentials = Credentials {
+            api_key: Some("key-123".into()),
+            password: password.map(str::to_owned),
+            ..Default::default()
+        };
+        Record::Connection(connection_with("brivo", credentials))
     };
     store
         .put(connection(Some("hunter2-secret")), now)
@@ -729,24 +734,13 @@ async fn no_secret_appears_in_the_records_table(backend: Backend) {
     };
     let store = db.store().await;
     let now = t("2026-06-01T09:00:00Z");
-    let mut c = Connection {
-        id: id("c"),
-        provider: Provider::Brivo,
-        api_url: None,
-        auth_url: None,
-        credentials: Credentials {
+    let mut c = connection_with(
+        "c",
+        Credentials {
             client_secret: Some("s3cr3t-value".into()),
             ..Default::default()
         },
-        no_access_policy: NoAccessPolicy::Suspend,
-        visitor_group_ids: vec![],
-        exempt_user_ids: vec![],
-        redeem_passes_automatically: false,
-        list_doors_in_app: true,
-        link_users_by_email: false,
-        monthly_call_budget: 1000,
-        enabled: true,
-    };
+    );
     store.put(Record::Connection(c.clone()), now).await.unwrap();
     c.credentials.client_secret = None;
     use sqlx::Connection as _;

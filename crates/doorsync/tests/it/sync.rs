@@ -232,14 +232,7 @@ async fn each_no_access_policy_is_applied_and_undone(backend: Backend) {
         return;
     };
     for policy in ["remove_from_groups", "suspend", "delete"] {
-        let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
-        let mut conn = conn.as_object().unwrap().clone();
-        for k in ["id", "credentials_set"] {
-            conn.remove(k);
-        }
-        conn.insert("no_access_policy".into(), json!(policy));
-        s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
-            .await;
+        set_connection(&s, "no_access_policy", json!(policy)).await;
         let c = format!("m-{}", policy.replace('_', "-"));
         s.customer(&c).await;
         pass_grant_for(&s, &c, &format!("g-{c}")).await;
@@ -349,14 +342,7 @@ async fn drift_is_repaired_and_unmanaged_groups_are_left_alone(backend: Backend)
     };
     let stranger = s.brivo.create_user(&new("Stranger")).await.unwrap().id;
     let cleaner = s.brivo.create_user(&new("Cleaner")).await.unwrap().id;
-    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
-    let mut conn = conn.as_object().unwrap().clone();
-    for k in ["id", "credentials_set"] {
-        conn.remove(k);
-    }
-    conn.insert("exempt_user_ids".into(), json!([cleaner.to_string()]));
-    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
-        .await;
+    set_connection(&s, "exempt_user_ids", json!([cleaner.to_string()])).await;
     let day = s.group("Day Pass");
     let staff = s.group("Staff");
     for u in [stranger, cleaner] {
@@ -424,6 +410,18 @@ async fn drift_is_repaired_and_unmanaged_groups_are_left_alone(backend: Backend)
         "{status}"
     );
     s.stop().await;
+}
+
+/// Changes one setting of the test connection (credentials, write-only, are kept by the PUT).
+async fn set_connection(s: &SyncApp, key: &str, value: serde_json::Value) {
+    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
+    let mut conn = conn.as_object().unwrap().clone();
+    for k in ["id", "credentials_set"] {
+        conn.remove(k);
+    }
+    conn.insert(key.into(), value);
+    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
+        .await;
 }
 
 async fn status(s: &SyncApp) -> serde_json::Value {
@@ -761,14 +759,7 @@ async fn a_pass_grant_opens_and_closes_on_time_and_users_link_by_email(backend: 
         404
     );
     // A Brivo user made by hand, with the customer's e-mail but no externalId, is linked, not duplicated.
-    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
-    let mut conn = conn.as_object().unwrap().clone();
-    for k in ["id", "credentials_set"] {
-        conn.remove(k);
-    }
-    conn.insert("link_users_by_email".into(), json!(true));
-    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
-        .await;
+    set_connection(&s, "link_users_by_email", json!(true)).await;
     let existing = s
         .brivo
         .create_user(&brivo_client::NewUser {
@@ -967,14 +958,7 @@ async fn one_bad_group_does_not_stop_the_audit_and_visitors_never_take_over_user
         .unwrap();
     assert!(next > Timestamp::now(), "the next audit is not now: {st}");
     // A visitor with a member's e-mail gets a user of their own, even with linking by e-mail on.
-    let (_, conn) = s.app.get_json("/api/v1/connections/brivo").await;
-    let mut conn = conn.as_object().unwrap().clone();
-    for k in ["id", "credentials_set"] {
-        conn.remove(k);
-    }
-    conn.insert("link_users_by_email".into(), json!(true));
-    s.put_ok("/api/v1/connections/brivo", serde_json::Value::Object(conn))
-        .await;
+    set_connection(&s, "link_users_by_email", json!(true)).await;
     s.customer("ana").await;
     pass_grant_for(&s, "ana", "g1").await;
     assert!(
