@@ -352,16 +352,7 @@ async fn drift_is_repaired_and_unmanaged_groups_are_left_alone(backend: Backend)
     s.brivo.remove_user_from_group(day, ana).await.unwrap();
     let staff_before = s.members("Staff").await;
 
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/api/v1/sync/resync?wait=true"))
-        .bearer_auth(&s.app.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let report: serde_json::Value = res.json().await.unwrap();
+    let report = resync(&s).await;
     let audit = &report["audits"][0];
     assert_eq!(audit["strangers_removed"], 1, "{report}");
     assert_eq!(audit["missing_members"], 1, "{report}");
@@ -410,6 +401,20 @@ async fn drift_is_repaired_and_unmanaged_groups_are_left_alone(backend: Backend)
         "{status}"
     );
     s.stop().await;
+}
+
+/// Runs the drift audit now and answers its report; it must succeed.
+async fn resync(s: &SyncApp) -> serde_json::Value {
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/sync/resync?wait=true"))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
 }
 
 /// Changes one setting of the test connection (credentials, write-only, are kept by the PUT).
@@ -824,15 +829,7 @@ async fn users_deleted_by_hand_come_back_and_missing_groups_are_reported(backend
         .unwrap()
         .id;
     s.brivo.delete_user(old).await.unwrap();
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/api/v1/sync/resync?wait=true"))
-        .bearer_auth(&s.app.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    resync(&s).await;
     assert!(
         s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
             .await,
@@ -931,15 +928,7 @@ async fn one_bad_group_does_not_stop_the_audit_and_visitors_never_take_over_user
         .add_user_to_group(s.group("Private Office 1"), stranger)
         .await
         .unwrap();
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/api/v1/sync/resync?wait=true"))
-        .bearer_auth(&s.app.token)
-        .send()
-        .await
-        .unwrap();
-    let report: serde_json::Value = res.json().await.unwrap();
+    let report = resync(&s).await;
     let audit = &report["audits"][0];
     assert_eq!(
         audit["errors"].as_array().map(Vec::len),
