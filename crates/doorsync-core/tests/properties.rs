@@ -3,8 +3,8 @@
 //! provider exactly on the entitlement, touching nothing doorsync does not own.
 
 use doorsync_core::{
-    Cause, Entitlement, Id, NoAccessPolicy, Op, Plan, Policy, ProviderId, ProviderUser, desired,
-    diff, next_transition,
+    Cause, Entitlement, Id, NoAccessPolicy, Op, Plan, Policy, ProviderId, ProviderUser, Subject,
+    desired, diff, next_transition,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -217,6 +217,33 @@ proptest! {
             .rposition(|op| matches!(op, Op::RemoveFromGroup(_)));
         if let (Some(g), Some(r)) = (first_grant, last_revoke) {
             prop_assert!(r < g, "{:?}", plan.ops);
+        }
+    }
+}
+
+fn subject() -> impl Strategy<Value = Subject> {
+    // Short ids over a small alphabet with colons, so prefixes like `visitor:` collide often.
+    (
+        any::<bool>(),
+        "(visitor:|customer:)?(visitor:|customer:)?[a-c:]{1,3}",
+    )
+        .prop_map(|(v, s)| {
+            let id = Id::parse(&s).unwrap();
+            if v {
+                Subject::Visitor(id)
+            } else {
+                Subject::Customer(id)
+            }
+        })
+}
+
+proptest! {
+    /// No two subjects share a provider user's `externalId`, and each reads back as itself.
+    #[test]
+    fn external_ids_are_one_to_one(a in subject(), b in subject()) {
+        prop_assert_eq!(Subject::from_external_id(&a.external_id()), Some(a.clone()));
+        if a != b {
+            prop_assert_ne!(a.external_id(), b.external_id());
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The drift audit: read every managed group's members from the provider and repair what the
-//! mirror did not expect. Members who belong to no subject and are not exempt are removed at once;
-//! for known subjects the mirror is corrected to what the provider holds and the subject is made
-//! due, so the reconciler (which knows the entitlements) decides.
+//! mirror did not expect. Members who belong to no subject and are not exempt are removed at once.
+//! A known subject is only flagged: its next reconcile, which holds the subject's lease and is
+//! the only writer of its mirror, reads its user back from the provider and decides.
 
 use crate::provider::{Provider, ProviderError, RemoteEntry};
 use crate::reconcile::{ReconcileError, Reconciler, on};
 use doorsync_core::{Connection, Id, Subject};
-use doorsync_store::{DirectoryEntry, Kind, MirrorUser, Record};
+use doorsync_store::{DirectoryEntry, Kind, Record};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -32,21 +32,17 @@ async fn subject_of_external_id(
     r: &Reconciler,
     external_id: &str,
 ) -> Result<Option<Subject>, ReconcileError> {
-    let (kind, id) = match external_id.strip_prefix("visitor:") {
-        Some(v) => (Kind::Visitor, v),
-        None => (Kind::Customer, external_id),
-    };
-    let Ok(id) = Id::parse(id) else {
+    let Some(subject) = Subject::from_external_id(external_id) else {
         return Ok(None);
+    };
+    let (kind, id): (Kind, &Id) = match &subject {
+        Subject::Customer(id) => (Kind::Customer, id),
+        Subject::Visitor(id) => (Kind::Visitor, id),
     };
     if r.store.get(kind, id.as_str()).await?.is_none() {
         return Ok(None);
     }
-    Ok(Some(if kind == Kind::Visitor {
-        Subject::Visitor(id)
-    } else {
-        Subject::Customer(id)
-    }))
+    Ok(Some(subject))
 }
 
 pub async fn audit_connection(
@@ -77,7 +73,7 @@ pub async fn audit_connection(
     }
     let now = r.clock.now();
     for s in &due {
-        r.store.mark_due(s, now).await?;
+        r.store.mark_drift(s, now).await?;
     }
     r.metrics
         .count_drift("stranger_removed", report.strangers_removed as u64);
@@ -93,7 +89,7 @@ async fn audit_group(
     r: &Reconciler,
     connection: &Connection,
     provider: &dyn Provider,
-    g: &String,
+    g: &str,
     report: &mut AuditReport,
     due: &mut BTreeSet<Subject>,
 ) -> Result<(), ReconcileError> {
@@ -118,31 +114,19 @@ async fn audit_group(
             Some(s) => r.store.mirror_user(c, s).await?,
             None => None,
         };
-        let adopt = match (known, serving) {
-            // The subject's own user, in a group the mirror did not have: record it, and let the
-            // reconciler (which knows the entitlements) keep or remove it.
-            (Some(subject), Some(mut m)) if m.user_id == u.id => {
-                m.groups.insert(g.clone());
-                Some((subject, m, format!("user {} is in the group", u.id)))
+        let flag = match (known, serving) {
+            // The subject's own user, in a group the mirror did not have: the reconciler (which
+            // knows the entitlements) reads it back and keeps or removes it.
+            (Some(subject), Some(m)) if m.user_id == u.id => {
+                Some((subject, format!("user {} is in the group", u.id)))
             }
             // A user carrying a subject's id whom the mirror has never linked (made by an earlier
-            // integration, say): adopt it, so the reconciler can act on it.
-            (Some(subject), None) => {
-                let m = MirrorUser {
-                    user_id: u.id.clone(),
-                    suspended: u.suspended,
-                    name: None,
-                    email: None,
-                    invited_at: None,
-                    groups: BTreeSet::from([g.clone()]),
-                };
-                Some((subject, m, format!("user {} adopted", u.id)))
-            }
+            // integration, say): the subject's reconcile adopts it.
+            (Some(subject), None) => Some((subject, format!("user {} to adopt", u.id))),
             _ => None,
         };
-        match adopt {
-            Some((subject, m, detail)) => {
-                r.store.mirror_save(c, &subject, Some(&m)).await?;
+        match flag {
+            Some((subject, detail)) => {
                 report.unexpected_members += 1;
                 r.audit(
                     &subject.key(),
@@ -193,10 +177,6 @@ async fn audit_group(
         let Some(subject) = Subject::parse_key(key) else {
             continue;
         };
-        if let Some(mut m) = r.store.mirror_user(c, &subject).await? {
-            m.groups.remove(g);
-            r.store.mirror_save(c, &subject, Some(&m)).await?;
-        }
         report.missing_members += 1;
         let detail = Some(format!("user {user_id} is missing from the group"));
         r.audit(

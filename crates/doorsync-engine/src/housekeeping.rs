@@ -1,7 +1,13 @@
 //! Work per connection that no write triggers: counting provider calls against the budget,
 //! reading the directory, the paced drift audit, and ending pauses.
 
+use crate::reconcile::on;
+use crate::scheduler::after_now;
 use crate::*;
+
+fn lease_duration(lease: SignedDuration) -> Duration {
+    Duration::try_from(lease).unwrap_or(Duration::from_secs(15))
+}
 
 impl Engine {
     /// Periodic work per connection: count the provider calls made, read the directory, run
@@ -21,21 +27,123 @@ impl Engine {
             let Ok(state) = store.connection_state(c).await else {
                 continue;
             };
-            if state.paused_until.is_some_and(|u| u > now) {
+            let usable = match state.paused_until {
+                Some(until) if until > now => false,
+                Some(_) => self.probe(connection).await,
+                None => true,
+            };
+            if !usable {
                 continue;
             }
-            if state.paused_until.is_some() {
-                let _ = store
+            self.directory_if_due(connection, now).await;
+            let state = store.connection_state(c).await.unwrap_or_default();
+            if state.next_audit_at.is_none_or(|t| t <= now)
+                && let Err(e) = self.audit(connection).await
+            {
+                tracing::warn!(connection = c, error = %e, "drift audit failed");
+                self.note_provider_error(c, &e, now).await;
+            }
+        }
+    }
+
+    /// Ends a pause that has run out with one call, made by one instance: the connection
+    /// resumes (and the subjects waiting on it run) if the provider answers, and pauses again
+    /// for twice as long if not. Returns whether the connection is usable now.
+    pub(crate) async fn probe(&self, connection: &doorsync_core::Connection) -> bool {
+        let c = connection.id.as_str();
+        let r = &self.reconciler;
+        let result = self
+            .with_work_lease(&format!("probe:{c}"), async {
+                let provider = r.providers.provider(connection).map_err(on(c))?;
+                provider.probe().await.map_err(on(c))
+            })
+            .await;
+        let now = r.clock.now();
+        match result {
+            None => false,
+            Some(Err(e))
+                if e.provider_error()
+                    .is_some_and(|p| p.kind.pauses_connection()) =>
+            {
+                self.note_provider_error(c, &e, now).await;
+                false
+            }
+            // Any answer, even a refusal, says the provider is up.
+            Some(_) => {
+                let _ = r
+                    .store
                     .change_connection_state(c, StateChange::Resumed { now })
                     .await;
+                tracing::info!(connection = c, "provider answers again: connection resumed");
+                self.wake();
+                true
             }
-            let retry_due = self
-                .directory_retry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(c)
-                .map(|(t, _)| *t);
-            let dir_due = retry_due.map_or_else(
+        }
+    }
+
+    /// Runs `work` while holding the store's lease `name`, renewed as it runs, so one instance
+    /// does it at a time; `None` when another instance holds it (or the lease was lost).
+    pub(crate) async fn with_work_lease<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let r = &self.reconciler;
+        let owner = self.config.owner.as_str();
+        let until = || after_now(r.clock.now(), lease_duration(self.config.lease));
+        match r
+            .store
+            .take_work_lease(name, owner, r.clock.now(), until())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(lease = name, error = %e, "taking a work lease failed");
+                return None;
+            }
+        }
+        let renew = async {
+            loop {
+                tokio::time::sleep(lease_duration(self.config.lease) / 3).await;
+                match r
+                    .store
+                    .take_work_lease(name, owner, r.clock.now(), until())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(lease = name, error = %e, "renewing a work lease failed")
+                    }
+                }
+            }
+        };
+        let out = tokio::select! {
+            out = work => Some(out),
+            () = renew => {
+                tracing::error!(lease = name, "work lease lost to another instance; stopped");
+                None
+            }
+        };
+        if let Err(e) = r.store.release_work_lease(name, owner).await {
+            tracing::warn!(lease = name, error = %e, "releasing a work lease failed; it will expire");
+        }
+        out
+    }
+
+    /// Reads the directory when it is due and no other instance is reading it.
+    async fn directory_if_due(&self, connection: &doorsync_core::Connection, now: Timestamp) {
+        let store = &self.reconciler.store;
+        let c = connection.id.as_str();
+        let retry_due = self
+            .directory_retry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(c)
+            .map(|(t, _)| *t);
+        let due = |state: &doorsync_store::ConnectionState| {
+            retry_due.map_or_else(
                 || {
                     state.last_directory_at.is_none_or(|t| {
                         now.duration_since(t).as_secs_f64()
@@ -43,50 +151,49 @@ impl Engine {
                     })
                 },
                 |t| t <= now,
-            );
-            if dir_due {
-                match drift::sync_directory(&self.reconciler, connection).await {
-                    Ok(counts) => {
-                        tracing::info!(
-                            connection = c,
-                            ?counts,
-                            "directory read (groups, sites, doors)"
-                        );
-                        self.directory_retry
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(c);
-                        let _ = store
-                            .change_connection_state(c, StateChange::DirectoryRead { at: now })
-                            .await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = c, error = %e, "reading the directory failed");
-                        self.note_provider_error(c, &e, now).await;
-                        let mut retry = self
-                            .directory_retry
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
-                        let n = retry.get(c).map_or(1, |(_, n)| n + 1);
-                        let wait = Duration::from_secs(5)
-                            .saturating_mul(1 << n.min(8))
-                            .min(self.config.directory_interval);
-                        let at = now
-                            .checked_add(
-                                SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX),
-                            )
-                            .unwrap_or(now);
-                        retry.insert(c.to_owned(), (at, n));
-                        continue;
-                    }
+            )
+        };
+        if !due(&store.connection_state(c).await.unwrap_or_default()) {
+            return;
+        }
+        let read = self
+            .with_work_lease(&format!("directory:{c}"), async {
+                // Another instance may have read it while this one waited.
+                if !due(&store.connection_state(c).await.unwrap_or_default()) {
+                    return None;
                 }
+                Some(drift::sync_directory(&self.reconciler, connection).await)
+            })
+            .await
+            .flatten();
+        match read {
+            None => {}
+            Some(Ok(counts)) => {
+                tracing::info!(
+                    connection = c,
+                    ?counts,
+                    "directory read (groups, sites, doors)"
+                );
+                self.directory_retry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(c);
+                let _ = store
+                    .change_connection_state(c, StateChange::DirectoryRead { at: now })
+                    .await;
             }
-            let state = store.connection_state(c).await.unwrap_or_default();
-            if state.next_audit_at.is_none_or(|t| t <= now)
-                && let Err(e) = self.audit(connection).await
-            {
-                tracing::warn!(connection = c, error = %e, "drift audit failed");
+            Some(Err(e)) => {
+                tracing::warn!(connection = c, error = %e, "reading the directory failed");
                 self.note_provider_error(c, &e, now).await;
+                let mut retry = self
+                    .directory_retry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let n = retry.get(c).map_or(1, |(_, n)| n + 1);
+                let wait = Duration::from_secs(5)
+                    .saturating_mul(1 << n.min(8))
+                    .min(self.config.directory_interval);
+                retry.insert(c.to_owned(), (after_now(now, wait), n));
             }
         }
     }
@@ -131,10 +238,21 @@ impl Engine {
         &self,
         connection: &doorsync_core::Connection,
     ) -> Result<AuditReport, ReconcileError> {
-        let _one_at_a_time = self.audit_running.lock().await;
         let store = &self.reconciler.store;
         let c = connection.id.as_str();
-        let result = drift::audit_connection(&self.reconciler, connection).await;
+        // One audit per connection across every instance, against the one call budget.
+        let Some(result) = self
+            .with_work_lease(
+                &format!("audit:{c}"),
+                drift::audit_connection(&self.reconciler, connection),
+            )
+            .await
+        else {
+            return Err(ReconcileError::Unsettled {
+                connection: c.to_owned(),
+                why: "another instance is auditing this connection".into(),
+            });
+        };
         let now = self.reconciler.clock.now();
         let after = |d: Duration| {
             now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
@@ -201,15 +319,26 @@ impl Engine {
             };
             let c = connection.id.as_str();
             let now = self.reconciler.clock.now();
-            match drift::sync_directory(&self.reconciler, connection).await {
-                Ok(_) => {
+            let read = self
+                .with_work_lease(
+                    &format!("directory:{c}"),
+                    drift::sync_directory(&self.reconciler, connection),
+                )
+                .await;
+            match read {
+                None => {
+                    let why = "another instance is reading this connection's directory";
+                    out.push(Err((c.to_owned(), why.to_owned())));
+                    continue;
+                }
+                Some(Ok(_)) => {
                     let _ = self
                         .reconciler
                         .store
                         .change_connection_state(c, StateChange::DirectoryRead { at: now })
                         .await;
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     out.push(Err((c.to_owned(), e.to_string())));
                     continue;
                 }

@@ -6,10 +6,14 @@
 pub mod brivo;
 pub mod budget;
 pub mod drift;
+#[cfg(test)]
+mod harness;
 mod housekeeping;
 pub mod metrics;
 pub mod plan;
 pub mod provider;
+#[cfg(test)]
+mod races;
 pub mod reconcile;
 mod scheduler;
 
@@ -50,9 +54,13 @@ pub struct EngineConfig {
     /// A subject's retries back off from this, doubling per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// A connection whose provider is down pauses this long, doubling while it stays down.
+    /// A connection whose provider is down pauses this long, doubling with each failed probe
+    /// while it stays down. One probe call ends each pause.
     pub pause_base: Duration,
     pub pause_max: Duration,
+    /// Every subject is reconciled at least this often even when nothing marks it due, so a
+    /// lost trigger cannot last; a reconcile with nothing to change costs no provider call.
+    pub resync_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -70,7 +78,8 @@ impl Default for EngineConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             pause_base: Duration::from_secs(2),
-            pause_max: Duration::from_secs(60),
+            pause_max: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -99,13 +108,10 @@ pub struct Engine {
     pub reconciler: Reconciler,
     pub config: EngineConfig,
     pub(crate) wake: Arc<Notify>,
-    /// Consecutive pauses per connection, for the pause backoff; cleared by a success.
-    pub(crate) pauses: Mutex<HashMap<String, u32>>,
     /// Failed directory reads, so a connection that cannot be read is not retried every second.
     pub(crate) directory_retry: Mutex<HashMap<String, (Timestamp, u32)>>,
     /// Provider calls already counted against each connection's budget.
     pub(crate) counted_calls: Mutex<HashMap<String, u64>>,
-    pub(crate) audit_running: tokio::sync::Mutex<()>,
     pub(crate) spans: Mutex<Vec<Span>>,
     /// Reconciles may run while fewer than `workers` are running.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
@@ -131,6 +137,8 @@ pub struct ConnectionStatus {
     pub last_directory_at: Option<Timestamp>,
     pub calls_this_month: i64,
     pub monthly_call_budget: u64,
+    /// Memberships kept past their entitlement because the connection is disabled.
+    pub held_past_entitlement: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +149,9 @@ pub struct SyncStatus {
     pub in_flight: i64,
     pub errors: std::collections::BTreeMap<String, i64>,
     pub connections: Vec<ConnectionStatus>,
+    /// Who holds a membership past its entitlement (a disabled connection), oldest first; at
+    /// most 100, the counts per connection give the total.
+    pub held_past_entitlement: Vec<doorsync_store::HeldPast>,
 }
 
 impl Engine {
@@ -159,10 +170,8 @@ impl Engine {
             },
             config: config.clone(),
             wake: Arc::new(Notify::new()),
-            pauses: Mutex::new(HashMap::new()),
             directory_retry: Mutex::new(HashMap::new()),
             counted_calls: Mutex::new(HashMap::new()),
-            audit_running: tokio::sync::Mutex::new(()),
             spans: Mutex::new(vec![]),
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
         }
@@ -185,6 +194,7 @@ impl Engine {
         let store = &self.reconciler.store;
         let now = self.reconciler.clock.now();
         let due = store.due_summary(now).await?;
+        let held = store.held_past_counts().await?;
         let mut connections = vec![];
         for record in store.list(Kind::Connection, None, 500).await? {
             let Record::Connection(c) = record else {
@@ -208,6 +218,7 @@ impl Engine {
                     0
                 },
                 monthly_call_budget: c.monthly_call_budget,
+                held_past_entitlement: held.get(c.id.as_str()).copied().unwrap_or(0),
             });
         }
         Ok(SyncStatus {
@@ -219,6 +230,7 @@ impl Engine {
             in_flight: due.in_flight,
             errors: store.error_counts().await?,
             connections,
+            held_past_entitlement: store.held_past(None, 100).await?,
         })
     }
 }

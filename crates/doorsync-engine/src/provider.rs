@@ -122,6 +122,10 @@ pub trait Provider: Send + Sync {
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    /// One cheap call that tells whether the provider answers again after a pause.
+    async fn probe(&self) -> ProviderResult<()> {
+        self.sites().await.map(|_| ())
+    }
     /// Provider calls made so far (every HTTP attempt), for the call budget.
     fn calls(&self) -> u64;
     /// Calls by endpoint and outcome, for `/metrics`.

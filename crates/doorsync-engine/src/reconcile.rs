@@ -168,44 +168,95 @@ pub struct Reconciler {
     pub metrics: Arc<Metrics>,
 }
 
+/// A drift audit's flag on the subject being reconciled: its users are read back from the
+/// provider first, and the flag is cleared by the lease holder once they have been.
+#[derive(Debug, Clone, Copy)]
+pub struct DriftFlag<'a> {
+    pub owner: &'a str,
+    pub at: Timestamp,
+}
+
+/// The memberships a subject's user holds past its entitlement (or `None` when it holds none).
+fn held_past_entitlement(
+    mirror: Option<&MirrorUser>,
+    want: &BTreeSet<String>,
+    policy: &Policy,
+) -> BTreeSet<String> {
+    let Some(m) = mirror else {
+        return BTreeSet::new();
+    };
+    if policy.exempt_user_ids.contains(&m.user_id) {
+        return BTreeSet::new();
+    }
+    m.groups
+        .iter()
+        .filter(|g| policy.managed_groups.contains(*g) && !want.contains(*g))
+        .cloned()
+        .collect()
+}
+
 impl Reconciler {
     /// Brings the subject's provider users in line on every connection; returns when to run
     /// again. Each connection is handled on its own: one that is down or failing does not hold
     /// back the others, and the first error is reported once all have been tried.
-    pub async fn reconcile(&self, subject: &Subject) -> Result<Option<Timestamp>, ReconcileError> {
+    pub async fn reconcile(
+        &self,
+        subject: &Subject,
+        drift: Option<DriftFlag<'_>>,
+    ) -> Result<Option<Timestamp>, ReconcileError> {
         let now = self.clock.now();
         let view = load_subject(self.store.as_ref(), subject).await?;
         let mut connections: BTreeSet<String> =
             view.by_connection.keys().map(|c| c.to_string()).collect();
         connections.extend(self.store.mirror_connections_of(subject).await?);
+        if drift.is_some() {
+            // The audit may have found a user for a subject that has none in the mirror, on any
+            // connection.
+            for r in self.store.list(Kind::Connection, None, 500).await? {
+                connections.insert(r.key());
+            }
+        }
         let mut first_error = None;
         for c in connections {
             let Some(Record::Connection(connection)) = self.store.get(Kind::Connection, &c).await?
             else {
                 continue;
             };
+            let ents = view
+                .by_connection
+                .get(&connection.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if !connection.enabled {
+                // Nothing is changed on a disabled connection, but what it keeps past its end
+                // is written down, so the status can show it.
+                let mirror = self.store.mirror_user(&c, subject).await?;
+                let policy = self.policy(&connection, mirror.as_ref()).await?;
+                let held = held_past_entitlement(mirror.as_ref(), &desired(ents, now), &policy);
+                self.store.set_held_past(&c, subject, &held, now).await?;
                 continue;
             }
             let state = self.store.connection_state(&c).await?;
-            let result = match state.paused_until.filter(|u| *u > now) {
-                Some(until) => Err(ReconcileError::Paused {
+            let result = match state.paused_until {
+                Some(until) if until > now => Err(ReconcileError::Paused {
                     connection: c.clone(),
                     until,
                 }),
+                // The pause has run out but its probe has not answered yet: one call finds out
+                // whether the provider is back, not every worker at once.
+                Some(_) => Err(ReconcileError::Paused {
+                    connection: c.clone(),
+                    until: now + jiff::SignedDuration::from_secs(1),
+                }),
                 None => match self.providers.provider(&connection) {
                     Ok(provider) => {
-                        let ents = view
-                            .by_connection
-                            .get(&connection.id)
-                            .map(Vec::as_slice)
-                            .unwrap_or(&[]);
                         self.on_connection(
                             &connection,
                             provider.as_ref(),
                             subject,
                             &view,
                             ents,
+                            drift.is_some(),
                             now,
                         )
                         .await
@@ -214,7 +265,17 @@ impl Reconciler {
                 },
             };
             match result {
-                Ok(()) => {}
+                Ok(()) => {
+                    if state.pauses > 0 {
+                        // The provider answers again: its next outage starts the backoff afresh.
+                        self.store
+                            .change_connection_state(
+                                &c,
+                                doorsync_store::StateChange::Resumed { now },
+                            )
+                            .await?;
+                    }
+                }
                 Err(e @ ReconcileError::Store(_)) => return Err(e),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -223,10 +284,87 @@ impl Reconciler {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(next_transition(&view.entitlements, now)),
+            None => {
+                if let Some(d) = drift {
+                    self.store.clear_drift(subject, d.owner, d.at).await?;
+                }
+                Ok(next_transition(&view.entitlements, now))
+            }
         }
     }
 
+    /// The connection's policy for one user: the groups doorsync manages, and the groups it
+    /// once added the user to, so that a group no link controls any more is still emptied of
+    /// the people doorsync put there.
+    async fn policy(
+        &self,
+        connection: &Connection,
+        mirror: Option<&MirrorUser>,
+    ) -> Result<Policy, ReconcileError> {
+        let mut managed_groups = self.store.managed_groups(connection.id.as_str()).await?;
+        if let Some(m) = mirror {
+            managed_groups.extend(m.added.iter().cloned());
+        }
+        Ok(Policy {
+            no_access: connection.no_access_policy,
+            exempt_user_ids: connection.exempt_user_ids.iter().cloned().collect(),
+            managed_groups,
+        })
+    }
+
+    /// Reads the subject's user back from the provider after the drift audit found it other
+    /// than the mirror has it: the groups it holds, or that it is gone, or (with no user in the
+    /// mirror) a user carrying the subject's externalId to adopt.
+    async fn read_back(
+        &self,
+        c: &str,
+        provider: &dyn Provider,
+        subject: &Subject,
+        mirror: Option<MirrorUser>,
+    ) -> Result<Option<MirrorUser>, ReconcileError> {
+        let read = match mirror {
+            Some(mut m) => match provider.user_groups(&m.user_id).await {
+                Ok(groups) => {
+                    m.added.retain(|g| groups.contains(g));
+                    m.groups = groups;
+                    Some(m)
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => None,
+                Err(e) => return Err(on(c)(e)),
+            },
+            None => match provider
+                .find_user_by_external_id(&subject.external_id())
+                .await
+                .map_err(on(c))?
+            {
+                Some(u) if self.store.mirror_subject_of_user(c, &u.id).await?.is_none() => {
+                    let groups = provider.user_groups(&u.id).await.map_err(on(c))?;
+                    let mut m = MirrorUser::found(u.id, u.suspended, groups);
+                    m.external_id = Some(subject.external_id());
+                    Some(m)
+                }
+                _ => None,
+            },
+        };
+        self.store.mirror_save(c, subject, read.as_ref()).await?;
+        let detail = match &read {
+            Some(m) => format!("provider user {} holds {:?}", m.user_id, m.groups),
+            None => "no provider user".to_owned(),
+        };
+        self.audit(
+            &subject.key(),
+            None,
+            "read_back",
+            Some("drift".into()),
+            "ok",
+            0,
+            Some(detail),
+        )
+        .await;
+        Ok(read)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn on_connection(
         &self,
         connection: &Connection,
@@ -234,19 +372,19 @@ impl Reconciler {
         subject: &Subject,
         view: &SubjectView,
         ents: &[Entitlement],
+        drift: bool,
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
         let c = connection.id.as_str();
-        let policy = Policy {
-            no_access: connection.no_access_policy,
-            exempt_user_ids: connection.exempt_user_ids.iter().cloned().collect(),
-            managed_groups: self.store.managed_groups(c).await?,
-        };
         let want = desired(ents, now);
         let mut mirror = self.store.mirror_user(c, subject).await?;
-        let external_id = subject_external_id(subject);
+        if drift {
+            mirror = self.read_back(c, provider, subject, mirror).await?;
+        }
+        let external_id = subject.external_id();
         // Link or create, then apply; a user deleted by hand meanwhile costs another round.
         for _round in 0..4 {
+            let policy = self.policy(connection, mirror.as_ref()).await?;
             if mirror
                 .as_ref()
                 .is_some_and(|m| policy.exempt_user_ids.contains(&m.user_id))
@@ -319,6 +457,11 @@ impl Reconciler {
                 self.invite_once(c, provider, subject, view, m, &policy.managed_groups, now)
                     .await?;
             }
+            if !self.store.held_past(Some(subject), 1).await?.is_empty() {
+                self.store
+                    .set_held_past(c, subject, &BTreeSet::new(), now)
+                    .await?;
+            }
             return Ok(());
         }
         Err(ReconcileError::Unsettled {
@@ -389,7 +532,7 @@ impl Reconciler {
     ) -> Result<MirrorUser, ReconcileError> {
         let c = connection.id.as_str();
         let profile = UserProfile::new(
-            subject_external_id(subject),
+            subject.external_id(),
             view.name.as_deref().unwrap_or("doorsync user"),
             view.email.clone(),
         );
@@ -398,6 +541,21 @@ impl Reconciler {
             .find_user_by_external_id(&profile.external_id)
             .await
             .map_err(on(c))?;
+        if let Some(u) = &found
+            && let Some(other) = self.store.mirror_subject_of_user(c, &u.id).await?
+            && &other != subject
+        {
+            // A user made before ids were made one-to-one, still carrying the id another
+            // subject's now maps to: that subject's next reconcile gives it its own id.
+            self.store.mark_due(&other, self.clock.now()).await?;
+            return Err(ReconcileError::Unsettled {
+                connection: c.to_owned(),
+                why: format!(
+                    "provider user {} still carries this externalId for {other}; it is being moved",
+                    u.id
+                ),
+            });
+        }
         let mut how = "link_user";
         // Only customers are linked by e-mail (a visitor may share a member's address), and only
         // to a user no one else has claimed.
@@ -420,26 +578,19 @@ impl Reconciler {
         let user = match found {
             Some(u) => {
                 let groups = provider.user_groups(&u.id).await.map_err(on(c))?;
-                MirrorUser {
-                    user_id: u.id,
-                    suspended: u.suspended,
-                    name: None,
-                    email: None,
-                    invited_at: None,
-                    groups,
-                }
+                let mut m = MirrorUser::found(u.id, u.suspended, groups);
+                // Pushed on the next step if the user carries another.
+                m.external_id = u.external_id;
+                m
             }
             None => {
                 how = "create_user";
                 let u = provider.create_user(&profile).await.map_err(on(c))?;
-                MirrorUser {
-                    user_id: u.id,
-                    suspended: u.suspended,
-                    name: view.name.clone(),
-                    email: view.email.clone(),
-                    invited_at: None,
-                    groups: BTreeSet::new(),
-                }
+                let mut m = MirrorUser::found(u.id, u.suspended, BTreeSet::new());
+                m.name = view.name.clone();
+                m.email = view.email.clone();
+                m.external_id = Some(profile.external_id.clone());
+                m
             }
         };
         self.store.mirror_save(c, subject, Some(&user)).await?;
@@ -449,6 +600,9 @@ impl Reconciler {
         Ok(user)
     }
 
+    /// Runs the plan one membership change at a time: a change that fails is recorded and
+    /// retried later, and does not hold back the others (removals come first in a plan). Only
+    /// a provider that is down, or a user that is gone, stops the run at once.
     #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
@@ -460,10 +614,11 @@ impl Reconciler {
         ents: &[Entitlement],
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
+        let mut first_error: Option<ProviderError> = None;
         for op in &plan.ops {
             let Some(m) = mirror.as_mut() else { break };
             let t = std::time::Instant::now();
-            match op {
+            let r = match op {
                 Op::CreateUser => continue,
                 Op::AddToGroup(g) => {
                     let r = provider.add_to_group(g, &m.user_id).await;
@@ -476,15 +631,29 @@ impl Reconciler {
                         t,
                     )
                     .await;
-                    r.map_err(on(c))?;
-                    m.groups.insert(g.clone());
-                    self.metrics.count_change("add_to_group");
+                    if r.is_ok() {
+                        m.groups.insert(g.clone());
+                        m.added.insert(g.clone());
+                        self.metrics.count_change("add_to_group");
+                    }
+                    r
                 }
                 Op::RemoveFromGroup(g) => {
-                    let r = provider.remove_from_group(g, &m.user_id).await;
-                    // Not a member (any more) is what a removal wants.
-                    let r = match r {
-                        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                    let r = match provider.remove_from_group(g, &m.user_id).await {
+                        // A 404 is not proof the membership is gone: read it back.
+                        Err(e) if e.kind == ErrorKind::NotFound => {
+                            match provider.user_groups(&m.user_id).await {
+                                Ok(groups) if groups.contains(g) => Err(ProviderError::new(
+                                    ErrorKind::Rejected,
+                                    format!(
+                                        "the provider answered 404 to the removal but still lists the user in group {g}: {}",
+                                        e.message
+                                    ),
+                                )),
+                                Ok(_) => Ok(()),
+                                Err(read) => Err(read),
+                            }
+                        }
                         r => r,
                     };
                     self.outcome(
@@ -496,9 +665,12 @@ impl Reconciler {
                         t,
                     )
                     .await;
-                    r.map_err(on(c))?;
-                    m.groups.remove(g);
-                    self.metrics.count_change("remove_from_group");
+                    if r.is_ok() {
+                        m.groups.remove(g);
+                        m.added.remove(g);
+                        self.metrics.count_change("remove_from_group");
+                    }
+                    r
                 }
                 Op::Suspend | Op::Reinstate => {
                     let suspend = *op == Op::Suspend;
@@ -510,13 +682,31 @@ impl Reconciler {
                     let r = provider.set_suspended(&m.user_id, suspend).await;
                     self.outcome(subject, None, name, String::new(), &r, t)
                         .await;
-                    r.map_err(on(c))?;
-                    m.suspended = suspend;
-                    self.metrics.count_change(name);
+                    if r.is_ok() {
+                        m.suspended = suspend;
+                        self.metrics.count_change(name);
+                    }
+                    r
                 }
                 Op::DeleteUser => {
                     let r = match provider.delete_user(&m.user_id).await {
-                        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                        // Gone is what a deletion wants, once the provider no longer finds it.
+                        Err(e) if e.kind == ErrorKind::NotFound => {
+                            match provider
+                                .find_user_by_external_id(&subject.external_id())
+                                .await
+                            {
+                                Ok(Some(u)) if u.id == m.user_id => Err(ProviderError::new(
+                                    ErrorKind::Rejected,
+                                    format!(
+                                        "the provider answered 404 to the deletion but still has user {}",
+                                        u.id
+                                    ),
+                                )),
+                                Ok(_) => Ok(()),
+                                Err(read) => Err(read),
+                            }
+                        }
                         r => r,
                     };
                     self.outcome(subject, None, "delete_user", String::new(), &r, t)
@@ -527,10 +717,23 @@ impl Reconciler {
                     *mirror = None;
                     break;
                 }
+            };
+            match r {
+                Ok(()) => self.store.mirror_save(c, subject, mirror.as_ref()).await?,
+                Err(e) if e.kind.pauses_connection() => return Err(on(c)(e)),
+                Err(e) if e.kind == ErrorKind::NotFound && first_error.is_none() => {
+                    // The user may be gone; the caller finds out.
+                    first_error = Some(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            self.store.mirror_save(c, subject, mirror.as_ref()).await?;
         }
-        Ok(())
+        match first_error {
+            Some(e) => Err(on(c)(e)),
+            None => Ok(()),
+        }
     }
 
     /// Pushes a changed name or e-mail. Brivo refusing one (an address it rejects, say) is
@@ -547,11 +750,16 @@ impl Reconciler {
         let Some(name) = &view.name else {
             return Ok(());
         };
-        if m.name.as_ref() == Some(name) && m.email == view.email {
+        let external_id = subject.external_id();
+        let pushed_id = m
+            .external_id
+            .clone()
+            .unwrap_or_else(|| subject.legacy_external_id());
+        if m.name.as_ref() == Some(name) && m.email == view.email && pushed_id == external_id {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let profile = UserProfile::new(subject_external_id(subject), name, view.email.clone());
+        let profile = UserProfile::new(external_id.clone(), name, view.email.clone());
         let r = provider.update_user(&m.user_id, &profile).await;
         self.outcome(subject, None, "update_user", String::new(), &r, t)
             .await;
@@ -559,6 +767,7 @@ impl Reconciler {
             Ok(()) => {
                 m.name = Some(name.clone());
                 m.email = view.email.clone();
+                m.external_id = Some(external_id);
                 self.store.mirror_save(c, subject, Some(m)).await?;
                 Ok(())
             }
@@ -622,14 +831,6 @@ impl Reconciler {
         if let Err(e) = self.store.append_audit(entry).await {
             tracing::error!(error = %e, "audit log write failed");
         }
-    }
-}
-
-/// The provider's `externalId` for a subject: the customer id, or `visitor:` + the visitor id.
-pub fn subject_external_id(subject: &Subject) -> String {
-    match subject {
-        Subject::Customer(id) => id.to_string(),
-        Subject::Visitor(id) => format!("visitor:{id}"),
     }
 }
 

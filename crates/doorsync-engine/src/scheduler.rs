@@ -98,14 +98,19 @@ impl Engine {
             };
             let me = self.clone();
             running.spawn(async move {
-                me.run_one(claim.subject, claim.due_at).await;
+                me.run_one(claim).await;
                 drop(permit);
             });
         }
         (n, n == free)
     }
 
-    async fn run_one(&self, subject: Subject, due_at: Option<Timestamp>) {
+    pub(crate) async fn run_one(&self, claim: doorsync_store::Claim) {
+        let (subject, due_at) = (claim.subject, claim.due_at);
+        let drift = claim.drift_at.map(|at| reconcile::DriftFlag {
+            owner: &self.config.owner,
+            at,
+        });
         let r = &self.reconciler;
         let start = std::time::Instant::now();
         let result = {
@@ -135,7 +140,7 @@ impl Engine {
                 }
             };
             tokio::select! {
-                result = r.reconcile(&subject) => result,
+                result = r.reconcile(&subject, drift) => result,
                 lost = renew => Err(lost),
             }
         };
@@ -159,12 +164,12 @@ impl Engine {
         let outcome = match result {
             Ok(next) => {
                 r.metrics.count_reconcile("ok");
-                // The provider answers again: the next outage starts its backoff afresh.
-                self.pauses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-                Outcome::Done { next_due_at: next }
+                // Level-triggered to the end: looked at again within the resync interval even
+                // with nothing coming, so a lost trigger cannot last.
+                let resync = after_now(now, jitter(self.config.resync_interval));
+                Outcome::Done {
+                    next_due_at: Some(next.map_or(resync, |n| n.min(resync))),
+                }
             }
             Err(ReconcileError::LeaseLost) => {
                 r.metrics.count_reconcile("lease_lost");
@@ -227,6 +232,9 @@ impl Engine {
         }
     }
 
+    /// Pauses a connection whose provider is down, once for all the workers that fail
+    /// together: a pause already running is returned as it is. Each new pause (after a probe
+    /// that failed) lasts twice the one before, up to `pause_max`.
     pub(crate) async fn pause(
         &self,
         connection: &str,
@@ -236,37 +244,43 @@ impl Engine {
         now: Timestamp,
     ) -> Timestamp {
         let store = &self.reconciler.store;
-        if let Ok(state) = store.connection_state(connection).await
-            && let Some(until) = state.paused_until.filter(|u| *u > now)
-        {
+        let state = store.connection_state(connection).await.unwrap_or_default();
+        if let Some(until) = state.paused_until.filter(|u| *u > now) {
             return until;
         }
-        let n = {
-            let mut p = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
-            let n = p.entry(connection.to_owned()).or_insert(0);
-            *n += 1;
-            *n
-        };
+        let n = state.pauses.clamp(0, 16) as u32;
         let base = if kind == ErrorKind::Auth {
             self.config.pause_max
         } else {
             self.config.pause_base
         };
         let d = base
-            .saturating_mul(1 << (n - 1).min(16))
+            .saturating_mul(1 << n)
             .min(self.config.pause_max)
             .max(retry_after.unwrap_or_default());
-        let until = now
-            .checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-            .unwrap_or(now);
+        let until = after_now(now, d);
         let change = StateChange::Paused {
             until,
             reason: format!("{}: {why}", kind.as_str()),
+            now,
         };
         if let Err(e) = store.change_connection_state(connection, change).await {
             tracing::error!(error = %e, "saving the connection pause failed");
         }
+        // Another worker or instance may have paused it first: theirs stands.
+        let until = store
+            .connection_state(connection)
+            .await
+            .ok()
+            .and_then(|s| s.paused_until)
+            .filter(|u| *u > now)
+            .unwrap_or(until);
         tracing::warn!(connection, until = %until, reason = why, "provider unavailable: connection paused");
         until
     }
+}
+
+pub(crate) fn after_now(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
 }

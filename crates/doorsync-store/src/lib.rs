@@ -105,6 +105,19 @@ pub struct DueSummary {
 pub struct Claim {
     pub subject: Subject,
     pub due_at: Option<Timestamp>,
+    /// When a drift audit last found the subject's user other than the mirror has it: the
+    /// reconcile reads the user back from the provider first.
+    pub drift_at: Option<Timestamp>,
+}
+
+/// A membership a disabled connection keeps past its entitlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldPast {
+    pub connection_id: String,
+    pub subject: String,
+    pub group_id: String,
+    /// Since when doorsync has known it should have been removed.
+    pub since: Timestamp,
 }
 
 /// How a reconcile ended, for [`Store::finish`].
@@ -150,6 +163,27 @@ pub struct MirrorUser {
     /// When a Mobile Pass invitation was sent.
     pub invited_at: Option<Timestamp>,
     pub groups: BTreeSet<String>,
+    /// The groups of `groups` doorsync itself added the user to: when a link moves or goes,
+    /// these are taken out of the group no one manages any more; the others stay.
+    pub added: BTreeSet<String>,
+    /// The `externalId` last pushed; `None` for a user made before ids were made injective.
+    pub external_id: Option<String>,
+}
+
+impl MirrorUser {
+    /// A provider user as first seen: its groups were not doorsync's doing.
+    pub fn found(user_id: String, suspended: bool, groups: BTreeSet<String>) -> Self {
+        MirrorUser {
+            user_id,
+            suspended,
+            name: None,
+            email: None,
+            invited_at: None,
+            groups,
+            added: BTreeSet::new(),
+            external_id: None,
+        }
+    }
 }
 
 /// A group, site or door read from the provider.
@@ -172,16 +206,22 @@ pub struct ConnectionState {
     /// `YYYY-MM` of `calls_this_month`.
     pub month: Option<String>,
     pub calls_this_month: i64,
+    /// Pauses in a row without a success between them, for the pause's backoff.
+    pub pauses: i64,
 }
 
 /// One change to a connection's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
+    /// Pauses the connection and counts the pause, unless a pause is already running at `now`
+    /// (workers failing together pause it once).
     Paused {
         until: Timestamp,
         reason: String,
+        now: Timestamp,
     },
-    /// Clears a pause that has run out by `now` (a newer pause stays).
+    /// The provider answered: clears a pause that has run out by `now` (a newer pause stays)
+    /// and the count of pauses in a row.
     Resumed {
         now: Timestamp,
     },
@@ -238,6 +278,34 @@ pub trait Store: Send + Sync + 'static {
     /// Releases a lease. A mark made while the lease was held wins over a later `next_due_at`.
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()>;
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>>;
+    /// The drift audit's way to flag a subject: due now, and its next reconcile reads the
+    /// user back from the provider (the audit itself never writes a subject's mirror).
+    async fn mark_drift(&self, subject: &Subject, at: Timestamp) -> Result<()>;
+    /// Clears a drift flag no newer than `seen`, while `owner` holds the subject's lease.
+    async fn clear_drift(&self, subject: &Subject, owner: &str, seen: Timestamp) -> Result<()>;
+    /// Takes (or renews) the lease on a piece of connection-wide work, such as
+    /// `audit:CONNECTION`; `false` when another owner holds it.
+    async fn take_work_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    async fn release_work_lease(&self, name: &str, owner: &str) -> Result<()>;
+    /// Replaces the memberships the subject holds past its entitlement on a disabled
+    /// connection (keeping the `since` of those already known).
+    async fn set_held_past(
+        &self,
+        connection: &str,
+        subject: &Subject,
+        groups: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Memberships held past their entitlement, oldest first, for one subject or all.
+    async fn held_past(&self, subject: Option<&Subject>, limit: u32) -> Result<Vec<HeldPast>>;
+    /// How many memberships each connection holds past their entitlement.
+    async fn held_past_counts(&self) -> Result<BTreeMap<String, i64>>;
     async fn next_due_at(&self) -> Result<Option<Timestamp>>;
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary>;
 

@@ -22,6 +22,11 @@ const SQLITE: &[Migration] = &[
         name: "provider_mirror",
         sql: include_str!("../migrations/sqlite/0002_provider_mirror.sql"),
     },
+    Migration {
+        version: 3,
+        name: "integrity",
+        sql: include_str!("../migrations/sqlite/0003_integrity.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -34,6 +39,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "provider_mirror",
         sql: include_str!("../migrations/postgres/0002_provider_mirror.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "integrity",
+        sql: include_str!("../migrations/postgres/0003_integrity.sql"),
     },
 ];
 

@@ -3,7 +3,7 @@
 //! plans against it, so a subject whose access is already right costs no provider call.
 
 use crate::sql::{ms, ts};
-use crate::{ConnectionState, DirectoryEntry, MirrorUser, Result, StateChange};
+use crate::{ConnectionState, DirectoryEntry, HeldPast, MirrorUser, Result, StateChange};
 use jiff::Timestamp;
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +23,7 @@ async fn load_user(
     subject: &str,
 ) -> Result<Option<MirrorUser>> {
     let Some(row) = sqlx::query(
-        "SELECT user_id, suspended, name, email, invited_at FROM provider_users
+        "SELECT user_id, suspended, name, email, invited_at, external_id FROM provider_users
          WHERE connection_id = $1 AND subject = $2",
     )
     .bind(connection)
@@ -34,16 +34,22 @@ async fn load_user(
         return Ok(None);
     };
     let user_id: String = row.try_get(0)?;
-    let groups = sqlx::query(
-        "SELECT group_id FROM provider_memberships WHERE connection_id = $1 AND user_id = $2",
+    let mut groups = BTreeSet::new();
+    let mut added = BTreeSet::new();
+    for r in sqlx::query(
+        "SELECT group_id, added FROM provider_memberships WHERE connection_id = $1 AND user_id = $2",
     )
     .bind(connection)
     .bind(user_id.as_str())
     .fetch_all(&mut *conn)
     .await?
-    .iter()
-    .map(|r| r.try_get::<String, _>(0))
-    .collect::<Result<BTreeSet<_>, _>>()?;
+    {
+        let g: String = r.try_get(0)?;
+        if r.try_get::<i64, _>(1)? != 0 {
+            added.insert(g.clone());
+        }
+        groups.insert(g);
+    }
     Ok(Some(MirrorUser {
         user_id,
         suspended: row.try_get::<i64, _>(1)? != 0,
@@ -51,6 +57,8 @@ async fn load_user(
         email: row.try_get(3)?,
         invited_at: row.try_get::<Option<i64>, _>(4)?.map(ts),
         groups,
+        added,
+        external_id: row.try_get(5)?,
     }))
 }
 
@@ -101,8 +109,8 @@ pub(crate) async fn save(
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at, external_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(connection)
         .bind(subject)
@@ -111,13 +119,15 @@ pub(crate) async fn save(
         .bind(u.name.clone())
         .bind(u.email.clone())
         .bind(u.invited_at.map(ms))
+        .bind(u.external_id.clone())
         .execute(&mut *tx)
         .await?;
         for g in &u.groups {
-            sqlx::query("INSERT INTO provider_memberships (connection_id, group_id, user_id) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO provider_memberships (connection_id, group_id, user_id, added) VALUES ($1, $2, $3, $4)")
                 .bind(connection)
                 .bind(g.as_str())
                 .bind(u.user_id.as_str())
+                .bind(i64::from(u.added.contains(g)))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -243,7 +253,7 @@ pub(crate) async fn directory(
 
 pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<ConnectionState> {
     let row = sqlx::query(
-        "SELECT paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month
+        "SELECT paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month, pauses
          FROM connection_state WHERE connection_id = $1",
     )
     .bind(connection)
@@ -261,6 +271,7 @@ pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<Connection
         last_directory_at: t(4)?,
         month: r.try_get(5)?,
         calls_this_month: r.try_get(6)?,
+        pauses: r.try_get(7)?,
     })
 }
 
@@ -284,15 +295,20 @@ pub(crate) async fn change_state(
         )
     };
     let q = match change {
-        StateChange::Paused { until, reason } => {
-            sqlx::query(sqlx::AssertSqlSafe(upsert("paused_until, pause_reason")))
-                .bind(connection)
-                .bind(ms(until))
-                .bind(reason)
-        }
+        StateChange::Paused { until, reason, now } => sqlx::query(
+            "INSERT INTO connection_state (connection_id, paused_until, pause_reason, pauses)
+             VALUES ($1, $2, $3, 1)
+             ON CONFLICT (connection_id) DO UPDATE SET paused_until = excluded.paused_until,
+                pause_reason = excluded.pause_reason, pauses = connection_state.pauses + 1
+             WHERE connection_state.paused_until IS NULL OR connection_state.paused_until <= $4",
+        )
+        .bind(connection)
+        .bind(ms(until))
+        .bind(reason)
+        .bind(ms(now)),
         StateChange::Resumed { now } => sqlx::query(
-            "UPDATE connection_state SET paused_until = NULL, pause_reason = NULL
-             WHERE connection_id = $1 AND paused_until <= $2",
+            "UPDATE connection_state SET paused_until = NULL, pause_reason = NULL, pauses = 0
+             WHERE connection_id = $1 AND (paused_until IS NULL OR paused_until <= $2)",
         )
         .bind(connection)
         .bind(ms(now)),
@@ -356,4 +372,83 @@ pub(crate) async fn error_counts(pool: &AnyPool) -> Result<BTreeMap<String, i64>
         *out.entry(kind).or_insert(0) += r.try_get::<i64, _>(1)?;
     }
     Ok(out)
+}
+
+pub(crate) async fn set_held_past(
+    pool: &AnyPool,
+    connection: &str,
+    subject: &str,
+    groups: &BTreeSet<String>,
+    now: Timestamp,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let known: BTreeSet<String> =
+        sqlx::query("SELECT group_id FROM held_past WHERE connection_id = $1 AND subject = $2")
+            .bind(connection)
+            .bind(subject)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+    if &known == groups {
+        return Ok(());
+    }
+    for g in known.difference(groups) {
+        sqlx::query(
+            "DELETE FROM held_past WHERE connection_id = $1 AND subject = $2 AND group_id = $3",
+        )
+        .bind(connection)
+        .bind(subject)
+        .bind(g.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for g in groups.difference(&known) {
+        sqlx::query(
+            "INSERT INTO held_past (connection_id, subject, group_id, since) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(connection)
+        .bind(subject)
+        .bind(g.as_str())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn held_past(
+    pool: &AnyPool,
+    subject: Option<String>,
+    limit: u32,
+) -> Result<Vec<HeldPast>> {
+    let rows = sqlx::query(
+        "SELECT connection_id, subject, group_id, since FROM held_past
+         WHERE $1 IS NULL OR subject = $1 ORDER BY since, subject, group_id LIMIT $2",
+    )
+    .bind(subject)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HeldPast {
+                connection_id: r.try_get(0)?,
+                subject: r.try_get(1)?,
+                group_id: r.try_get(2)?,
+                since: ts(r.try_get(3)?),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn held_past_counts(pool: &AnyPool) -> Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query("SELECT connection_id, COUNT(*) FROM held_past GROUP BY connection_id")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }

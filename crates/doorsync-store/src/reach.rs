@@ -78,6 +78,18 @@ pub(crate) async fn reach(conn: &mut AnyConnection, record: &Record) -> Result<R
                 Record::Link(l) => (Kind::of_link(l.kind), l.item_id.to_string()),
                 other => (other.kind(), other.key()),
             };
+            if let Record::Link(l) = record {
+                // Whoever doorsync put in the group: a link that moves or goes may take them out.
+                let added = strings(
+                    conn,
+                    "SELECT DISTINCT u.subject FROM provider_memberships m
+                     JOIN provider_users u ON u.connection_id = m.connection_id AND u.user_id = m.user_id
+                     WHERE m.group_id = $1 AND m.added = 1",
+                    &[l.group_id.as_str()],
+                )
+                .await?;
+                out.extend(added.iter().filter_map(|k| Subject::parse_key(k)));
+            }
             let customers = customers_of_item(conn, kind, &id).await?;
             if kind == Kind::Desk {
                 payers.extend(customers);

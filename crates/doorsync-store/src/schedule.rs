@@ -36,12 +36,12 @@ pub(crate) async fn claim_due(
          WHERE subject IN (
             SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
             ORDER BY lease_until LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at",
+         RETURNING subject, claimed_due_at, drift_at",
         "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
          WHERE subject IN (
             SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
             ORDER BY next_due_at LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at",
+         RETURNING subject, claimed_due_at, drift_at",
     ];
     let mut out = vec![];
     for sql in claims {
@@ -61,7 +61,12 @@ pub(crate) async fn claim_due(
             match Subject::parse_key(&key) {
                 Some(subject) => {
                     let due_at = r.try_get::<Option<i64>, _>(1)?.map(ts);
-                    out.push(Claim { subject, due_at });
+                    let drift_at = r.try_get::<Option<i64>, _>(2)?.map(ts);
+                    out.push(Claim {
+                        subject,
+                        due_at,
+                        drift_at,
+                    });
                 }
                 // No subject can be made of it, so no one would ever finish it.
                 None => {
@@ -75,6 +80,71 @@ pub(crate) async fn claim_due(
         }
     }
     Ok(out)
+}
+
+pub(crate) async fn mark_drift(store: &SqlStore, subject: &Subject, at: Timestamp) -> Result<()> {
+    let mut conn = store.pool.acquire().await?;
+    sqlx::query(
+        "INSERT INTO schedule (subject, next_due_at, drift_at) VALUES ($1, $2, $2)
+         ON CONFLICT (subject) DO UPDATE SET drift_at = excluded.drift_at, next_due_at = CASE
+            WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
+            THEN excluded.next_due_at ELSE schedule.next_due_at END",
+    )
+    .bind(subject.key())
+    .bind(ms(at))
+    .execute(&mut *conn)
+    .await?;
+    notify(&mut conn, store.backend).await
+}
+
+pub(crate) async fn clear_drift(
+    store: &SqlStore,
+    subject: &Subject,
+    owner: &str,
+    seen: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE schedule SET drift_at = NULL
+         WHERE subject = $1 AND lease_owner = $2 AND drift_at <= $3",
+    )
+    .bind(subject.key())
+    .bind(owner)
+    .bind(ms(seen))
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes a lease on connection-wide work when it is free, expired, or already ours.
+pub(crate) async fn take_work_lease(
+    store: &SqlStore,
+    name: &str,
+    owner: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "INSERT INTO work_leases (name, owner, lease_until) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+         WHERE work_leases.owner = excluded.owner OR work_leases.lease_until <= $4
+         RETURNING owner",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(ms(until))
+    .bind(ms(now))
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(row.is_some())
+}
+
+pub(crate) async fn release_work_lease(store: &SqlStore, name: &str, owner: &str) -> Result<()> {
+    sqlx::query("DELETE FROM work_leases WHERE name = $1 AND owner = $2")
+        .bind(name)
+        .bind(owner)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn finish(

@@ -549,6 +549,46 @@ impl Store for SqlStore {
         crate::schedule::schedule_row(self, subject).await
     }
 
+    async fn mark_drift(&self, subject: &Subject, at: Timestamp) -> Result<()> {
+        crate::schedule::mark_drift(self, subject, at).await
+    }
+
+    async fn clear_drift(&self, subject: &Subject, owner: &str, seen: Timestamp) -> Result<()> {
+        crate::schedule::clear_drift(self, subject, owner, seen).await
+    }
+
+    async fn take_work_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        crate::schedule::take_work_lease(self, name, owner, now, until).await
+    }
+
+    async fn release_work_lease(&self, name: &str, owner: &str) -> Result<()> {
+        crate::schedule::release_work_lease(self, name, owner).await
+    }
+
+    async fn set_held_past(
+        &self,
+        connection: &str,
+        subject: &Subject,
+        groups: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<()> {
+        crate::mirror::set_held_past(&self.pool, connection, &subject.key(), groups, now).await
+    }
+
+    async fn held_past(&self, subject: Option<&Subject>, limit: u32) -> Result<Vec<HeldPast>> {
+        crate::mirror::held_past(&self.pool, subject.map(Subject::key), limit).await
+    }
+
+    async fn held_past_counts(&self) -> Result<BTreeMap<String, i64>> {
+        crate::mirror::held_past_counts(&self.pool).await
+    }
+
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
         crate::schedule::next_due_at(self).await
     }

@@ -37,6 +37,7 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         retry_max: Duration::from_secs(1),
         pause_base: Duration::from_millis(200),
         pause_max: Duration::from_secs(1),
+        resync_interval: Duration::from_secs(3600),
     }
 }
 

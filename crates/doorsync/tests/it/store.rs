@@ -417,7 +417,8 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
         store.claim_due("w1", t0, lease, 10).await.unwrap(),
         vec![Claim {
             subject: s.clone(),
-            due_at: Some(t0)
+            due_at: Some(t0),
+            drift_at: None,
         }],
         "the claim carries the due time"
     );

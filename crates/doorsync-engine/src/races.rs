@@ -1,0 +1,396 @@
+//! Races and failure policies, each interleaved on purpose with the deterministic harness.
+
+use crate::harness::*;
+use crate::provider::ErrorKind;
+use doorsync_store::{Kind, Store};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A customer `c1` holding pass `p1` (group g1), with `p2` (group g2) managed too.
+async fn one_customer() -> Harness {
+    let h = Harness::new().await;
+    h.pass("p1", "g1").await;
+    h.pass("p2", "g2").await;
+    h.customer("c1").await;
+    h.grant("pg1", "c1", "p1", 48).await;
+    h.settle().await;
+    h
+}
+
+#[tokio::test]
+async fn the_audit_never_overwrites_a_reconcile_in_flight() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    assert_eq!(fake.members("g1"), set(&[&user]));
+
+    // A reconcile starts (a new name to push) and is held at its provider call...
+    h.patch(Kind::Customer, "c1", json!({"name": "Ann Other"}))
+        .await;
+    let gate = fake.gate("update_user");
+    let claims = h.claim(&h.engine).await;
+    assert_eq!(claims.len(), 1);
+    let engine = h.engine.clone();
+    let running = tokio::spawn(async move {
+        for c in claims {
+            engine.run_one(c).await;
+        }
+    });
+    gate.reached().await;
+    // ...while someone adds the customer to g2 by hand and the audit sees it.
+    fake.add_by_hand("g2", &user);
+    let report = h.engine.audit(&h.connection().await).await.unwrap();
+    assert_eq!(report.unexpected_members, 1);
+    gate.open();
+    running.await.unwrap();
+
+    h.settle().await;
+    assert!(
+        !fake.members("g2").contains(&user),
+        "the hand-made membership was forgotten: {:?}",
+        fake.members("g2")
+    );
+    assert!(fake.members("g1").contains(&user));
+}
+
+#[tokio::test]
+async fn the_audit_adopts_a_user_only_through_the_subjects_reconcile() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    // A user made by an earlier integration for c2, who is entitled to nothing, sits in g2.
+    h.customer("c2").await;
+    h.settle().await;
+    let old = fake.create_by_hand(Some("c2"));
+    fake.add_by_hand("g2", &old);
+    h.engine.audit(&h.connection().await).await.unwrap();
+    assert_eq!(
+        h.user_of(&customer("c2")).await,
+        None,
+        "the audit wrote the mirror"
+    );
+    h.settle().await;
+    assert_eq!(h.user_of(&customer("c2")).await, Some(old.clone()));
+    assert!(!fake.members("g2").contains(&old));
+}
+
+#[tokio::test]
+async fn one_audit_at_a_time_across_instances() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let b = h.second_engine("b");
+    let gate = fake.gate("group_members:g1");
+    let connection = h.connection().await;
+    let a = h.engine.clone();
+    let first = {
+        let connection = connection.clone();
+        tokio::spawn(async move { a.audit(&connection).await })
+    };
+    gate.reached().await;
+    let calls = fake.calls();
+    let second = b.audit(&connection).await;
+    assert!(
+        second.is_err(),
+        "a second instance audited at the same time"
+    );
+    assert_eq!(fake.calls(), calls, "the refused audit called the provider");
+    gate.open();
+    first.await.unwrap().unwrap();
+    let reads = fake
+        .log()
+        .iter()
+        .filter(|k| k.starts_with("group_members:"))
+        .count();
+    // g1, g2 and the visitor group gv: each read once.
+    assert_eq!(reads, 3);
+    // Once the first is done, the next audit may run anywhere.
+    b.audit(&connection).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_customer_named_like_a_visitor_gets_a_user_of_its_own() {
+    let h = Harness::new().await;
+    h.pass("p1", "g1").await;
+    h.customer("host").await;
+    h.customer("visitor:v1").await;
+    h.grant("pg1", "visitor:v1", "p1", 48).await;
+    h.settle().await;
+    let fake = h.fake();
+    let cust_user = h.user_of(&customer("visitor:v1")).await.unwrap();
+    h.put(
+        Kind::Visitor,
+        json!({"id": "v1", "name": "Vi Sitor", "email": "vi@example.com",
+            "host_customer_id": "host", "location_id": "l1", "arrival": h.now(),
+            "departure": h.now() + jiff::SignedDuration::from_hours(2)}),
+    )
+    .await;
+    h.settle().await;
+    let visitor_user = h.user_of(&visitor("v1")).await.unwrap();
+    assert_ne!(cust_user, visitor_user);
+    assert!(fake.members("gv").contains(&visitor_user));
+    assert!(!fake.members("gv").contains(&cust_user));
+    assert_eq!(
+        fake.users()[&cust_user].external_id.as_deref(),
+        Some("customer:visitor:v1")
+    );
+}
+
+#[tokio::test]
+async fn a_user_with_an_old_external_id_moves_without_a_gap() {
+    let h = Harness::new().await;
+    h.pass("p1", "g1").await;
+    h.customer("host").await;
+    h.customer("visitor:v1").await;
+    h.grant("pg1", "visitor:v1", "p1", 48).await;
+    h.settle().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("visitor:v1")).await.unwrap();
+    // As an earlier doorsync left it: the user carries the raw customer id.
+    let mut m = h
+        .store
+        .mirror_user("c1", &customer("visitor:v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    m.external_id = None;
+    h.store
+        .mirror_save("c1", &customer("visitor:v1"), Some(&m))
+        .await
+        .unwrap();
+    {
+        use crate::provider::{Provider, UserProfile};
+        let p = UserProfile::new("visitor:v1".into(), "Ann", None);
+        fake.update_user(&user, &p).await.unwrap();
+    }
+    // The visitor v1 arrives before the customer's user has moved.
+    h.put(
+        Kind::Visitor,
+        json!({"id": "v1", "name": "Vi Sitor", "email": "vi@example.com",
+            "host_customer_id": "host", "location_id": "l1", "arrival": h.now(),
+            "departure": h.now() + jiff::SignedDuration::from_hours(2)}),
+    )
+    .await;
+    h.settle().await;
+    h.advance(2);
+    h.settle().await;
+    let visitor_user = h.user_of(&visitor("v1")).await.unwrap();
+    assert_ne!(visitor_user, user, "the visitor took the customer's user");
+    assert_eq!(h.user_of(&customer("visitor:v1")).await, Some(user.clone()));
+    assert_eq!(
+        fake.users()[&user].external_id.as_deref(),
+        Some("customer:visitor:v1")
+    );
+    // No gap: the customer's user never left g1, and no second user was made for it.
+    assert!(
+        !fake
+            .history()
+            .iter()
+            .any(|(g, u, added)| g == "g1" && *u == user && !added)
+    );
+    assert_eq!(fake.users().len(), 2);
+}
+
+#[tokio::test]
+async fn every_subject_is_looked_at_again_within_the_resync_interval() {
+    let h = one_customer().await;
+    h.customer("idle").await;
+    h.settle().await;
+    let row = h
+        .store
+        .schedule_row(&customer("idle"))
+        .await
+        .unwrap()
+        .unwrap();
+    let next = row
+        .next_due_at
+        .expect("an idle subject is never looked at again");
+    let most = h.now() + jiff::SignedDuration::from_hours(4);
+    assert!(next <= most, "{next} after {most}");
+    // The resync of an unchanged subject costs no provider call.
+    let calls = h.fake().calls();
+    h.clock.set(next);
+    h.settle().await;
+    assert_eq!(h.fake().calls(), calls);
+}
+
+#[tokio::test]
+async fn a_disabled_connection_shows_who_keeps_access_past_their_end() {
+    let h = one_customer().await;
+    h.patch(Kind::Connection, "c1", json!({"enabled": false}))
+        .await;
+    h.settle().await;
+    h.advance(49 * 3600);
+    h.settle().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    assert!(
+        fake.members("g1").contains(&user),
+        "a disabled connection changed"
+    );
+    let status = h.engine.status().await.unwrap();
+    assert_eq!(status.connections[0].held_past_entitlement, 1);
+    assert_eq!(status.held_past_entitlement.len(), 1);
+    assert_eq!(status.held_past_entitlement[0].subject, "customer:c1");
+    assert_eq!(status.held_past_entitlement[0].group_id, "g1");
+
+    h.patch(Kind::Connection, "c1", json!({"enabled": true}))
+        .await;
+    h.settle().await;
+    assert!(!fake.members("g1").contains(&user));
+    let status = h.engine.status().await.unwrap();
+    assert_eq!(status.connections[0].held_past_entitlement, 0);
+    assert!(status.held_past_entitlement.is_empty());
+}
+
+#[tokio::test]
+async fn a_404_on_a_removal_is_read_back_before_it_counts() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    fake.rule("remove_from_group:g1", Rule::NotFoundButKeep);
+    h.advance(49 * 3600);
+    h.settle().await;
+    assert!(fake.members("g1").contains(&user));
+    let m = h
+        .store
+        .mirror_user("c1", &customer("c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(m.groups.contains("g1"), "the mirror says removed: {m:?}");
+    let row = h
+        .store
+        .schedule_row(&customer("c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.last_error.is_some());
+    fake.clear_rules();
+    h.clock.set(row.next_due_at.unwrap());
+    h.settle().await;
+    assert!(!fake.members("g1").contains(&user));
+}
+
+#[tokio::test]
+async fn one_failing_group_does_not_block_the_others() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    h.pass("p3", "g3").await;
+    h.grant("pg2", "c1", "p2", 48).await;
+    h.grant("pg3", "c1", "p3", 48).await;
+    fake.rule("add_to_group:g2", Rule::Fail(ErrorKind::Rejected));
+    h.settle().await;
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    assert!(fake.members("g3").contains(&user), "g3 waited on g2");
+    assert!(!fake.members("g2").contains(&user));
+    fake.clear_rules();
+    let row = h
+        .store
+        .schedule_row(&customer("c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    h.clock.set(row.next_due_at.unwrap());
+    h.settle().await;
+    assert!(fake.members("g2").contains(&user));
+}
+
+#[tokio::test]
+async fn a_moved_link_takes_doorsyncs_members_out_of_the_old_group_only() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    // c2's user was in g1 before doorsync linked it: not doorsync's doing.
+    h.customer("c2").await;
+    let theirs = fake.create_by_hand(Some("c2"));
+    fake.add_by_hand("g1", &theirs);
+    h.grant("pg2", "c2", "p1", 48).await;
+    h.settle().await;
+    assert_eq!(h.user_of(&customer("c2")).await, Some(theirs.clone()));
+
+    h.link("p1", "g9").await;
+    h.settle().await;
+    assert!(fake.members("g9").contains(&user));
+    assert!(fake.members("g9").contains(&theirs));
+    assert!(!fake.members("g1").contains(&user), "left in the old group");
+    assert!(
+        fake.members("g1").contains(&theirs),
+        "a membership doorsync did not make was taken"
+    );
+}
+
+#[tokio::test]
+async fn the_pause_is_per_connection_doubles_per_failed_probe_and_ends_with_one_probe() {
+    let h = one_customer().await;
+    // A second connection and location, whose provider is down.
+    h.put(
+        Kind::Connection,
+        json!({"id": "c2", "provider": "brivo", "api_url": null, "auth_url": null,
+            "credentials": {}, "no_access_policy": "remove_from_groups", "visitor_group_ids": [],
+            "exempt_user_ids": [], "redeem_passes_automatically": false,
+            "list_doors_in_app": false, "enabled": true}),
+    )
+    .await;
+    h.put(
+        Kind::Location,
+        json!({"id": "l2", "name": "L2", "timezone": "Europe/London",
+            "connection_id": "c2", "site_id": null, "lead": "PT15M", "lag": "PT15M"}),
+    )
+    .await;
+    h.put(
+        Kind::Pass,
+        json!({"id": "q1", "location_id": "l2", "name": "q1"}),
+    )
+    .await;
+    h.link("q1", "h1").await;
+    let down = h.factory.fake("c2");
+    down.down.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        let c = format!("d{i}");
+        h.customer(&c).await;
+        h.grant(&format!("dg{i}"), &c, "q1", 48).await;
+    }
+    h.settle().await;
+    let state = h.store.connection_state("c2").await.unwrap();
+    assert_eq!(
+        state.pauses, 1,
+        "workers failing together paused it more than once"
+    );
+    let first = state.paused_until.unwrap();
+    assert_eq!(first, h.now() + jiff::SignedDuration::from_secs(2));
+    assert_eq!(h.store.connection_state("c1").await.unwrap().pauses, 0);
+
+    // Another connection's success does not reset this one's backoff.
+    h.customer("ok").await;
+    h.grant("okg", "ok", "p1", 48).await;
+    h.settle().await;
+
+    // When the pause runs out, one probe; it fails, and the pause doubles.
+    h.clock.set(first);
+    let calls = down.calls();
+    h.settle().await;
+    assert_eq!(down.calls(), calls, "workers called a paused provider");
+    h.engine.housekeeping().await;
+    assert_eq!(down.calls(), calls + 1, "one probe");
+    let state = h.store.connection_state("c2").await.unwrap();
+    assert_eq!(state.pauses, 2);
+    let second = state.paused_until.unwrap();
+    assert_eq!(second, first + jiff::SignedDuration::from_secs(4));
+
+    // The provider comes back: the next probe resumes the connection, and everyone waiting
+    // runs within a second of it.
+    down.down.store(false, Ordering::SeqCst);
+    h.clock.set(second);
+    h.engine.housekeeping().await;
+    assert_eq!(
+        h.store.connection_state("c2").await.unwrap().paused_until,
+        None
+    );
+    h.advance(1);
+    h.settle().await;
+    assert_eq!(down.members("h1").len(), 5);
+}
