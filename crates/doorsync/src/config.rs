@@ -14,6 +14,8 @@ pub struct Config {
     pub log: String,
     /// 64 hex characters; seals provider credentials in the database.
     pub secret_key: Option<String>,
+    /// The longest a subject goes without a reconcile when nothing marks it due.
+    pub resync_interval: std::time::Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,7 @@ struct File {
     listen: Option<String>,
     log: Option<String>,
     secret_key: Option<String>,
+    resync_interval: Option<String>,
 }
 
 impl Config {
@@ -43,7 +46,17 @@ impl Config {
                 .or(from_file)
                 .unwrap_or_else(|| default.to_owned())
         };
+        let resync = pick("DOORSYNC_RESYNC_INTERVAL", file.resync_interval, "PT4H");
+        let resync_interval = Some(&resync)
+            .filter(|r| r.starts_with(['P', 'p']))
+            .and_then(|r| r.parse::<jiff::SignedDuration>().ok())
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| *d >= std::time::Duration::from_secs(60))
+            .with_context(|| {
+                format!("resync_interval: {resync:?} is not an ISO 8601 duration of a minute or more, such as PT4H")
+            })?;
         let config = Config {
+            resync_interval,
             database_url: pick(
                 "DOORSYNC_DATABASE_URL",
                 file.database_url,
@@ -113,5 +126,24 @@ mod tests {
         });
         assert!(c.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_resync_interval_is_an_iso_duration_of_a_minute_or_more() {
+        let c = Config::load(None, |_| None).unwrap();
+        assert_eq!(c.resync_interval, std::time::Duration::from_secs(4 * 3600));
+        let with = |v: &'static str| {
+            Config::load(None, move |k| {
+                (k == "DOORSYNC_RESYNC_INTERVAL").then(|| v.to_owned())
+            })
+        };
+        assert_eq!(
+            with("PT30M").unwrap().resync_interval,
+            std::time::Duration::from_secs(1800)
+        );
+        for bad in ["15m", "PT1S", "-PT1H"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("resync_interval"), "{bad}: {e}");
+        }
     }
 }

@@ -297,7 +297,13 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, database = %redact(&config.database_url), "doorsync serving");
     eprintln!("doorsync listening on http://{}", listener.local_addr()?);
-    app::run(store, listener, app::Options::default(), shutdown_signal()).await?;
+    let options = app::Options {
+        engine: doorsync_engine::EngineConfig {
+            resync_interval: config.resync_interval,
+            ..Default::default()
+        },
+    };
+    app::run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("doorsync stopped");
     Ok(())
 }
