@@ -3,6 +3,7 @@
 //! answer changes. Writes through the API only make a subject due sooner (and wake the engine);
 //! correctness never depends on them.
 
+pub mod access;
 pub mod brivo;
 pub mod budget;
 pub mod drift;

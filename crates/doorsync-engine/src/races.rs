@@ -236,6 +236,15 @@ async fn a_disabled_connection_shows_who_keeps_access_past_their_end() {
     assert_eq!(status.held_past_entitlement.len(), 1);
     assert_eq!(status.held_past_entitlement[0].subject, "customer:c1");
     assert_eq!(status.held_past_entitlement[0].group_id, "g1");
+    let view = crate::access::access_view(h.store.as_ref(), &customer("c1"), h.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.held_without_entitlement.len(), 1, "{view:?}");
+    let held = &view.held_without_entitlement[0];
+    assert_eq!(held.group_id, "g1");
+    assert_eq!(held.state, crate::access::HeldState::HeldPastEntitlement);
+    assert!(held.since.is_some(), "{view:?}");
 
     h.patch(Kind::Connection, "c1", json!({"enabled": true}))
         .await;
@@ -393,4 +402,46 @@ async fn the_pause_is_per_connection_doubles_per_failed_probe_and_ends_with_one_
     h.advance(1);
     h.settle().await;
     assert_eq!(down.members("h1").len(), 5);
+}
+
+#[tokio::test]
+async fn the_access_view_tells_held_from_pending_from_failing() {
+    use crate::access::{GroupState, access_view};
+    let h = one_customer().await;
+    let fake = h.fake();
+    let view = |h: &Harness| {
+        let (store, now) = (h.store.clone(), h.now());
+        async move {
+            access_view(store.as_ref(), &customer("c1"), now)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let state_of = |v: &crate::access::AccessView, g: &str| {
+        v.groups
+            .iter()
+            .find(|x| x.group_id == g)
+            .map(|x| (x.state, x.error.clone()))
+    };
+    assert_eq!(
+        state_of(&view(&h).await, "g1"),
+        Some((GroupState::Held, None))
+    );
+    // Entitled to g2 now, and no reconcile has run yet: pending, not held.
+    fake.rule("add_to_group:g2", Rule::Fail(ErrorKind::Rejected));
+    h.grant("pg2", "c1", "p2", 48).await;
+    assert_eq!(
+        state_of(&view(&h).await, "g2"),
+        Some((GroupState::Pending, None))
+    );
+    // The add fails: failing, with the error.
+    h.settle().await;
+    let (state, error) = state_of(&view(&h).await, "g2").unwrap();
+    assert_eq!(state, GroupState::Failing);
+    assert!(error.is_some_and(|e| e.contains("g2")));
+    assert_eq!(
+        state_of(&view(&h).await, "g1"),
+        Some((GroupState::Held, None))
+    );
 }

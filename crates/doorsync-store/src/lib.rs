@@ -339,6 +339,8 @@ pub trait Store: Send + Sync + 'static {
         entries: &[DirectoryEntry],
     ) -> Result<()>;
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
+    /// The name of every group read from any connection's provider, by group id.
+    async fn group_names(&self) -> Result<BTreeMap<String, String>>;
     async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;
     /// Changes the columns one event touches, and no others, so concurrent writers (a pause, the
     /// audit, the call count) never undo each other.

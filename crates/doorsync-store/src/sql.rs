@@ -647,6 +647,17 @@ impl Store for SqlStore {
         crate::mirror::replace_directory(&self.pool, connection, kind, entries).await
     }
 
+    async fn group_names(&self) -> Result<BTreeMap<String, String>> {
+        let rows = sqlx::query(
+            "SELECT provider_id, name FROM provider_directory WHERE kind = 'group' ORDER BY connection_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>> {
         crate::mirror::directory(&self.pool, connection, kind).await
     }

@@ -11,9 +11,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use doorsync_core::{
-    Id, Link, LinkKind, Subject, customer_entitlements, explain, visitor_entitlements,
-};
+use doorsync_core::{Id, Link, LinkKind, Subject};
+use doorsync_engine::access::access_view;
 use doorsync_store::{Kind, Record, link_key};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -327,31 +326,18 @@ async fn delete_link(
     }
 }
 
-/// What Brivo holds for the subject (as the mirror last saw it) and how its sync stands: the
-/// per-member view of access and sync errors operators ask for.
-async fn sync_view(st: &AppState, subject: &Subject) -> Result<(Value, Value), ApiError> {
-    let mut provider = vec![];
-    for c in st.store.mirror_connections_of(subject).await? {
-        if let Some(m) = st.store.mirror_user(&c, subject).await? {
-            provider.push(json!({
-                "connection_id": c,
-                "user_id": m.user_id,
-                "suspended": m.suspended,
-                "groups": m.groups,
-                "invited_at": m.invited_at,
-            }));
-        }
-    }
-    let sync = match st.store.schedule_row(subject).await? {
-        Some(row) => json!({
-            "next_due_at": row.next_due_at,
-            "in_flight": row.lease_owner.is_some(),
-            "attempts": row.attempts,
-            "last_error": row.last_error,
-        }),
-        None => Value::Null,
+/// The access view of one subject, keyed by its id: the same view `doorsync explain` prints.
+async fn access(st: &AppState, subject: Subject) -> Result<Json<Value>, ApiError> {
+    let (key, id, what) = match &subject {
+        Subject::Customer(id) => ("customer_id", id.clone(), "customer"),
+        Subject::Visitor(id) => ("visitor_id", id.clone(), "visitor"),
     };
-    Ok((Value::Array(provider), sync))
+    let view = access_view(st.store.as_ref(), &subject, st.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("{what} {id:?}")))?;
+    let mut body = serde_json::to_value(view).map_err(ApiError::internal)?;
+    body[key] = json!(id);
+    Ok(Json(body))
 }
 
 async fn customer_access(
@@ -359,17 +345,7 @@ async fn customer_access(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path)?;
-    let inputs = st
-        .store
-        .customer_inputs(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("customer {id:?}")))?;
-    let now = st.clock.now();
-    let groups = explain(&customer_entitlements(&inputs), now);
-    let (provider, sync) = sync_view(&st, &Subject::Customer(id.clone())).await?;
-    Ok(Json(
-        json!({ "customer_id": id, "at": now, "groups": groups, "provider": provider, "sync": sync }),
-    ))
+    access(&st, Subject::Customer(id)).await
 }
 
 async fn visitor_access(
@@ -377,17 +353,7 @@ async fn visitor_access(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path)?;
-    let inputs = st
-        .store
-        .visitor_inputs(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("visitor {id:?}")))?;
-    let now = st.clock.now();
-    let groups = explain(&visitor_entitlements(&inputs), now);
-    let (provider, sync) = sync_view(&st, &Subject::Visitor(id.clone())).await?;
-    Ok(Json(
-        json!({ "visitor_id": id, "at": now, "groups": groups, "provider": provider, "sync": sync }),
-    ))
+    access(&st, Subject::Visitor(id)).await
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

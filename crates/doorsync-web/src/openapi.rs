@@ -343,22 +343,23 @@ fn links(mut doc: Doc) -> Doc {
 }
 
 fn access(mut doc: Doc) -> Doc {
-    let access: Schema = ObjectBuilder::new()
-        .description(Some(
-            "The groups a subject holds now or is due to hold, each with the entitlements that give it and until when; \
-             `provider`: the Brivo user serving the subject on each connection (id, suspended, groups held, invitation); \
-             `sync`: next due time, whether a reconcile is running, failed attempts and the last error",
-        ))
-        .property("at", ObjectBuilder::new().schema_type(Type::String).format(Some(
-            utoipa::openapi::schema::SchemaFormat::KnownFormat(utoipa::openapi::schema::KnownFormat::DateTime),
-        )))
-        .property("groups", utoipa::openapi::schema::ArrayBuilder::new().items(
+    doc = doc.schema::<doorsync_engine::access::AccessView>();
+    let access: Schema = AllOfBuilder::new()
+        .item(reference("AccessView"))
+        .item(
             ObjectBuilder::new()
-                .property("group_id", ObjectBuilder::new().schema_type(Type::String))
-                .property("state", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["held", "due"])))
-                .property("from", ObjectBuilder::new().schema_type(Type::String))
-                .property("until", ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null])))
-                .property("reasons", utoipa::openapi::schema::ArrayBuilder::new().items(ObjectBuilder::new())),
+                .property(
+                    "customer_id",
+                    ObjectBuilder::new().schema_type(Type::String),
+                )
+                .property("visitor_id", ObjectBuilder::new().schema_type(Type::String)),
+        )
+        .description(Some(
+            "A subject's access: each group entitled now or later and where it stands in Brivo \
+             (`held`, `pending`, `failing` with its error, `due`, `no_connection`, \
+             `connection_disabled`), the memberships Brivo holds that no entitlement covers \
+             (removal pending, failing, or held past the entitlement while the connection is \
+             disabled), the Brivo users serving the subject, and its sync",
         ))
         .into();
     doc.components = doc.components.schema("Access", access);
@@ -412,7 +413,7 @@ fn engine_paths(mut doc: Doc) -> Doc {
         .schema(
             "AuditEntry",
             free_object(
-                "One change made (or tried) in the provider: seq, at, subject, group_id, operation, cause, outcome, latency_ms, detail",
+                "One change made (or tried) in the provider: seq, at, subject, group_id, group_name (from the directory, null when unknown), operation, cause, outcome, latency_ms, detail",
             ),
         )
         .schema(

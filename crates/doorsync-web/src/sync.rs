@@ -97,6 +97,17 @@ pub async fn audit(
     } else {
         None
     };
+    // Names from the connection directories, beside each entry's group id.
+    let names = st.store.group_names().await?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|e| {
+            let name = e.group_id.as_ref().and_then(|g| names.get(g)).cloned();
+            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            v["group_name"] = json!(name);
+            v
+        })
+        .collect();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 

@@ -58,7 +58,8 @@ enum Command {
     /// Explain a customer's access now: each group held or due, the bookings, passes, contracts
     /// or teams that give it, from when and until when.
     Explain {
-        /// The customer's id (or `visitor:ID` for a visitor)
+        /// The customer's id, or `visitor:ID` for a visitor (`customer:ID` for a customer whose
+        /// own id starts with `visitor:` or `customer:`)
         subject: String,
     },
     /// Bring the database schema up to date, then exit.
@@ -128,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Explain { subject } => explain(&config, &subject).await,
         Command::Migrate => {
-            let store = open(&config).await?;
+            let store = open(&config, false).await?;
             store.close().await;
             Ok(())
         }
@@ -141,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::List,
         } => {
-            let store = open(&config).await?;
+            let store = open(&config, false).await?;
             let tokens = store.tokens().await?;
             store.close().await;
             if tokens.is_empty() {
@@ -157,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Revoke { id },
         } => {
-            let store = open(&config).await?;
+            let store = open(&config, false).await?;
             let revoked = store.revoke_token(id.trim()).await?;
             store.close().await;
             anyhow::ensure!(
@@ -175,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 !name.is_empty() && name.len() <= 100,
                 "--name must be 1 to 100 characters"
             );
-            let store = open(&config).await?;
+            let store = open(&config, false).await?;
             let token = new_token()?;
             let info = store
                 .create_token(
@@ -195,50 +196,76 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn explain(config: &Config, subject: &str) -> anyhow::Result<()> {
-    use doorsync_core::{AccessState, Id, customer_entitlements, explain, visitor_entitlements};
-    let store = open(config).await?;
+/// `visitor:ID` names a visitor and `customer:ID` a customer; anything else is a customer's id,
+/// so that every id stays reachable whatever it starts with.
+fn parse_subject(arg: &str) -> anyhow::Result<doorsync_core::Subject> {
+    use doorsync_core::{Id, Subject};
+    Ok(
+        match (arg.strip_prefix("visitor:"), arg.strip_prefix("customer:")) {
+            (Some(v), _) => Subject::Visitor(Id::parse(v)?),
+            (_, Some(c)) => Subject::Customer(Id::parse(c)?),
+            _ => Subject::Customer(Id::parse(arg)?),
+        },
+    )
+}
+
+async fn explain(config: &Config, arg: &str) -> anyhow::Result<()> {
+    use doorsync_core::Subject;
+    use doorsync_engine::access::{GroupState, HeldState, access_view};
+    use doorsync_store::{Kind, Record};
+    let subject = parse_subject(arg)?;
+    let store = open(config, false).await?;
     let now = jiff::Timestamp::now();
-    let (who, ents) = match subject.strip_prefix("visitor:") {
-        Some(v) => {
-            let id = Id::parse(v)?;
-            let inputs = store
-                .visitor_inputs(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no visitor {v:?}"))?;
-            (
-                format!("visitor {} ({})", inputs.visitor.name, id),
-                visitor_entitlements(&inputs),
-            )
-        }
-        None => {
-            let id = Id::parse(subject)?;
-            let inputs = store
-                .customer_inputs(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no customer {subject:?}"))?;
-            (
-                format!("customer {} ({})", inputs.customer.name, id),
-                customer_entitlements(&inputs),
-            )
-        }
+    let (kind, id) = match &subject {
+        Subject::Customer(id) => (Kind::Customer, id),
+        Subject::Visitor(id) => (Kind::Visitor, id),
     };
+    let name = match store.get(kind, id.as_str()).await? {
+        Some(Record::Customer(c)) => c.name,
+        Some(Record::Visitor(v)) => v.name,
+        _ => String::new(),
+    };
+    let view = access_view(&store, &subject, now).await;
     store.close().await;
-    let groups = explain(&ents, now);
-    println!("{who} at {now}:");
-    if groups.is_empty() {
+    let view = view?.ok_or_else(|| anyhow::anyhow!("no {} {:?}", kind.as_str(), id.as_str()))?;
+    let group = |id: &str, name: &Option<String>| match name {
+        Some(n) => format!("{n:?} ({id})"),
+        None => id.to_owned(),
+    };
+    println!("{} {name} ({id}) at {now}:", kind.as_str());
+    if view.groups.is_empty() {
         println!("  no access now and none due");
     }
-    for g in groups {
+    for g in &view.groups {
         let until = g
             .until
             .map_or_else(|| "open-ended".to_owned(), |u| format!("until {u}"));
-        let state = match g.state {
-            AccessState::Held => format!("holds group {} since {} {until}", g.group_id, g.from),
-            AccessState::Due => format!("is due group {} from {} {until}", g.group_id, g.from),
+        let what = group(&g.group_id, &g.group_name);
+        let line = match g.state {
+            GroupState::Held => format!("holds {what} since {} {until}", g.from),
+            GroupState::Pending => {
+                format!(
+                    "is entitled to {what} since {} {until}; not yet in Brivo",
+                    g.from
+                )
+            }
+            GroupState::Failing => format!(
+                "is entitled to {what} since {} {until}; not in Brivo, last attempt failed: {}",
+                g.from,
+                g.error.as_deref().unwrap_or("unknown error")
+            ),
+            GroupState::Due => format!("is due {what} from {} {until}", g.from),
+            GroupState::NoConnection => format!(
+                "is entitled to {what} since {} {until}, but its location has no connection: nobody gets it",
+                g.from
+            ),
+            GroupState::ConnectionDisabled => format!(
+                "is entitled to {what} since {} {until}, but its connection is disabled",
+                g.from
+            ),
         };
-        println!("  {state}");
-        for r in g.reasons {
+        println!("  {line}");
+        for r in &g.reasons {
             let until = r
                 .until
                 .map_or_else(|| "open-ended".to_owned(), |u| u.to_string());
@@ -249,10 +276,27 @@ async fn explain(config: &Config, subject: &str) -> anyhow::Result<()> {
             );
         }
     }
+    for h in &view.held_without_entitlement {
+        let what = group(&h.group_id, &h.group_name);
+        let line = match h.state {
+            HeldState::RemovalPending => format!("is still in {what}: removal pending"),
+            HeldState::Failing => format!(
+                "is still in {what}: the last removal failed: {}",
+                h.error.as_deref().unwrap_or("unknown error")
+            ),
+            HeldState::HeldPastEntitlement => format!(
+                "is still in {what} past the entitlement's end{}: connection {} is disabled",
+                h.since.map(|s| format!(" (since {s})")).unwrap_or_default(),
+                h.connection_id
+            ),
+        };
+        println!("  {line}; no entitlement covers it");
+    }
     Ok(())
 }
 
-async fn open(config: &Config) -> anyhow::Result<SqlStore> {
+/// `needs_key`: whether the command writes credentials, so a missing key deserves a warning.
+async fn open(config: &Config, needs_key: bool) -> anyhow::Result<SqlStore> {
     let store = SqlStore::connect(&config.database_url)
         .await
         .with_context(|| format!("opening {}", redact(&config.database_url)))?;
@@ -263,7 +307,9 @@ async fn open(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(match &config.secret_key {
         Some(k) => store.with_secret_key(doorsync_store::SecretKey::parse(k)?),
         None => {
-            tracing::warn!("no DOORSYNC_SECRET_KEY: provider credentials cannot be stored");
+            if needs_key {
+                tracing::warn!("no DOORSYNC_SECRET_KEY: provider credentials cannot be stored");
+            }
             store
         }
     })
@@ -291,7 +337,7 @@ fn new_token() -> anyhow::Result<String> {
 
 async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = listen.unwrap_or(config.listen.clone());
-    let store = open(&config).await?;
+    let store = open(&config, true).await?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

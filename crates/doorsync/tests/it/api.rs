@@ -639,7 +639,9 @@ async fn links_control_items_and_access_explains_why(backend: Backend) {
     assert_eq!(groups[0]["reasons"][0]["cause"]["booking_id"], "B");
     app.clock.set("2026-06-01T10:30:00Z".parse().unwrap());
     let (_, access) = app.get_json("/api/v1/customers/a/access").await;
-    assert_eq!(access["groups"][0]["state"], "held", "{access}");
+    // Entitled now, but the location has no connection, so nothing opens: it says so.
+    assert_eq!(access["groups"][0]["state"], "no_connection", "{access}");
+    assert_eq!(access["customer_id"], "a", "{access}");
     // A contract reaches the team of its paying member.
     assert_eq!(
         app.put_json("/api/v1/links/desk/D1", json!({"group_id": "601"}))

@@ -873,6 +873,16 @@ async fn users_deleted_by_hand_come_back_and_missing_groups_are_reported(backend
         access["sync"]["attempts"].as_i64().unwrap() >= 1,
         "{access}"
     );
+    // Entitled, not in Brivo, and the attempt failed: the view tells it from "held".
+    let room = &access["groups"][0];
+    assert_eq!(room["state"], "failing", "{access}");
+    assert!(
+        room["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("provider_rejected")),
+        "{access}"
+    );
+    assert_eq!(room["group_name"], "Meeting Room 2", "{access}");
     let (_, access) = s.app.get_json("/api/v1/customers/ana/access").await;
     assert_eq!(
         access["provider"][0]["user_id"],
