@@ -27,6 +27,11 @@ const SQLITE: &[Migration] = &[
         name: "integrity",
         sql: include_str!("../migrations/sqlite/0003_integrity.sql"),
     },
+    Migration {
+        version: 4,
+        name: "references",
+        sql: include_str!("../migrations/sqlite/0004_references.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -44,6 +49,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "integrity",
         sql: include_str!("../migrations/postgres/0003_integrity.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "references",
+        sql: include_str!("../migrations/postgres/0004_references.sql"),
     },
 ];
 

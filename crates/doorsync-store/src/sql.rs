@@ -63,7 +63,7 @@ impl SqlStore {
                 .max_lifetime(None)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                             .execute(conn)
                             .await?;
                         Ok(())
@@ -182,6 +182,21 @@ impl SqlStore {
         crate::migrate::run(&self.pool, self.backend, ms(now)).await
     }
 
+    /// Who refers to a record, read after a delete lost its race with a new reference.
+    async fn first_user(&self, kind: Kind, key: &str) -> Result<(String, String)> {
+        let row = sqlx::query(
+            "SELECT kind, id FROM refs WHERE ref_kind = $1 AND ref_id = $2 AND kind <> 'link' LIMIT 1",
+        )
+        .bind(kind.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => ("record".to_owned(), "written at the same time".to_owned()),
+        })
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -271,6 +286,11 @@ async fn check_rules(conn: &mut AnyConnection, record: &Record) -> Result<()> {
     Ok(())
 }
 
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
+}
+
 async fn write_refs(conn: &mut AnyConnection, record: &Record, key: &str) -> Result<()> {
     let kind = record.kind().as_str();
     sqlx::query("DELETE FROM refs WHERE kind = $1 AND id = $2")
@@ -279,6 +299,8 @@ async fn write_refs(conn: &mut AnyConnection, record: &Record, key: &str) -> Res
         .execute(&mut *conn)
         .await?;
     for r in record.refs() {
+        // The database enforces the reference: a target deleted since the check above (by a
+        // racing transaction) fails here instead of leaving the record pointing at nothing.
         sqlx::query(
             "INSERT INTO refs (kind, id, field, ref_kind, ref_id) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -286,9 +308,20 @@ async fn write_refs(conn: &mut AnyConnection, record: &Record, key: &str) -> Res
         .bind(key)
         .bind(r.field)
         .bind(r.kind.as_str())
-        .bind(r.id)
+        .bind(&r.id)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::UnknownReference {
+                    field: r.field,
+                    kind: r.kind.as_str(),
+                    id: r.id.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
     }
     Ok(())
 }
@@ -447,16 +480,32 @@ impl Store for SqlStore {
                 doomed.push((Kind::Link, link));
             }
         }
-        for (k, id) in &doomed {
+        // The link goes before its item; the database refuses to delete a record that something
+        // still refers to, which catches a reference written by a racing transaction after the
+        // check above.
+        for (k, id) in doomed.iter().rev() {
             for sql in [
-                "DELETE FROM records WHERE kind = $1 AND id = $2",
                 "DELETE FROM refs WHERE kind = $1 AND id = $2",
+                "DELETE FROM records WHERE kind = $1 AND id = $2",
             ] {
-                sqlx::query(sql)
+                let done = sqlx::query(sql)
                     .bind(k.as_str())
                     .bind(id.as_str())
                     .execute(&mut *tx)
-                    .await?;
+                    .await;
+                if let Err(e) = done {
+                    if !is_foreign_key_violation(&e) {
+                        return Err(e.into());
+                    }
+                    drop(tx);
+                    let (by_kind, by_id) = self.first_user(kind, key).await?;
+                    return Err(StoreError::InUse {
+                        kind: kind.as_str(),
+                        id: key.to_owned(),
+                        by_kind,
+                        by_id,
+                    });
+                }
             }
         }
         if kind == Kind::Team {

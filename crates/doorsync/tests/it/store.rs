@@ -621,6 +621,7 @@ testkit::on_both_backends!(
     inputs_gather_everything_that_decides_access,
     credentials_are_sealed_at_rest,
     no_secret_appears_in_the_records_table,
+    a_write_racing_a_delete_never_leaves_a_dangling_reference,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
@@ -755,6 +756,66 @@ async fn no_secret_appears_in_the_records_table(backend: Backend) {
     assert!(rows.iter().all(|b| !b.contains("s3cr3t-value")), "{rows:?}");
     assert!(rows.iter().any(|b| b.contains("sealed")));
     let _ = conn.close().await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// A booking written while its customer is deleted: one of the two must lose, every time, so
+/// that no booking ever points at nobody (on PostgreSQL the two run truly concurrently).
+async fn a_write_racing_a_delete_never_leaves_a_dangling_reference(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = std::sync::Arc::new(db.store().await);
+    let now = t("2026-06-01T09:00:00Z");
+    seed(&store, now).await;
+    let (mut both, mut deletes) = (0, 0);
+    for i in 0..300 {
+        let c = format!("racer-{i}");
+        store.put(customer(&c), now).await.unwrap();
+        let (a, b) = (store.clone(), store.clone());
+        let (bc, dc) = (c.clone(), c.clone());
+        let write = async move { a.put(booking(&format!("bk-{bc}"), &bc, "R"), now).await };
+        let delete = async move { b.delete(Kind::Customer, &dc, now).await };
+        // Each goes first half the time.
+        let (write, delete) = if i % 2 == 0 {
+            let w = tokio::spawn(write);
+            let d = tokio::spawn(delete);
+            (w.await.unwrap(), d.await.unwrap())
+        } else {
+            let d = tokio::spawn(delete);
+            let w = tokio::spawn(write);
+            (w.await.unwrap(), d.await.unwrap())
+        };
+        match &write {
+            Ok(_) => {}
+            Err(StoreError::UnknownReference { field, .. }) => assert_eq!(*field, "customer_id"),
+            Err(e) => panic!("write {i}: {e:?}"),
+        }
+        match &delete {
+            Ok(true) => deletes += 1,
+            Err(StoreError::InUse { .. }) => {}
+            other => panic!("delete {i}: {other:?}"),
+        }
+        if write.is_ok() && matches!(delete, Ok(true)) {
+            both += 1;
+        }
+        let customer_there = store.get(Kind::Customer, &c).await.unwrap().is_some();
+        let booking_there = store
+            .get(Kind::Booking, &format!("bk-{c}"))
+            .await
+            .unwrap()
+            .is_some();
+        assert!(
+            customer_there || !booking_there,
+            "try {i}: booking left pointing at a deleted customer"
+        );
+    }
+    assert_eq!(
+        both, 0,
+        "a write and the delete of its target both succeeded"
+    );
+    assert!(deletes > 0, "the race never let a delete through");
     store.close().await;
     db.drop_db().await;
 }
