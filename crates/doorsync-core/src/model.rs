@@ -41,6 +41,21 @@ pub struct Credentials {
     pub password: Option<String>,
 }
 
+impl Credentials {
+    /// Whether any credential is set.
+    pub fn any(&self) -> bool {
+        [
+            &self.api_key,
+            &self.client_id,
+            &self.client_secret,
+            &self.admin_id,
+            &self.password,
+        ]
+        .iter()
+        .any(|c| c.is_some())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
     pub id: Id,

@@ -46,6 +46,12 @@ pub enum StoreError {
         by_kind: String,
         by_id: String,
     },
+    /// The stored credentials cannot be opened with this instance's secret key, and the write
+    /// would replace them with nothing.
+    #[error(
+        "the stored credentials of connection {0:?} cannot be read with this doorsync's secret key (DOORSYNC_SECRET_KEY is missing or another key): start doorsync with the key they were sealed with, or send the credentials again in this request; they were left untouched"
+    )]
+    CredentialsUnreadable(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     BadUrl(String),
     #[error("database: {0}")]

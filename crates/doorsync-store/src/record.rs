@@ -243,7 +243,11 @@ impl Record {
                     (ContractStatus::Cancelled, _) => Some(now),
                 }
             }
-            (Record::Connection(new), Some(Record::Connection(o))) => {
+            // Credentials left out are kept, unless the connection now points elsewhere: then
+            // only what the request brought goes to the new host.
+            (Record::Connection(new), Some(Record::Connection(o)))
+                if new.api_url == o.api_url && new.auth_url == o.auth_url =>
+            {
                 let (n, o) = (&mut new.credentials, &o.credentials);
                 for (field, old) in [
                     (&mut n.api_key, &o.api_key),

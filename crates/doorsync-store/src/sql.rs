@@ -120,23 +120,61 @@ impl SqlStore {
     fn open(&self, kind: Kind, id: &str, body: &str) -> Result<Record> {
         let mut record = parse(kind, id, body)?;
         if let Record::Connection(c) = &mut record {
-            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            if let Some(sealed) = v["credentials"]["sealed"].as_str() {
-                let opened = match &self.secret {
-                    None => Err(SecretError::NoKey),
-                    Some(key) => key.open(sealed).and_then(|plain| {
-                        serde_json::from_slice(&plain).map_err(|_| SecretError::WrongKey)
-                    }),
-                };
-                match opened {
-                    Ok(credentials) => c.credentials = credentials,
-                    Err(e) => {
-                        tracing::error!(connection = id, error = %e, "connection credentials unreadable")
-                    }
+            match self.unseal(body) {
+                Some(Ok(credentials)) => c.credentials = credentials,
+                Some(Err(e)) => {
+                    tracing::error!(connection = id, error = %e, "connection credentials unreadable")
                 }
+                None => {}
             }
         }
         Ok(record)
+    }
+
+    /// The sealed credentials of a stored connection body, opened; `None` when none are stored.
+    fn unseal(
+        &self,
+        body: &str,
+    ) -> Option<std::result::Result<doorsync_core::Credentials, SecretError>> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let sealed = v["credentials"]["sealed"].as_str()?;
+        Some(match &self.secret {
+            None => Err(SecretError::NoKey),
+            Some(key) => key.open(sealed).and_then(|plain| {
+                serde_json::from_slice(&plain).map_err(|_| SecretError::WrongKey)
+            }),
+        })
+    }
+
+    /// Credentials are never lost or sent somewhere new by accident: a write that would drop
+    /// stored credentials this instance cannot read is refused, and a write that changes where
+    /// a connection points must bring its credentials again (the old ones are not carried over
+    /// to the new host).
+    async fn guard_credentials(&self, conn: &mut AnyConnection, new: &Connection) -> Result<()> {
+        let Some(raw) = load_body(conn, Kind::Connection, new.id.as_str()).await? else {
+            return Ok(());
+        };
+        let brings = new.credentials.any();
+        if matches!(self.unseal(&raw), Some(Err(_))) && !brings {
+            return Err(StoreError::CredentialsUnreadable(new.id.to_string()));
+        }
+        let Record::Connection(old) = self.open(Kind::Connection, new.id.as_str(), &raw)? else {
+            return Ok(());
+        };
+        if old.credentials.any() && !brings {
+            for (field, a, b) in [
+                ("api_url", &new.api_url, &old.api_url),
+                ("auth_url", &new.auth_url, &old.auth_url),
+            ] {
+                if a != b {
+                    return Err(StoreError::Invalid {
+                        field,
+                        message: "changing where a connection points needs its credentials again in the same request, so that they are never sent to a new host by accident".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn load_open(
@@ -372,6 +410,9 @@ impl Store for SqlStore {
     async fn put(&self, mut record: Record, now: Timestamp) -> Result<Written> {
         let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
         let mut tx = self.pool.begin().await?;
+        if let Record::Connection(c) = &record {
+            self.guard_credentials(&mut tx, c).await?;
+        }
         let old = self.load_open(&mut tx, kind, &key).await?;
         record.carry_over(old.as_ref(), now);
         for r in record.refs() {

@@ -56,19 +56,37 @@ fn buffer(
     }
 }
 
+/// A provider base URL: `https`, or `http` to a loopback host only (a test double or a local
+/// proxy), since credentials travel to it; no user info, query or fragment.
 fn url(field: &'static str, u: Option<String>) -> Result<Option<String>, ApiError> {
-    match u {
-        Some(u)
-            if !(u.starts_with("https://") || u.starts_with("http://"))
-                || u.contains(char::is_whitespace) =>
-        {
-            Err(ApiError::invalid(
-                field,
-                "must be an http:// or https:// URL",
-            ))
-        }
-        u => Ok(u.map(|u| u.trim_end_matches('/').to_owned())),
+    let Some(u) = u else { return Ok(None) };
+    let bad = |why: &str| Err(ApiError::invalid(field, why.to_owned()));
+    // The URL parser drops tabs and newlines silently; refuse them and every other control.
+    if u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("must not contain spaces or control characters");
     }
+    let Ok(parsed) = url::Url::parse(&u) else {
+        return bad("must be an https:// URL");
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => {}
+        "http" if loopback => {}
+        "http" => return bad("must be https:// (http:// only to a loopback host)"),
+        _ => return bad("must be an https:// URL"),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("must not carry a user name or password");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return bad("must not have a query or fragment");
+    }
+    Ok(Some(u.trim_end_matches('/').to_owned()))
 }
 
 fn provider_ids(field: &'static str, ids: Vec<String>) -> Result<Vec<String>, ApiError> {

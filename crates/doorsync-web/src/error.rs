@@ -97,6 +97,11 @@ impl From<StoreError> for ApiError {
             StoreError::InUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "in_use", e.to_string())
             }
+            StoreError::CredentialsUnreadable(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "credentials_unreadable",
+                e.to_string(),
+            ),
             other => ApiError::internal(other),
         }
     }

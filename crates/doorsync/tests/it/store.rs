@@ -622,6 +622,7 @@ testkit::on_both_backends!(
     credentials_are_sealed_at_rest,
     no_secret_appears_in_the_records_table,
     a_write_racing_a_delete_never_leaves_a_dangling_reference,
+    credentials_are_never_dropped_unread_or_sent_to_a_new_host,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
@@ -816,6 +817,93 @@ async fn a_write_racing_a_delete_never_leaves_a_dangling_reference(backend: Back
         "a write and the delete of its target both succeeded"
     );
     assert!(deletes > 0, "the race never let a delete through");
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn credentials_are_never_dropped_unread_or_sent_to_a_new_host(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let with = |secret: Option<&str>, api_url: Option<&str>| {
+        let mut c = connection_with(
+            "brivo",
+            Credentials {
+                client_secret: secret.map(str::to_owned),
+                ..Default::default()
+            },
+        );
+        c.api_url = api_url.map(str::to_owned);
+        Record::Connection(c)
+    };
+    let secret_of = |r: Option<Record>| match r {
+        Some(Record::Connection(c)) => c.credentials.client_secret,
+        _ => panic!("no connection"),
+    };
+    store
+        .put(with(Some("s3cret"), Some("https://api.example")), now)
+        .await
+        .unwrap();
+    // Started without the key, or with another, a settings-only write is refused and the
+    // sealed credentials stay as they were.
+    for other in [
+        SqlStore::connect(&db.url).await.unwrap(),
+        SqlStore::connect(&db.url)
+            .await
+            .unwrap()
+            .with_secret_key(SecretKey::parse(&SecretKey::generate()).unwrap()),
+    ] {
+        let err = other
+            .put(with(None, Some("https://api.example")), now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::CredentialsUnreadable(_)),
+            "{err:?}"
+        );
+        other.close().await;
+    }
+    assert_eq!(
+        secret_of(store.get(Kind::Connection, "brivo").await.unwrap()).as_deref(),
+        Some("s3cret"),
+        "the right key still opens them"
+    );
+    // Pointing the connection elsewhere without the credentials is refused...
+    let err = store
+        .put(with(None, Some("https://evil.example")), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "api_url",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        secret_of(store.get(Kind::Connection, "brivo").await.unwrap()).as_deref(),
+        Some("s3cret")
+    );
+    // ...and with them, only what was sent goes there.
+    let mut moved = connection_with(
+        "brivo",
+        Credentials {
+            api_key: Some("new-key".into()),
+            ..Default::default()
+        },
+    );
+    moved.api_url = Some("https://other.example".into());
+    store.put(Record::Connection(moved), now).await.unwrap();
+    let Some(Record::Connection(c)) = store.get(Kind::Connection, "brivo").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.credentials.api_key.as_deref(), Some("new-key"));
+    assert_eq!(c.credentials.client_secret, None, "the old secret followed");
     store.close().await;
     db.drop_db().await;
 }
