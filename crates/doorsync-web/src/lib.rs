@@ -7,6 +7,7 @@ pub mod error;
 pub mod input;
 pub mod openapi;
 mod schema;
+pub mod server;
 pub mod sync;
 
 use axum::Router;
@@ -77,13 +78,11 @@ async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
 }
 
 /// Serves `app` on an already bound listener until `shutdown` completes, then finishes the
-/// requests in flight.
+/// requests in flight, with the default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, server::Limits::default(), shutdown).await
 }

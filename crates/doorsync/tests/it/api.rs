@@ -902,3 +902,136 @@ testkit::on_both_backends!(
     links_control_items_and_access_explains_why,
     openapi_describes_every_route,
 );
+
+mod limits {
+    use axum::Router;
+    use axum::routing::get;
+    use doorsync_web::server::{Limits, serve};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn start(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        let task = tokio::spawn(async move {
+            serve(listener, app, limits, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        (addr, stop, task)
+    }
+
+    /// A connection that sends half a request and then nothing.
+    async fn half_request(addr: std::net::SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        s
+    }
+
+    /// Reads until the server closes; `true` when it did within `within`.
+    async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        tokio::time::timeout(within, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    async fn health(addr: std::net::SocketAddr) -> Option<String> {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+            .await
+            .ok()?
+            .ok()?;
+        Some(out)
+    }
+
+    #[tokio::test]
+    async fn slow_clients_are_cut_off_and_cannot_starve_the_service() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 8,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut slow = vec![];
+        for _ in 0..8 {
+            slow.push(half_request(addr).await);
+        }
+        // Over the cap: closed at once, unanswered.
+        let mut extra = half_request(addr).await;
+        assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
+        // The slow ones are cut off by the header deadline...
+        for s in &mut slow {
+            assert!(
+                closed_within(s, Duration::from_secs(5)).await,
+                "a half-sent request held its connection open"
+            );
+        }
+        // ...and an idle keep-alive connection too.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(closed_within(&mut idle, Duration::from_secs(5)).await);
+        // Then the service answers again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut answered = None;
+        while tokio::time::Instant::now() < deadline {
+            answered = health(addr).await;
+            if answered.is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            answered.is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+            "no answer after the slow clients were cut off"
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_within_its_drain_time_despite_a_half_sent_request() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(600),
+            max_connections: 8,
+            drain_timeout: Duration::from_millis(500),
+        };
+        let (addr, stop, task) = start(limits).await;
+        let _held = half_request(addr).await;
+        // Let the server take the connection before it is told to stop.
+        assert!(health(addr).await.is_some());
+        stop.send(()).unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_ok(),
+            "shutdown waited for a client that never finishes its request"
+        );
+    }
+}
