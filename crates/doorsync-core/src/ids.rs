@@ -5,7 +5,9 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("an id is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'")]
+    #[error(
+        "an id is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', other than \".\" and \"..\""
+    )]
     Id,
     #[error("not an e-mail address")]
     Email,
@@ -20,7 +22,10 @@ pub struct Id(String);
 
 impl Id {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
+        // `.` and `..` would name a path segment's parent in a URL, not a record.
         let ok = (1..=128).contains(&s.len())
+            && s != "."
+            && s != ".."
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         if ok {
@@ -54,6 +59,12 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// Unicode's bidirectional embeddings, overrides and isolates: text carrying them can display
+/// in another order than it reads (a name that shows as someone else's), so no value takes them.
+pub fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// An e-mail address, checked for shape (one `@`, a dotted domain, no spaces), not deliverability.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -71,9 +82,12 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && !s
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+            && !s.chars().any(|c| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || is_bidi_override(c)
+                    || matches!(c, '<' | '>' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+            });
         if ok {
             Ok(Email(s.to_owned()))
         } else {
@@ -131,7 +145,8 @@ mod tests {
         assert!(Id::parse(&"x".repeat(128)).is_ok());
         assert_eq!(Id::parse(""), Err(ParseError::Id));
         assert_eq!(Id::parse(&"x".repeat(129)), Err(ParseError::Id));
-        for bad in ["a b", "a/b", "é", "a?b", "a%20"] {
+        assert!(Id::parse("...").is_ok());
+        for bad in ["a b", "a/b", "é", "a?b", "a%20", ".", ".."] {
             assert_eq!(Id::parse(bad), Err(ParseError::Id), "{bad}");
         }
     }
@@ -148,6 +163,8 @@ mod tests {
             "a@b@c.com",
             "a@.com",
             "a@x..com",
+            "ana\u{202E}moc@example.com",
+            "ana@example.com\u{2066}",
         ] {
             assert_eq!(Email::parse(bad), Err(ParseError::Email), "{bad}");
         }

@@ -17,7 +17,7 @@ pub use entitlement::{
     customer_entitlements, visitor_entitlements,
 };
 pub use explain::{AccessState, GroupAccess, Reason, explain};
-pub use ids::{Email, Id, ParseError, Zone};
+pub use ids::{Email, Id, ParseError, Zone, is_bidi_override};
 pub use model::*;
 pub use plan::{Op, Plan, Policy, ProviderUser, diff};
 pub use subject::Subject;

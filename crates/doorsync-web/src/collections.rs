@@ -41,6 +41,12 @@ fn name(field: &'static str, s: String) -> Result<String, ApiError> {
             "control characters are not allowed",
         ));
     }
+    if t.chars().any(is_bidi_override) {
+        return Err(ApiError::invalid(
+            field,
+            "bidirectional override characters (U+202A to U+202E, U+2066 to U+2069) are not allowed",
+        ));
+    }
     Ok(t.to_owned())
 }
 
@@ -52,8 +58,53 @@ fn buffer(
         Some(d) if d.is_negative() || d > SignedDuration::from_hours(24) => {
             Err(ApiError::invalid(field, "must be between PT0S and PT24H"))
         }
+        Some(d) if d.subsec_nanos() % 1_000_000 != 0 => Err(ApiError::invalid(
+            field,
+            "must be a whole number of milliseconds",
+        )),
         d => Ok(d),
     }
+}
+
+/// An ISO 8601 duration (`PT15M`), nothing else: jiff would also read its own friendly form
+/// (`15m`), which the API does not promise and the OpenAPI does not describe.
+fn iso_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SignedDuration>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if !(s.starts_with('P') || s.starts_with('p')) {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not an ISO 8601 duration such as PT15M"
+        )));
+    }
+    s.parse::<SignedDuration>().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("{s:?} is not an ISO 8601 duration such as PT15M"))
+    })
+}
+
+/// Dates and instants the rules can compute with: years 1900 to 9998 (a lead or lag added to
+/// the last representable instant would overflow, and year 0 is no one's booking).
+fn instant(field: &'static str, t: Timestamp) -> Result<Timestamp, ApiError> {
+    let year = jiff::tz::TimeZone::UTC.to_datetime(t).year();
+    if !(1900..=9998).contains(&year) {
+        return Err(ApiError::invalid(
+            field,
+            "must be between the years 1900 and 9998",
+        ));
+    }
+    Ok(t)
+}
+
+fn day(field: &'static str, d: Date) -> Result<Date, ApiError> {
+    if !(1900..=9998).contains(&d.year()) {
+        return Err(ApiError::invalid(
+            field,
+            "must be between the years 1900 and 9998",
+        ));
+    }
+    Ok(d)
 }
 
 /// A provider base URL: `https`, or `http` to a loopback host only (a test double or a local
@@ -252,9 +303,11 @@ pub struct LocationBody {
     pub site_id: Option<String>,
     /// Access starts this long before a booking or visit (ISO 8601 duration, default PT15M).
     #[schema(value_type = Option<String>, example = "PT15M")]
+    #[serde(default, deserialize_with = "iso_duration")]
     pub lead: Option<SignedDuration>,
     /// Access ends this long after a booking or visit (ISO 8601 duration, default PT15M).
     #[schema(value_type = Option<String>, example = "PT15M")]
+    #[serde(default, deserialize_with = "iso_duration")]
     pub lag: Option<SignedDuration>,
 }
 
@@ -322,9 +375,11 @@ pub struct ResourceBody {
     pub name: String,
     /// Overrides the location's lead.
     #[schema(value_type = Option<String>, example = "PT10M")]
+    #[serde(default, deserialize_with = "iso_duration")]
     pub lead: Option<SignedDuration>,
     /// Overrides the location's lag.
     #[schema(value_type = Option<String>, example = "PT10M")]
+    #[serde(default, deserialize_with = "iso_duration")]
     pub lag: Option<SignedDuration>,
 }
 
@@ -504,8 +559,8 @@ impl Collection for Bookings {
             id,
             customer_id: b.customer_id,
             resource_id: b.resource_id,
-            start: b.start,
-            end: b.end,
+            start: instant("start", b.start)?,
+            end: instant("end", b.end)?,
             status: b.status,
             cancelled_at: None,
         }))
@@ -566,8 +621,8 @@ impl Collection for Contracts {
             id,
             customer_id: b.customer_id,
             desk_ids: b.desk_ids,
-            start_date: b.start_date,
-            end_date: b.end_date,
+            start_date: day("start_date", b.start_date)?,
+            end_date: b.end_date.map(|d| day("end_date", d)).transpose()?,
             status: b.status,
             cancelled_at: None,
         }))
@@ -617,8 +672,8 @@ impl Collection for PassGrants {
             id,
             customer_id: b.customer_id,
             pass_id: b.pass_id,
-            valid_from: b.valid_from,
-            valid_until: b.valid_until,
+            valid_from: instant("valid_from", b.valid_from)?,
+            valid_until: instant("valid_until", b.valid_until)?,
             uses: b.uses,
         }))
     }
@@ -662,8 +717,8 @@ impl Collection for Visitors {
             email: b.email,
             host_customer_id: b.host_customer_id,
             location_id: b.location_id,
-            arrival: b.arrival,
-            departure: b.departure,
+            arrival: instant("arrival", b.arrival)?,
+            departure: b.departure.map(|d| instant("departure", d)).transpose()?,
         }))
     }
 }

@@ -23,15 +23,18 @@ pub fn json<T: DeserializeOwned>(
             ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text())
         }
     })?;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        if !(ct.starts_with("application/json") || ct.contains("+json")) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("send JSON (Content-Type: application/json), not {ct:?}"),
-            ));
-        }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    if !ct.as_deref().is_some_and(is_json) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            match ct {
+                Some(ct) => format!("send JSON (Content-Type: application/json), not {ct:?}"),
+                None => "send JSON with Content-Type: application/json".to_owned(),
+            },
+        ));
     }
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}"))
@@ -52,6 +55,20 @@ pub fn json<T: DeserializeOwned>(
         ApiError::invalid(field, strip_position(&message))
     })?;
     Ok(value)
+}
+
+/// `application/json` or a `+json` type, with parameters (`; charset=utf-8`) allowed.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.len() > 5 && sub.ends_with("+json"))
 }
 
 /// A query parameter or free text: control characters (NUL among them) are refused, since
@@ -95,7 +112,31 @@ mod tests {
     }
 
     fn parse(s: &str) -> Result<T, ApiError> {
-        json(&HeaderMap::new(), Ok(Bytes::from(s.to_owned())))
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        json(&h, Ok(Bytes::from(s.to_owned())))
+    }
+
+    #[test]
+    fn only_json_media_types_are_read() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in [
+            "application/jsonfoo",
+            "text/plain",
+            "application/+json",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json(bad), "{bad}");
+        }
+        let e = json::<T>(&HeaderMap::new(), Ok(Bytes::from_static(b"{}"))).unwrap_err();
+        assert_eq!(e.status.as_u16(), 415);
     }
 
     #[test]

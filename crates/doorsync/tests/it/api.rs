@@ -454,6 +454,54 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
             "uses",
         ),
         (
+            "a duration in jiff's friendly form, not ISO 8601",
+            "/api/v1/resources/z",
+            json!({"location_id": "L", "name": "Room", "lead": "15m"}),
+            422,
+            "validation_failed",
+            "lead",
+        ),
+        (
+            "a duration finer than a millisecond",
+            "/api/v1/resources/z",
+            json!({"location_id": "L", "name": "Room", "lag": "PT0.0001S"}),
+            422,
+            "validation_failed",
+            "lag",
+        ),
+        (
+            "year 0000",
+            "/api/v1/contracts/z",
+            json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": "0000-01-01"}),
+            422,
+            "validation_failed",
+            "start_date",
+        ),
+        (
+            "a booking in year 0000",
+            "/api/v1/bookings/z",
+            json!({"customer_id": "a", "resource_id": "R", "start": "0000-06-01T10:00:00Z", "end": "0000-06-01T11:00:00Z"}),
+            422,
+            "validation_failed",
+            "start",
+        ),
+        (
+            "a bidirectional override in a name",
+            "/api/v1/customers/z",
+            json!({"name": "Ana \u{202E}nimda", "email": "z@example.com"}),
+            422,
+            "validation_failed",
+            "name",
+        ),
+        (
+            "a bidirectional isolate in an e-mail",
+            "/api/v1/customers/z",
+            json!({"name": "Ana", "email": "z\u{2067}@example.com"}),
+            422,
+            "validation_failed",
+            "email",
+        ),
+        (
             "visit ends before it starts",
             "/api/v1/visitors/z",
             json!({"name": "V", "email": "v@example.com", "host_customer_id": "a", "location_id": "L", "arrival": "2026-06-01T10:00:00Z", "departure": "2026-06-01T09:00:00Z"}),
@@ -594,6 +642,49 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
         .unwrap();
     assert_eq!(res.status(), 415);
     assert_eq!(app.get_json("/api/v1/customers/z").await.0, 404);
+    // No Content-Type, or one that only starts like JSON's: 415 too.
+    for ct in [None, Some("application/jsonfoo")] {
+        let mut req = app
+            .client
+            .put(app.url("/api/v1/customers/z"))
+            .bearer_auth(&app.token)
+            .body(r#"{"name": "Z", "email": "z@example.com"}"#);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 415, "{ct:?}");
+    }
+    assert_eq!(app.get_json("/api/v1/customers/z").await.0, 404);
+    // Ids `.` and `..` name no record (sent raw: an HTTP client would resolve them away).
+    for bad in ["%2E", "%2E%2E"] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = reqwest::Url::parse(&app.url("/")).unwrap();
+        let mut s = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+            .await
+            .unwrap();
+        let body = r#"{"name": "Dot", "email": "dot@example.com"}"#;
+        let req = format!(
+            "PUT /api/v1/customers/{bad} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            app.token,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 400"), "{bad}: {out}");
+    }
+    // The scheme of the Authorization header is case-insensitive.
+    for scheme in ["BEARER", "bearer", "Bearer", "bEaReR"] {
+        let res = app
+            .client
+            .get(app.url("/api/v1/customers"))
+            .header("authorization", format!("{scheme} {}", app.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{scheme}");
+    }
     // A customer still referenced cannot be deleted, and stays.
     let booking = json!({"customer_id": "a", "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"});
     assert_eq!(app.put_json("/api/v1/bookings/B", booking).await.0, 201);
