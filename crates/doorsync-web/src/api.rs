@@ -40,8 +40,11 @@ impl Routes {
         let one = format!("/api/v1/{}/{{id}}", C::PATH);
         self.add(&many, &["get"], get(list::<C>)).add(
             &one,
-            &["get", "put", "delete"],
-            get(get_one::<C>).put(put_one::<C>).delete(delete_one::<C>),
+            &["get", "put", "patch", "delete"],
+            get(get_one::<C>)
+                .put(put_one::<C>)
+                .patch(patch_one::<C>)
+                .delete(delete_one::<C>),
         )
     }
 }
@@ -204,6 +207,57 @@ async fn put_one<C: Collection>(
         StatusCode::OK
     };
     Ok((status, Json(C::render(&written.record))))
+}
+
+/// JSON Merge Patch (RFC 7396): the fields sent replace the stored ones, `null` removes one
+/// (back to its default), the rest stay. The record is read, patched as a whole body, checked
+/// and written like a `PUT`.
+async fn patch_one<C: Collection>(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(path)?;
+    let patch: Value = input::json(&headers, body)?;
+    let current = st
+        .store
+        .get(C::KIND, id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("{} {id:?}", C::KIND.as_str())))?;
+    let mut doc = C::render(&current);
+    if let Value::Object(fields) = &mut doc {
+        fields.remove("id");
+        for (name, _) in C::read_only() {
+            fields.remove(name);
+        }
+    }
+    merge_patch(&mut doc, patch);
+    let body: C::Body = input::from_value(doc)?;
+    let record = C::into_record(id, body)?;
+    let written = st.store.put(record, st.clock.now()).await?;
+    st.wake();
+    Ok(Json(C::render(&written.record)))
+}
+
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(fields) = target else {
+        return;
+    };
+    for (k, v) in patch {
+        if v.is_null() {
+            fields.remove(&k);
+        } else {
+            merge_patch(fields.entry(k).or_insert(Value::Null), v);
+        }
+    }
 }
 
 async fn delete_one<C: Collection>(

@@ -39,6 +39,11 @@ pub fn json<T: DeserializeOwned>(
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("malformed_json", "body", format!("malformed JSON: {e}"))
     })?;
+    from_value(value)
+}
+
+/// A JSON object read into `T`, each failure naming its field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     // serde would read a struct from an array too; the API takes objects only.
     if !value.is_object() {
         return Err(ApiError::invalid("body", "expected a JSON object"));

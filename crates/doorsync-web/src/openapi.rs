@@ -196,6 +196,7 @@ impl Doc {
                     ResponsesBuilder::new(),
                     &[
                         ("400", "Malformed JSON or a bad id"),
+                        ("409", "The stored credentials cannot be read (connections)"),
                         ("413", "Body over 1 MiB"),
                         ("415", "Not JSON"),
                         (
@@ -206,6 +207,49 @@ impl Doc {
                 )
                 .response("200", json_response("Replaced", Some(reference(title))))
                 .response("201", json_response("Created", Some(reference(title)))),
+            );
+        let patch = OperationBuilder::new()
+            .operation_id(Some(format!("patch_{singular}")))
+            .summary(Some(format!(
+                "Change some fields of a {} (JSON Merge Patch, RFC 7396)",
+                singular.replace('_', " ")
+            )))
+            .description(Some(
+                "The fields sent replace the stored ones, `null` removes one (back to its default), \
+                 the others stay as they are; the result is checked like a PUT. Write-only \
+                 credentials left out are kept.",
+            ))
+            .tag(tag)
+            .parameter(id())
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/merge-patch+json",
+                        ContentBuilder::new()
+                            .schema(Some(ObjectBuilder::new().description(Some(format!(
+                                "Any subset of the fields of {body}"
+                            )))))
+                            .build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ))
+            .responses(
+                errors(
+                    ResponsesBuilder::new(),
+                    &[
+                        ("400", "Malformed JSON or a bad id"),
+                        ("404", "No such record"),
+                        ("409", "The stored credentials cannot be read (connections)"),
+                        ("413", "Body over 1 MiB"),
+                        ("415", "Not JSON"),
+                        (
+                            "422",
+                            "A field is invalid or names a record that does not exist",
+                        ),
+                    ],
+                )
+                .response("200", json_response("Changed", Some(reference(title)))),
             );
         let delete = OperationBuilder::new()
             .operation_id(Some(format!("delete_{singular}")))
@@ -225,6 +269,7 @@ impl Doc {
             );
         let mut one = PathItem::new(HttpMethod::Get, get);
         one.put = Some(put.build());
+        one.patch = Some(patch.build());
         one.delete = Some(delete.build());
         self.paths = self
             .paths

@@ -211,6 +211,25 @@ impl App {
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// PATCHes with a JSON Merge Patch and returns the status and JSON body.
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        patch: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let res = self.get(path).send().await.expect("request");
         let status = res.status().as_u16();

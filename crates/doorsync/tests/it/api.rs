@@ -112,6 +112,29 @@ async fn every_collection_is_upserted_read_listed_and_deleted(backend: Backend) 
                 assert_eq!(&read[k], v, "{collection}.{k}");
             }
         }
+        // An empty merge patch changes nothing; a patch of one field changes only that one.
+        let (status, patched) = app.patch_json(&one, json!({})).await;
+        assert_eq!((status, &patched), (200, &read), "{collection}");
+        let (field, value) = match collection {
+            "connections" => ("no_access_policy", json!("suspend")),
+            "locations" | "passes" | "resources" | "desks" | "customers" | "teams" | "visitors"
+            | "doors" => ("name", json!("Patched")),
+            "bookings" => ("status", json!("cancelled")),
+            "contracts" => ("end_date", json!("2026-11-30")),
+            "pass-grants" => ("uses", json!(3)),
+            other => panic!("no patch case for {other}"),
+        };
+        let (status, patched) = app.patch_json(&one, json!({ field: value })).await;
+        assert_eq!(status, 200, "{collection}: {patched}");
+        assert_eq!(patched[field], value, "{collection}");
+        for (k, v) in read.as_object().unwrap() {
+            if k != field && k != "cancelled_at" && k != "status_since" {
+                assert_eq!(
+                    &patched[k], v,
+                    "{collection}.{k} changed by a patch of {field}"
+                );
+            }
+        }
         let (status, page) = app
             .get_json(&format!("/api/v1/{collection}?limit=500"))
             .await;
@@ -674,6 +697,33 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 400"), "{bad}: {out}");
     }
+    // Merge patches: null restores a default, a bad value names its field, nothing half-written.
+    let (status, r) = app
+        .patch_json("/api/v1/resources/R", json!({"lead": null}))
+        .await;
+    assert_eq!((status, &r["lead"]), (200, &Value::Null), "{r}");
+    assert_eq!(r["name"], "Room 1", "{r}");
+    let (status, r) = app
+        .patch_json(
+            "/api/v1/resources/R",
+            json!({"lead": "15m", "name": "Renamed"}),
+        )
+        .await;
+    assert_eq!((status, &r["error"]["field"]), (422, &json!("lead")), "{r}");
+    assert_eq!(
+        app.get_json("/api/v1/resources/R").await.1["name"],
+        "Room 1"
+    );
+    let (status, r) = app
+        .patch_json("/api/v1/resources/R", json!({"id": "other"}))
+        .await;
+    assert_eq!((status, &r["error"]["field"]), (422, &json!("id")), "{r}");
+    let (status, _) = app.patch_json("/api/v1/resources/R", json!([1])).await;
+    assert_eq!(status, 422);
+    let (status, _) = app
+        .patch_json("/api/v1/resources/ghost", json!({"name": "x"}))
+        .await;
+    assert_eq!(status, 404);
     // The scheme of the Authorization header is case-insensitive.
     for scheme in ["BEARER", "bearer", "Bearer", "bEaReR"] {
         let res = app
