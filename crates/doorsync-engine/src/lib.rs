@@ -153,6 +153,9 @@ pub struct SyncStatus {
     /// Who holds a membership past its entitlement (a disabled connection), oldest first; at
     /// most 100, the counts per connection give the total.
     pub held_past_entitlement: Vec<doorsync_store::HeldPast>,
+    /// Links and locations that give nobody access: a group or site the connection's directory
+    /// does not have (it changed after they were set up), or a location without a connection.
+    pub setup_problems: Vec<doorsync_store::SetupProblem>,
 }
 
 impl Engine {
@@ -232,6 +235,7 @@ impl Engine {
             errors: store.error_counts().await?,
             connections,
             held_past_entitlement: store.held_past(None, 100).await?,
+            setup_problems: store.setup_problems().await?,
         })
     }
 }

@@ -11,10 +11,12 @@ mod reach;
 mod record;
 mod schedule;
 mod secrets;
+mod setup;
 mod sql;
 
 pub use record::{Kind, Record, Ref, link_key};
 pub use secrets::{SecretError, SecretKey};
+pub use setup::SetupProblem;
 pub use sql::{Backend, SqlStore};
 
 use async_trait::async_trait;
@@ -347,6 +349,8 @@ pub trait Store: Send + Sync + 'static {
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
     /// The name of every group read from any connection's provider, by group id.
     async fn group_names(&self) -> Result<BTreeMap<String, String>>;
+    /// Links and locations that give nobody access as things stand.
+    async fn setup_problems(&self) -> Result<Vec<SetupProblem>>;
     async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;
     /// Changes the columns one event touches, and no others, so concurrent writers (a pause, the
     /// audit, the call count) never undo each other.

@@ -425,6 +425,7 @@ impl Store for SqlStore {
             }
         }
         check_rules(&mut tx, &record).await?;
+        crate::setup::check(&mut tx, &record).await?;
         let before = match &old {
             Some(o) => reach(&mut tx, o).await?,
             None => Reach::Subjects(BTreeSet::new()),
@@ -735,6 +736,11 @@ impl Store for SqlStore {
         entries: &[DirectoryEntry],
     ) -> Result<()> {
         crate::mirror::replace_directory(&self.pool, connection, kind, entries).await
+    }
+
+    async fn setup_problems(&self) -> Result<Vec<SetupProblem>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::setup::problems(&mut conn).await
     }
 
     async fn group_names(&self) -> Result<BTreeMap<String, String>> {

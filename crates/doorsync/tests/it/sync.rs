@@ -433,6 +433,88 @@ async fn status(s: &SyncApp) -> serde_json::Value {
     s.app.get_json("/api/v1/sync/status").await.1
 }
 
+async fn setup_that_gives_nobody_access_is_refused_or_flagged(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
+        return;
+    };
+    let directory_read =
+        || async { !status(&s).await["connections"][0]["last_directory_at"].is_null() };
+    assert!(s.eventually(WAIT, directory_read).await, "directory read");
+    // Once the directory is known, a group or site it lacks is refused, naming the field.
+    let (code, body) = s
+        .app
+        .put_json(
+            "/api/v1/links/resource/room-1",
+            json!({"group_id": "987654"}),
+        )
+        .await;
+    assert_eq!(
+        (code, &body["error"]["field"]),
+        (422, &json!("group_id")),
+        "{body}"
+    );
+    let (code, body) = s
+        .app
+        .patch_json("/api/v1/locations/hq", json!({"site_id": "987654"}))
+        .await;
+    assert_eq!(
+        (code, &body["error"]["field"]),
+        (422, &json!("site_id")),
+        "{body}"
+    );
+    assert!(
+        status(&s).await["setup_problems"] == json!([]),
+        "{}",
+        status(&s).await
+    );
+    // A group deleted in Brivo after it was linked: flagged at the next directory read.
+    s.brivo
+        .delete_group(s.group("Private Office 2"))
+        .await
+        .unwrap();
+    let (code, _) = s
+        .app
+        .patch_json(
+            "/api/v1/connections/brivo",
+            json!({"monthly_call_budget": 100001}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let flagged = || async {
+        status(&s).await["setup_problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "desk:office-2" && p["problem"] == "group_not_in_directory")
+    };
+    assert!(s.eventually(WAIT, flagged).await, "{}", status(&s).await);
+    // A location without a connection whose items are linked gives nobody access: said so.
+    s.put_ok(
+        "/api/v1/locations/annex",
+        json!({"name": "Annex", "timezone": "Europe/London"}),
+    )
+    .await;
+    s.put_ok(
+        "/api/v1/resources/annex-room",
+        json!({"location_id": "annex", "name": "Annex Room"}),
+    )
+    .await;
+    s.put_ok(
+        "/api/v1/links/resource/annex-room",
+        json!({"group_id": s.group("Meeting Room 1").to_string()}),
+    )
+    .await;
+    let problems = status(&s).await["setup_problems"].clone();
+    assert!(
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "annex" && p["problem"] == "no_connection"),
+        "{problems}"
+    );
+}
+
 async fn faults_are_survived_and_everything_converges(backend: Backend) {
     let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
         return;
@@ -998,6 +1080,7 @@ testkit::on_both_backends!(
     each_no_access_policy_is_applied_and_undone,
     visitors_get_the_visitor_groups_for_their_visit,
     drift_is_repaired_and_unmanaged_groups_are_left_alone,
+    setup_that_gives_nobody_access_is_refused_or_flagged,
 );
 
 /// The checker itself must catch both kinds of violation.
