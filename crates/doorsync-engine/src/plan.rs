@@ -34,8 +34,9 @@ pub enum Change {
 pub struct PlannedChange {
     pub customer_id: Id,
     pub group_id: ProviderId,
-    /// `add`, `remove`, or `release`: the group would no longer be managed at all, so doorsync
-    /// would leave its members as they are.
+    /// `add`, `remove`, or `release`: the group would no longer be managed at all and doorsync
+    /// did not add this member, so it would leave the membership as it is. A member doorsync
+    /// itself added to a group nothing manages any more is a `remove`.
     pub op: &'static str,
 }
 
@@ -188,6 +189,13 @@ pub async fn preview(
             apply(&mut changed.catalog, change);
         }
         let after = desired(&customer_entitlements(&changed), now);
+        let subject = Subject::Customer(id.clone());
+        let mut added = BTreeSet::new();
+        for c in store.mirror_connections_of(&subject).await? {
+            if let Some(m) = store.mirror_user(&c, &subject).await? {
+                added.extend(m.added);
+            }
+        }
         for g in after.difference(&before) {
             out.adds += 1;
             out.changes.push(PlannedChange {
@@ -197,8 +205,9 @@ pub async fn preview(
             });
         }
         for g in before.difference(&after) {
-            // A group nothing manages any more is released, not emptied: doorsync stops touching it.
-            let op = if managed.contains(g) {
+            // A group nothing manages any more is released, not emptied: doorsync stops touching
+            // it, except to take out the members it put there itself.
+            let op = if managed.contains(g) || added.contains(g) {
                 out.removes += 1;
                 "remove"
             } else {

@@ -727,15 +727,49 @@ async fn invitations_and_profile_changes_reach_brivo(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let plan: serde_json::Value = res.json().await.unwrap();
-    // Nothing else manages "Day Pass": unlinking releases it (its members stay), it does not empty it.
+    // Nothing else manages "Day Pass", but doorsync put ana there itself: unlinking takes her
+    // out, and the preview says so before it happens.
     assert_eq!(
         (plan["removes"].as_i64(), plan["releases"].as_i64()),
-        (Some(0), Some(1)),
+        (Some(1), Some(0)),
         "{plan}"
     );
     assert_eq!(plan["changes"][0]["customer_id"], "ana");
-    assert_eq!(plan["changes"][0]["op"], "release");
-    assert_eq!(s.members("Day Pass").await, ["ana"]);
+    assert_eq!(plan["changes"][0]["op"], "remove");
+    assert_eq!(
+        s.members("Day Pass").await,
+        ["ana"],
+        "a preview applies nothing"
+    );
+    // A member put in "Day Pass" by hand stays when the link goes; ana, whom doorsync added, leaves.
+    let by_hand = s
+        .brivo
+        .create_user(&brivo_client::NewUser {
+            first_name: "Hand".into(),
+            last_name: "Made".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.brivo
+        .add_user_to_group(s.group("Day Pass"), by_hand.id)
+        .await
+        .unwrap();
+    let res = s
+        .app
+        .delete("/api/v1/links/pass/day-pass")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(
+        s.eventually(WAIT, || async {
+            s.members("Day Pass").await == [format!("#{}", by_hand.id)]
+        })
+        .await,
+        "{:?}",
+        s.members("Day Pass").await
+    );
     let metrics = s
         .app
         .get("/metrics")
