@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod allotment;
 mod auth;
 mod client;
 mod config;
@@ -60,6 +61,7 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+pub use allotment::Allotment;
 pub use client::BrivoClient;
 pub use config::{ClientConfig, EU_API_URL, EU_AUTH_URL, Grant, US_API_URL, US_AUTH_URL};
 pub use error::{BrivoError, ErrorKind};

@@ -89,9 +89,12 @@ async fn account(State(sim): State<AppState>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConfigBody {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    config_tool_admin: Option<bool>,
+    wallet_passes: Option<u64>,
 }
 
 fn config_view(sim: &AppState) -> Response {
@@ -99,6 +102,8 @@ fn config_view(sim: &AppState) -> Response {
     ok_json(&json!({
         "access_token_ttl_secs": rt.access_ttl.as_secs(),
         "refresh_token_ttl_secs": rt.refresh_ttl.as_secs(),
+        "config_tool_admin": rt.config_tool_admin,
+        "wallet_passes": rt.wallet_passes,
     }))
 }
 
@@ -115,6 +120,12 @@ async fn put_config(State(sim): State<AppState>, bytes: Bytes) -> ApiResult {
         }
         if let Some(s) = req.refresh_token_ttl_secs {
             rt.refresh_ttl = std::time::Duration::from_secs(s);
+        }
+        if let Some(admin) = req.config_tool_admin {
+            rt.config_tool_admin = admin;
+        }
+        if let Some(n) = req.wallet_passes {
+            rt.wallet_passes = n;
         }
     }
     Ok(config_view(&sim))

@@ -23,7 +23,10 @@ pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
 pub fn router(sim: Arc<Sim>) -> Router {
     let api = Router::new()
         .merge(users::routes())
-        .merge(groups::routes())
+        .merge(groups::routes().route_layer(middleware::from_fn_with_state(
+            sim.clone(),
+            groups::config_tool_admins_only,
+        )))
         .merge(sites::routes())
         .merge(invitations::routes())
         .merge(events::routes())

@@ -52,6 +52,22 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Brivo's group endpoints are "only available to Brivo Account Config Tool Administrators":
+/// any other administrator gets 403 on every one of them.
+pub async fn config_tool_admins_only(
+    State(sim): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !sim.runtime().config_tool_admin {
+        return axum::response::IntoResponse::into_response(ApiError::new(
+            403,
+            "This endpoint is only available to Brivo Account Config Tool Administrators",
+        ));
+    }
+    next.run(req).await
+}
+
 pub fn unknown_group() -> ApiError {
     ApiError::not_found("Unknown Group")
 }

@@ -31,6 +31,7 @@ const VALIDITY: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 36
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users/{id}/credentials", get(user_credentials))
+        .route("/credentials/digital/allotment", get(allotment))
         .route(
             "/users/{id}/credentials/digital-invitations",
             get(list_invitations)
@@ -123,6 +124,7 @@ async fn create_invitation(
         None => return Err(ApiError::bad_request("referenceId is required")),
     };
     let now = to_millis(Timestamp::now());
+    let wallet_passes = sim.runtime().wallet_passes;
     let (view, first_name, invitation) = sim.write(|s| {
         let user_id = existing_user(s, &id)?;
         s.expire_invitations(now);
@@ -134,6 +136,12 @@ async fn create_invitation(
             return Err(ApiError::new(
                 409,
                 "There is already a pending invitation for the cardHolder. No new invitation will be generated",
+            ));
+        }
+        if assigned_passes(s) >= wallet_passes {
+            return Err(ApiError::new(
+                412,
+                "You don't have any Brivo Wallet Passes available.",
             ));
         }
         let credential_id = s.alloc_id();
@@ -168,6 +176,32 @@ async fn create_invitation(
         send_invitation_mail(&sim, &invitation, &first_name);
     }
     Ok(ok_json(&view))
+}
+
+/// Passes in use: invitations pending or redeemed (an expired or cancelled one gives its pass
+/// back).
+fn assigned_passes(s: &crate::state::State) -> u64 {
+    s.invitations
+        .values()
+        .filter(|i| {
+            matches!(
+                i.status,
+                InvitationStatus::Pending | InvitationStatus::Redeemed
+            )
+        })
+        .count() as u64
+}
+
+async fn allotment(State(sim): State<AppState>) -> ApiResult {
+    let allotted = sim.runtime().wallet_passes;
+    let now = to_millis(Timestamp::now());
+    let assigned = sim.write(|s| {
+        s.expire_invitations(now);
+        assigned_passes(s)
+    });
+    Ok(ok_json(
+        &json!({ "allotted": allotted, "assigned": assigned }),
+    ))
 }
 
 fn send_invitation_mail(sim: &Arc<Sim>, invitation: &Invitation, first_name: &str) {

@@ -39,6 +39,11 @@ pub struct Runtime {
     /// (method, templated path, status) → count; status 0 = connection dropped.
     pub requests: BTreeMap<(String, String, u16), u64>,
     pub deliveries: Vec<Delivery>,
+    /// Whether the administrator is an Account Config Tool Administrator: group endpoints answer
+    /// 403 to anyone else.
+    pub config_tool_admin: bool,
+    /// The account's Brivo Wallet (Mobile) Passes: invitations beyond it answer 412.
+    pub wallet_passes: u64,
 }
 
 /// One webhook delivery attempt series, for tests and operators to inspect.
@@ -67,9 +72,14 @@ impl Runtime {
             rate_windows: HashMap::new(),
             requests: BTreeMap::new(),
             deliveries: Vec::new(),
+            config_tool_admin: true,
+            wallet_passes: DEFAULT_WALLET_PASSES,
         }
     }
 }
+
+/// A generous allotment, so that only a test that lowers it meets the 412.
+pub const DEFAULT_WALLET_PASSES: u64 = 10_000;
 
 impl Sim {
     pub fn new(base_url: String, options: SimOptions) -> anyhow::Result<Self> {

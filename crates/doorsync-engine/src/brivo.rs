@@ -31,6 +31,20 @@ fn error(e: BrivoError) -> ProviderError {
     }
 }
 
+/// A 403 from a group endpoint: the administrator lacks the role those endpoints need, which
+/// no customer's retry can fix.
+fn group_error(e: BrivoError) -> ProviderError {
+    if e.kind() == brivo_client::ErrorKind::Forbidden {
+        return ProviderError::new(
+            ErrorKind::Permission,
+            format!(
+                "Brivo refused a group call: the connection's administrator must be an Account Config Tool Administrator in Brivo Access ({e})"
+            ),
+        );
+    }
+    error(e)
+}
+
 fn id(s: &str) -> ProviderResult<u64> {
     s.parse().map_err(|_| {
         ProviderError::new(
@@ -140,18 +154,22 @@ impl Provider for BrivoProvider {
         self.client
             .add_user_to_group(id(group_id)?, id(user_id)?)
             .await
-            .map_err(error)
+            .map_err(group_error)
     }
 
     async fn remove_from_group(&self, group_id: &str, user_id: &str) -> ProviderResult<()> {
         self.client
             .remove_user_from_group(id(group_id)?, id(user_id)?)
             .await
-            .map_err(error)
+            .map_err(group_error)
     }
 
     async fn user_groups(&self, user_id: &str) -> ProviderResult<BTreeSet<String>> {
-        let groups = self.client.user_groups(id(user_id)?).await.map_err(error)?;
+        let groups = self
+            .client
+            .user_groups(id(user_id)?)
+            .await
+            .map_err(group_error)?;
         Ok(groups.into_iter().map(|g| g.id.to_string()).collect())
     }
 
@@ -160,7 +178,7 @@ impl Provider for BrivoProvider {
             .client
             .group_members(id(group_id)?)
             .await
-            .map_err(error)?
+            .map_err(group_error)?
             .into_iter()
             .map(remote)
             .collect())
@@ -179,12 +197,65 @@ impl Provider for BrivoProvider {
         {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == brivo_client::ErrorKind::Conflict => Ok(()),
+            // "You don't have any Brivo Wallet Passes available."
+            Err(e) if e.kind() == brivo_client::ErrorKind::PreconditionFailed => {
+                Err(ProviderError::new(ErrorKind::NoPassesLeft, e.to_string()))
+            }
             Err(e) => Err(error(e)),
         }
     }
 
+    /// Asks for pending invitations, then redeemed ones, rather than relying on what the list
+    /// returns without a status filter.
+    async fn invitation_state(&self, user_id: &str) -> ProviderResult<InvitationState> {
+        use brivo_client::InvitationStatus as S;
+        let user = id(user_id)?;
+        for (status, state) in [
+            (S::Pending, InvitationState::Pending),
+            (S::Redeemed, InvitationState::Redeemed),
+        ] {
+            let found = self
+                .client
+                .list_invitations(user, Some(status))
+                .await
+                .map_err(error)?;
+            if found.iter().any(|i| i.status == status) {
+                return Ok(state);
+            }
+        }
+        Ok(InvitationState::Lapsed)
+    }
+
+    async fn cancel_invitation(&self, user_id: &str) -> ProviderResult<()> {
+        match self.client.cancel_invitation(id(user_id)?).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == brivo_client::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    async fn pass_allotment(&self) -> ProviderResult<Option<PassAllotment>> {
+        let a = self.client.digital_allotment().await.map_err(error)?;
+        Ok(Some(PassAllotment {
+            allotted: a.allotted,
+            assigned: a.assigned,
+        }))
+    }
+
+    /// One page of one group: it answers only when Brivo is up and the administrator may use
+    /// group endpoints, the two things a pause waits for.
+    async fn probe(&self) -> ProviderResult<()> {
+        self.client
+            .groups(None)
+            .page_size(1)
+            .next_page()
+            .await
+            .map(|_| ())
+            .map_err(group_error)
+    }
+
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>> {
-        let groups = self.client.list_groups(None).await.map_err(error)?;
+        let groups = self.client.list_groups(None).await.map_err(group_error)?;
         Ok(groups
             .into_iter()
             .map(|g| RemoteEntry {

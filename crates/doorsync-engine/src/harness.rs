@@ -60,6 +60,11 @@ struct FakeState {
     next_id: u64,
     /// Every membership change, in order: (group, user, added?).
     history: Vec<(String, String, bool)>,
+    invitations: BTreeMap<String, InvitationState>,
+    /// Users invited, in order.
+    invited: Vec<String>,
+    /// Mobile Passes (allotted, assigned); `None` = no allotment.
+    passes: Option<(u64, u64)>,
 }
 
 /// An access-control system in memory.
@@ -193,6 +198,24 @@ impl Fake {
         })
     }
 
+    /// The users invited so far, in order (a re-send counts again).
+    pub fn invited(&self) -> Vec<String> {
+        self.st().invited.clone()
+    }
+
+    /// Every pending invitation expires.
+    pub fn expire_invitations(&self) {
+        for s in self.st().invitations.values_mut() {
+            if *s == InvitationState::Pending {
+                *s = InvitationState::Lapsed;
+            }
+        }
+    }
+
+    pub fn set_passes(&self, allotted: u64, assigned: u64) {
+        self.st().passes = Some((allotted, assigned));
+    }
+
     fn not_found(what: &str) -> ProviderError {
         ProviderError::new(ErrorKind::NotFound, format!("{what} not found"))
     }
@@ -303,10 +326,51 @@ impl Provider for Fake {
     }
     async fn invite(&self, user_id: &str, _: &str) -> ProviderResult<()> {
         self.call("invite".into()).await?;
-        if !self.st().users.contains_key(user_id) {
+        let mut st = self.st();
+        if !st.users.contains_key(user_id) {
             return Err(Fake::not_found("user"));
         }
+        if st.invitations.get(user_id) == Some(&InvitationState::Pending) {
+            return Ok(());
+        }
+        if let Some((allotted, assigned)) = &mut st.passes {
+            if *assigned >= *allotted {
+                return Err(ProviderError::new(
+                    ErrorKind::NoPassesLeft,
+                    "no Wallet Passes available",
+                ));
+            }
+            *assigned += 1;
+        }
+        st.invitations
+            .insert(user_id.to_owned(), InvitationState::Pending);
+        st.invited.push(user_id.to_owned());
         Ok(())
+    }
+    async fn invitation_state(&self, user_id: &str) -> ProviderResult<InvitationState> {
+        self.call("invitation_state".into()).await?;
+        Ok(self
+            .st()
+            .invitations
+            .get(user_id)
+            .copied()
+            .unwrap_or(InvitationState::Lapsed))
+    }
+    async fn cancel_invitation(&self, user_id: &str) -> ProviderResult<()> {
+        self.call("cancel_invitation".into()).await?;
+        if let Some(s) = self.st().invitations.get_mut(user_id)
+            && *s == InvitationState::Pending
+        {
+            *s = InvitationState::Lapsed;
+        }
+        Ok(())
+    }
+    async fn pass_allotment(&self) -> ProviderResult<Option<PassAllotment>> {
+        self.call("pass_allotment".into()).await?;
+        Ok(self
+            .st()
+            .passes
+            .map(|(allotted, assigned)| PassAllotment { allotted, assigned }))
     }
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>> {
         self.call("groups".into()).await?;

@@ -37,6 +37,15 @@ impl Engine {
             }
             self.directory_if_due(connection, now).await;
             let state = store.connection_state(c).await.unwrap_or_default();
+            if state.passes_out_since.is_some()
+                && state.passes_read_at.is_none_or(|t| {
+                    now.duration_since(t).as_secs_f64()
+                        >= self.config.allotment_interval.as_secs_f64()
+                })
+            {
+                self.with_work_lease(&format!("allotment:{c}"), self.read_allotment(connection))
+                    .await;
+            }
             if state.next_audit_at.is_none_or(|t| t <= now)
                 && let Err(e) = self.audit(connection).await
             {
@@ -77,6 +86,46 @@ impl Engine {
                 tracing::info!(connection = c, "provider answers again: connection resumed");
                 self.wake();
                 true
+            }
+        }
+    }
+
+    /// Reads the account's Mobile Pass allotment; when passes are available again, the
+    /// subjects never invited on this connection are looked at again.
+    pub(crate) async fn read_allotment(&self, connection: &doorsync_core::Connection) {
+        let r = &self.reconciler;
+        let c = connection.id.as_str();
+        let Ok(provider) = r.providers.provider(connection) else {
+            return;
+        };
+        let allotment = match provider.pass_allotment().await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(connection = c, error = %e, "reading the Mobile Pass allotment failed");
+                return;
+            }
+        };
+        let now = r.clock.now();
+        let was_out =
+            matches!(r.store.connection_state(c).await, Ok(s) if s.passes_out_since.is_some());
+        let change = StateChange::Allotment {
+            allotted: i64::try_from(allotment.allotted).unwrap_or(i64::MAX),
+            assigned: i64::try_from(allotment.assigned).unwrap_or(i64::MAX),
+            at: now,
+        };
+        if let Err(e) = r.store.change_connection_state(c, change).await {
+            tracing::warn!(connection = c, error = %e, "saving the Mobile Pass allotment failed");
+            return;
+        }
+        if was_out && allotment.allotted > allotment.assigned {
+            tracing::info!(
+                connection = c,
+                left = allotment.allotted - allotment.assigned,
+                "Mobile Passes available again: inviting resumes"
+            );
+            if r.store.mark_uninvited_due(c, now).await.is_ok() {
+                self.wake();
             }
         }
     }
@@ -181,6 +230,8 @@ impl Engine {
                 let _ = store
                     .change_connection_state(c, StateChange::DirectoryRead { at: now })
                     .await;
+                // With the directory, the allotment: sync/status shows the passes left.
+                self.read_allotment(connection).await;
             }
             Some(Err(e)) => {
                 tracing::warn!(connection = c, error = %e, "reading the directory failed");

@@ -62,6 +62,11 @@ pub struct EngineConfig {
     /// Every subject is reconciled at least this often even when nothing marks it due, so a
     /// lost trigger cannot last; a reconcile with nothing to change costs no provider call.
     pub resync_interval: Duration,
+    /// A Mobile Pass invitation still unredeemed this long after it was sent (or last looked
+    /// at) is read back, and sent again if it expired.
+    pub invitation_resend: Duration,
+    /// While an account has no Mobile Passes left, its allotment is read again this often.
+    pub allotment_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +86,8 @@ impl Default for EngineConfig {
             pause_base: Duration::from_secs(2),
             pause_max: Duration::from_secs(30),
             resync_interval: Duration::from_secs(4 * 3600),
+            invitation_resend: Duration::from_secs(7 * 24 * 3600),
+            allotment_interval: Duration::from_secs(600),
         }
     }
 }
@@ -140,6 +147,17 @@ pub struct ConnectionStatus {
     pub monthly_call_budget: u64,
     /// Memberships kept past their entitlement because the connection is disabled.
     pub held_past_entitlement: i64,
+    pub mobile_passes: MobilePasses,
+}
+
+/// The account's Mobile Pass allotment as last read.
+#[derive(Debug, Clone, Serialize)]
+pub struct MobilePasses {
+    pub allotted: Option<i64>,
+    pub assigned: Option<i64>,
+    pub read_at: Option<Timestamp>,
+    /// Since when none have been left: no invitations go out (access is still granted).
+    pub out_since: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,6 +189,7 @@ impl Engine {
                 clock,
                 providers,
                 metrics: Arc::new(Metrics::default()),
+                invitation_resend: config.invitation_resend,
             },
             config: config.clone(),
             wake: Arc::new(Notify::new()),
@@ -223,6 +242,12 @@ impl Engine {
                 },
                 monthly_call_budget: c.monthly_call_budget,
                 held_past_entitlement: held.get(c.id.as_str()).copied().unwrap_or(0),
+                mobile_passes: MobilePasses {
+                    allotted: s.passes_allotted,
+                    assigned: s.passes_assigned,
+                    read_at: s.passes_read_at,
+                    out_since: s.passes_out_since,
+                },
             });
         }
         Ok(SyncStatus {

@@ -60,6 +60,11 @@ pub enum ErrorKind {
     NotFound,
     /// The provider refused this request; retry this subject later.
     Rejected,
+    /// The connection's administrator lacks a permission the sync needs (Brivo's group
+    /// endpoints are for Account Config Tool Administrators): pause the connection.
+    Permission,
+    /// The account has no Mobile Passes left to invite with: stop inviting, keep granting.
+    NoPassesLeft,
 }
 
 impl ErrorKind {
@@ -69,12 +74,17 @@ impl ErrorKind {
             ErrorKind::Auth => "provider_auth",
             ErrorKind::NotFound => "provider_not_found",
             ErrorKind::Rejected => "provider_rejected",
+            ErrorKind::Permission => "provider_permission",
+            ErrorKind::NoPassesLeft => "no_mobile_passes_left",
         }
     }
 
     /// Whether the error says the provider as a whole is unusable.
     pub fn pauses_connection(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Auth)
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::Auth | ErrorKind::Permission
+        )
     }
 }
 
@@ -98,6 +108,32 @@ impl ProviderError {
 
 pub type ProviderResult<T> = Result<T, ProviderError>;
 
+/// Where a user's Mobile Pass invitation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationState {
+    Pending,
+    Redeemed,
+    /// Expired, cancelled, or never sent: a new one may go out.
+    Lapsed,
+}
+
+impl InvitationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationState::Pending => "pending",
+            InvitationState::Redeemed => "redeemed",
+            InvitationState::Lapsed => "lapsed",
+        }
+    }
+}
+
+/// The account's Mobile Passes: how many it may hand out and how many it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassAllotment {
+    pub allotted: u64,
+    pub assigned: u64,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     async fn find_user_by_external_id(
@@ -119,6 +155,18 @@ pub trait Provider: Send + Sync {
     async fn group_members(&self, group_id: &str) -> ProviderResult<Vec<RemoteUser>>;
     /// Sends the user a Mobile Pass invitation; one already pending counts as sent.
     async fn invite(&self, user_id: &str, email: &str) -> ProviderResult<()>;
+    /// Where the user's invitation stands, read from the provider.
+    async fn invitation_state(&self, _user_id: &str) -> ProviderResult<InvitationState> {
+        Ok(InvitationState::Pending)
+    }
+    /// Cancels the user's pending invitation, if any, so that a new one can be sent.
+    async fn cancel_invitation(&self, _user_id: &str) -> ProviderResult<()> {
+        Ok(())
+    }
+    /// The account's Mobile Pass allotment; `None` when the provider has none.
+    async fn pass_allotment(&self) -> ProviderResult<Option<PassAllotment>> {
+        Ok(None)
+    }
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;

@@ -445,3 +445,85 @@ async fn the_access_view_tells_held_from_pending_from_failing() {
         Some((GroupState::Held, None))
     );
 }
+
+/// A customer holding pass `p1` (group g1) for 30 days.
+async fn long_grant() -> Harness {
+    let h = Harness::new().await;
+    h.pass("p1", "g1").await;
+    h.customer("c1").await;
+    h.grant("pg1", "c1", "p1", 30 * 24).await;
+    h.settle().await;
+    h
+}
+
+#[tokio::test]
+async fn an_expired_invitation_is_sent_again_at_most_once_per_interval() {
+    let h = long_grant().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    assert_eq!(fake.invited(), vec![user.clone()], "first access invites");
+    // Pending for a week: read back, nothing sent.
+    h.advance(7 * 24 * 3600 + 60);
+    h.store.mark_due(&customer("c1"), h.now()).await.unwrap();
+    h.settle().await;
+    assert_eq!(fake.invited().len(), 1);
+    assert!(fake.log().contains(&"invitation_state".to_owned()));
+    // It expires unredeemed: at the next look, a week on, a new one goes out.
+    fake.expire_invitations();
+    h.advance(24 * 3600);
+    h.store.mark_due(&customer("c1"), h.now()).await.unwrap();
+    h.settle().await;
+    assert_eq!(fake.invited().len(), 1, "looked at again within a week");
+    h.advance(6 * 24 * 3600 + 60);
+    h.store.mark_due(&customer("c1"), h.now()).await.unwrap();
+    h.settle().await;
+    assert_eq!(fake.invited(), vec![user.clone(), user.clone()]);
+    // An operator asks for one now: the pending one is cancelled and a new one sent.
+    h.store
+        .request_invitation(&customer("c1"), h.now())
+        .await
+        .unwrap();
+    h.settle().await;
+    assert_eq!(fake.invited().len(), 3);
+    assert!(fake.log().contains(&"cancel_invitation".to_owned()));
+    assert_eq!(
+        h.store.invitation_requested(&customer("c1")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn no_passes_left_stops_inviting_not_granting_until_the_allotment_grows() {
+    let h = Harness::new().await;
+    let fake = h.fake();
+    fake.set_passes(1, 1);
+    h.pass("p1", "g1").await;
+    for c in ["c1", "c2"] {
+        h.customer(c).await;
+        h.grant(&format!("pg-{c}"), c, "p1", 48).await;
+    }
+    h.settle().await;
+    let (u1, u2) = (
+        h.user_of(&customer("c1")).await.unwrap(),
+        h.user_of(&customer("c2")).await.unwrap(),
+    );
+    assert_eq!(fake.members("g1"), set(&[&u1, &u2]), "access is granted");
+    assert!(fake.invited().is_empty());
+    let invites = fake.log().iter().filter(|k| *k == "invite").count();
+    assert_eq!(invites, 1, "one refusal, then no more asking");
+    let state = h.store.connection_state("c1").await.unwrap();
+    assert!(state.passes_out_since.is_some());
+    // The allotment grows: read again after its interval, and both are invited.
+    fake.set_passes(10, 1);
+    h.advance(601);
+    h.engine.housekeeping().await;
+    h.settle().await;
+    let mut invited = fake.invited();
+    invited.sort();
+    let mut both = vec![u1, u2];
+    both.sort();
+    assert_eq!(invited, both);
+    let status = h.engine.status().await.unwrap();
+    assert_eq!(status.connections[0].mobile_passes.allotted, Some(10));
+    assert_eq!(status.connections[0].mobile_passes.out_since, None);
+}

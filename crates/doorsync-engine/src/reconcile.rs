@@ -5,9 +5,11 @@
 //! found by externalId before any create).
 
 use crate::metrics::Metrics;
-use crate::provider::{ErrorKind, Provider, ProviderError, ProviderFactory, UserProfile};
+use crate::provider::{
+    ErrorKind, InvitationState, Provider, ProviderError, ProviderFactory, UserProfile,
+};
 use doorsync_core::*;
-use doorsync_store::{AuditEntry, Kind, MirrorUser, Record, Store, StoreError};
+use doorsync_store::{AuditEntry, Kind, MirrorUser, Record, StateChange, Store, StoreError};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -166,6 +168,8 @@ pub struct Reconciler {
     pub clock: Arc<dyn Clock>,
     pub providers: Arc<dyn ProviderFactory>,
     pub metrics: Arc<Metrics>,
+    /// See [`crate::EngineConfig::invitation_resend`].
+    pub invitation_resend: std::time::Duration,
 }
 
 /// A drift audit's flag on the subject being reconciled: its users are read back from the
@@ -470,8 +474,10 @@ impl Reconciler {
         })
     }
 
-    /// A customer's first access brings a Mobile Pass invitation. A failure is logged and tried
-    /// again on the next reconcile; it never holds up access.
+    /// A subject's first access brings a Mobile Pass invitation, sent again when it expired
+    /// unredeemed (read back at most once per `invitation_resend`) or when an operator asks.
+    /// A failure is logged and tried again later; it never holds up access, and an account
+    /// with no passes left is not asked again until its allotment grows.
     #[allow(clippy::too_many_arguments)]
     async fn invite_once(
         &self,
@@ -484,42 +490,91 @@ impl Reconciler {
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
         let has_access = m.groups.iter().any(|g| managed.contains(g));
-        let (Subject::Customer(_), None, true, Some(email)) =
-            (subject, m.invited_at, has_access, &view.email)
-        else {
+        let (true, Some(email)) = (has_access, &view.email) else {
             return Ok(());
         };
+        let requested = self.store.invitation_requested(subject).await?;
+        let looked_at = m.invitation_checked_at.or(m.invited_at);
+        let recheck = m.invited_at.is_some()
+            && m.invitation.as_deref() != Some("redeemed")
+            && looked_at.is_some_and(|t| {
+                now.duration_since(t).as_secs_f64() >= self.invitation_resend.as_secs_f64()
+            });
+        if m.invited_at.is_some() && requested.is_none() && !recheck {
+            return Ok(());
+        }
+        if self
+            .store
+            .connection_state(c)
+            .await?
+            .passes_out_since
+            .is_some()
+        {
+            return Ok(());
+        }
         let t = std::time::Instant::now();
-        match provider.invite(&m.user_id, email).await {
-            Ok(()) => {
-                m.invited_at = Some(now);
+        if requested.is_none() && m.invited_at.is_some() {
+            let state = match provider.invitation_state(&m.user_id).await {
+                Ok(s) => s,
+                Err(e) if e.kind.pauses_connection() => return Err(on(c)(e)),
+                Err(e) => {
+                    tracing::warn!(subject = %subject, error = %e, "reading the Mobile Pass invitation failed");
+                    return Ok(());
+                }
+            };
+            m.invitation = Some(state.as_str().to_owned());
+            m.invitation_checked_at = Some(now);
+            if state != InvitationState::Lapsed {
                 self.store.mirror_save(c, subject, Some(m)).await?;
-                self.audit(
-                    &subject.key(),
-                    None,
-                    "invite_mobile_pass",
-                    None,
-                    "ok",
-                    elapsed(t),
-                    None,
-                )
-                .await;
-            }
-            Err(e) => {
-                tracing::warn!(subject = %subject, error = %e, "Mobile Pass invitation failed; will try again");
-                let outcome = format!("error: {e}");
-                self.audit(
-                    &subject.key(),
-                    None,
-                    "invite_mobile_pass",
-                    None,
-                    &outcome,
-                    elapsed(t),
-                    None,
-                )
-                .await;
+                return Ok(());
             }
         }
+        if requested.is_some() {
+            // Brivo keeps one pending invitation per user: the old one goes first.
+            if let Err(e) = provider.cancel_invitation(&m.user_id).await {
+                if e.kind.pauses_connection() {
+                    return Err(on(c)(e));
+                }
+                tracing::warn!(subject = %subject, error = %e, "cancelling the old invitation failed");
+            }
+        }
+        let (outcome, detail) = match provider.invite(&m.user_id, email).await {
+            Ok(()) => {
+                m.invited_at = Some(now);
+                m.invitation = Some(InvitationState::Pending.as_str().to_owned());
+                m.invitation_checked_at = Some(now);
+                if let Some(at) = requested {
+                    self.store.clear_invitation_request(subject, at).await?;
+                }
+                (
+                    "ok".to_owned(),
+                    requested.map(|_| "asked for by an operator".to_owned()),
+                )
+            }
+            Err(e) if e.kind == ErrorKind::NoPassesLeft => {
+                tracing::warn!(connection = c, error = %e, "no Mobile Passes left: invitations stop until the allotment grows");
+                self.store
+                    .change_connection_state(c, StateChange::PassesOut { now })
+                    .await?;
+                (e.kind.as_str().to_owned(), Some(e.message))
+            }
+            Err(e) if e.kind.pauses_connection() => return Err(on(c)(e)),
+            Err(e) => {
+                tracing::warn!(subject = %subject, error = %e, "Mobile Pass invitation failed; will try again");
+                (format!("error: {e}"), None)
+            }
+        };
+        self.store.mirror_save(c, subject, Some(m)).await?;
+        self.audit(
+            &subject.key(),
+            None,
+            "invite_mobile_pass",
+            None,
+            &outcome,
+            elapsed(t),
+            detail,
+        )
+        .await;
         Ok(())
     }
 

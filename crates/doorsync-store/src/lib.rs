@@ -4,6 +4,7 @@
 //! transaction, so the engine can never miss a change.
 
 mod inputs;
+mod invitations;
 mod log;
 mod migrate;
 mod mirror;
@@ -176,6 +177,10 @@ pub struct MirrorUser {
     pub added: BTreeSet<String>,
     /// The `externalId` last pushed; `None` for a user made before ids were made injective.
     pub external_id: Option<String>,
+    /// The Mobile Pass invitation as last read: `pending`, `redeemed`, `expired`, `cancelled`.
+    pub invitation: Option<String>,
+    /// When the invitation's state was last read from the provider.
+    pub invitation_checked_at: Option<Timestamp>,
 }
 
 impl MirrorUser {
@@ -190,6 +195,8 @@ impl MirrorUser {
             groups,
             added: BTreeSet::new(),
             external_id: None,
+            invitation: None,
+            invitation_checked_at: None,
         }
     }
 }
@@ -216,6 +223,12 @@ pub struct ConnectionState {
     pub calls_this_month: i64,
     /// Pauses in a row without a success between them, for the pause's backoff.
     pub pauses: i64,
+    /// The account's Mobile Pass allotment as last read.
+    pub passes_allotted: Option<i64>,
+    pub passes_assigned: Option<i64>,
+    /// Since when the allotment has been spent: no invitations until it grows.
+    pub passes_out_since: Option<Timestamp>,
+    pub passes_read_at: Option<Timestamp>,
 }
 
 /// One change to a connection's state.
@@ -239,6 +252,16 @@ pub enum StateChange {
         next: Timestamp,
     },
     DirectoryRead {
+        at: Timestamp,
+    },
+    /// Creating an invitation found the allotment spent.
+    PassesOut {
+        now: Timestamp,
+    },
+    /// The allotment as read: passes left end `passes_out_since`, none left start it.
+    Allotment {
+        allotted: i64,
+        assigned: i64,
         at: Timestamp,
     },
 }
@@ -349,6 +372,15 @@ pub trait Store: Send + Sync + 'static {
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
     /// The name of every group read from any connection's provider, by group id.
     async fn group_names(&self) -> Result<BTreeMap<String, String>>;
+    /// An operator asks for a new Mobile Pass invitation for `subject`; marks it due.
+    async fn request_invitation(&self, subject: &Subject, now: Timestamp) -> Result<()>;
+    /// When a new invitation was asked for and not yet sent.
+    async fn invitation_requested(&self, subject: &Subject) -> Result<Option<Timestamp>>;
+    /// The request made at `at` is served (a newer one stays).
+    async fn clear_invitation_request(&self, subject: &Subject, at: Timestamp) -> Result<()>;
+    /// Marks due the subjects with a user on `connection` who were never invited (the
+    /// allotment grew again).
+    async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64>;
     /// Links and locations that give nobody access as things stand.
     async fn setup_problems(&self) -> Result<Vec<SetupProblem>>;
     async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;

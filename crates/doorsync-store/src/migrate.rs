@@ -32,6 +32,11 @@ const SQLITE: &[Migration] = &[
         name: "references",
         sql: include_str!("../migrations/sqlite/0004_references.sql"),
     },
+    Migration {
+        version: 5,
+        name: "mobile_passes",
+        sql: include_str!("../migrations/sqlite/0005_mobile_passes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "references",
         sql: include_str!("../migrations/postgres/0004_references.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "mobile_passes",
+        sql: include_str!("../migrations/postgres/0005_mobile_passes.sql"),
     },
 ];
 

@@ -23,8 +23,8 @@ async fn load_user(
     subject: &str,
 ) -> Result<Option<MirrorUser>> {
     let Some(row) = sqlx::query(
-        "SELECT user_id, suspended, name, email, invited_at, external_id FROM provider_users
-         WHERE connection_id = $1 AND subject = $2",
+        "SELECT user_id, suspended, name, email, invited_at, external_id, invitation_state, invitation_checked_at
+         FROM provider_users WHERE connection_id = $1 AND subject = $2",
     )
     .bind(connection)
     .bind(subject)
@@ -59,6 +59,8 @@ async fn load_user(
         groups,
         added,
         external_id: row.try_get(5)?,
+        invitation: row.try_get(6)?,
+        invitation_checked_at: row.try_get::<Option<i64>, _>(7)?.map(ts),
     }))
 }
 
@@ -109,8 +111,8 @@ pub(crate) async fn save(
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at, external_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at, external_id, invitation_state, invitation_checked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(connection)
         .bind(subject)
@@ -120,6 +122,8 @@ pub(crate) async fn save(
         .bind(u.email.clone())
         .bind(u.invited_at.map(ms))
         .bind(u.external_id.clone())
+        .bind(u.invitation.clone())
+        .bind(u.invitation_checked_at.map(ms))
         .execute(&mut *tx)
         .await?;
         for g in &u.groups {
@@ -253,7 +257,8 @@ pub(crate) async fn directory(
 
 pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<ConnectionState> {
     let row = sqlx::query(
-        "SELECT paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month, pauses
+        "SELECT paused_until, pause_reason, last_audit_at, next_audit_at, last_directory_at, month, calls_this_month, pauses,
+            passes_allotted, passes_assigned, passes_out_since, passes_read_at
          FROM connection_state WHERE connection_id = $1",
     )
     .bind(connection)
@@ -272,6 +277,10 @@ pub(crate) async fn state(pool: &AnyPool, connection: &str) -> Result<Connection
         month: r.try_get(5)?,
         calls_this_month: r.try_get(6)?,
         pauses: r.try_get(7)?,
+        passes_allotted: r.try_get(8)?,
+        passes_assigned: r.try_get(9)?,
+        passes_out_since: t(10)?,
+        passes_read_at: t(11)?,
     })
 }
 
@@ -328,6 +337,31 @@ pub(crate) async fn change_state(
                 .bind(connection)
                 .bind(ms(at))
         }
+        StateChange::PassesOut { now } => sqlx::query(
+            "INSERT INTO connection_state (connection_id, passes_out_since) VALUES ($1, $2)
+             ON CONFLICT (connection_id) DO UPDATE SET
+                passes_out_since = COALESCE(connection_state.passes_out_since, excluded.passes_out_since)",
+        )
+        .bind(connection)
+        .bind(ms(now)),
+        StateChange::Allotment {
+            allotted,
+            assigned,
+            at,
+        } => sqlx::query(
+            "INSERT INTO connection_state (connection_id, passes_allotted, passes_assigned, passes_read_at, passes_out_since)
+             VALUES ($1, $2, $3, $4, CASE WHEN $2 > $3 THEN NULL ELSE $4 END)
+             ON CONFLICT (connection_id) DO UPDATE SET
+                passes_allotted = excluded.passes_allotted,
+                passes_assigned = excluded.passes_assigned,
+                passes_read_at = excluded.passes_read_at,
+                passes_out_since = CASE WHEN excluded.passes_allotted > excluded.passes_assigned THEN NULL
+                    ELSE COALESCE(connection_state.passes_out_since, excluded.passes_read_at) END",
+        )
+        .bind(connection)
+        .bind(allotted)
+        .bind(assigned)
+        .bind(ms(at)),
     };
     q.execute(pool).await?;
     Ok(())

@@ -738,6 +738,22 @@ impl Store for SqlStore {
         crate::mirror::replace_directory(&self.pool, connection, kind, entries).await
     }
 
+    async fn request_invitation(&self, subject: &Subject, now: Timestamp) -> Result<()> {
+        crate::invitations::request(self, subject, now).await
+    }
+
+    async fn invitation_requested(&self, subject: &Subject) -> Result<Option<Timestamp>> {
+        crate::invitations::requested(self, subject).await
+    }
+
+    async fn clear_invitation_request(&self, subject: &Subject, at: Timestamp) -> Result<()> {
+        crate::invitations::clear(self, subject, at).await
+    }
+
+    async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64> {
+        crate::invitations::mark_uninvited_due(self, connection, now).await
+    }
+
     async fn setup_problems(&self) -> Result<Vec<SetupProblem>> {
         let mut conn = self.pool.acquire().await?;
         crate::setup::problems(&mut conn).await

@@ -83,6 +83,11 @@ pub fn routes() -> Routes {
         &["get"],
         get(visitor_access),
     )
+    .add(
+        "/api/v1/customers/{id}/invitation",
+        &["post"],
+        post(resend_invitation),
+    )
     .add("/api/v1/openapi.json", &["get"], get(openapi))
     .add("/api/v1/audit", &["get"], get(crate::sync::audit))
     .add(
@@ -392,6 +397,27 @@ async fn access(st: &AppState, subject: Subject) -> Result<Json<Value>, ApiError
     let mut body = serde_json::to_value(view).map_err(ApiError::internal)?;
     body[key] = json!(id);
     Ok(Json(body))
+}
+
+/// Asks for a new Mobile Pass invitation now: the customer's reconcile cancels a pending one
+/// and sends another (once the customer has access and a Brivo user).
+async fn resend_invitation(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(path)?;
+    if st.store.get(Kind::Customer, id.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format_args!("customer {id:?}")));
+    }
+    let now = st.clock.now();
+    st.store
+        .request_invitation(&Subject::Customer(id.clone()), now)
+        .await?;
+    st.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "customer_id": id, "requested_at": now })),
+    ))
 }
 
 async fn customer_access(

@@ -435,6 +435,50 @@ fn access(mut doc: Doc) -> Doc {
             );
         doc.paths = doc.paths.path(path, PathItem::new(HttpMethod::Get, op));
     }
+    let invite = OperationBuilder::new()
+        .operation_id(Some("resend_invitation"))
+        .summary(Some("Send the customer a new Mobile Pass invitation now"))
+        .description(Some(
+            "The customer's reconcile cancels a pending invitation and sends a new one, as soon as \
+             the customer has access and a Brivo user (and the account has passes left).",
+        ))
+        .tag("customers")
+        .parameter(string_param("id", "The customer's id"))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[("400", "Bad id"), ("404", "No such customer")],
+            )
+            .response(
+                "202",
+                json_response(
+                    "Asked for: {customer_id, requested_at}",
+                    Some(reference("InvitationRequest")),
+                ),
+            ),
+        );
+    doc.components = doc.components.schema(
+        "InvitationRequest",
+        ObjectBuilder::new()
+            .property(
+                "customer_id",
+                ObjectBuilder::new().schema_type(Type::String),
+            )
+            .required("customer_id")
+            .property(
+                "requested_at",
+                ObjectBuilder::new().schema_type(Type::String).format(Some(
+                    utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                        utoipa::openapi::schema::KnownFormat::DateTime,
+                    ),
+                )),
+            )
+            .required("requested_at"),
+    );
+    doc.paths = doc.paths.path(
+        "/api/v1/customers/{id}/invitation",
+        PathItem::new(HttpMethod::Post, invite),
+    );
     let op = OperationBuilder::new()
         .operation_id(Some("openapi"))
         .summary(Some("This description"))

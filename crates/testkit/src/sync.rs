@@ -38,6 +38,8 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         pause_base: Duration::from_millis(200),
         pause_max: Duration::from_secs(1),
         resync_interval: Duration::from_secs(3600),
+        invitation_resend: Duration::from_secs(3600),
+        allotment_interval: Duration::from_millis(200),
     }
 }
 

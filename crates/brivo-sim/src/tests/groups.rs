@@ -314,3 +314,43 @@ async fn the_demo_seed_has_the_small_space_and_a_staff_group() {
         ["Front Door", "Floor 1 Door", "Meeting Room 1 Door"]
     );
 }
+
+#[tokio::test]
+async fn group_endpoints_are_for_config_tool_administrators_only() {
+    let h = Harness::start().await;
+    let group = h.create_group("Room").await;
+    let user = h.create_user("Ada", "Lovelace", Some("a")).await;
+    let r = h
+        .admin(
+            reqwest::Method::PUT,
+            "/config",
+            Some(serde_json::json!({"config_tool_admin": false})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (method, path) in [
+        (reqwest::Method::GET, "/groups".to_owned()),
+        (
+            reqwest::Method::PUT,
+            format!("/groups/{group}/users/{user}"),
+        ),
+        (reqwest::Method::GET, format!("/groups/{group}/users")),
+    ] {
+        let r = h.call(method.clone(), &path, None).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
+    }
+    // Users are not group endpoints.
+    assert_eq!(h.get(&format!("/users/{user}")).await.status, 200);
+    h.admin(
+        reqwest::Method::PUT,
+        "/config",
+        Some(serde_json::json!({"config_tool_admin": true})),
+    )
+    .await;
+    assert_eq!(
+        h.put(&format!("/groups/{group}/users/{user}"), None)
+            .await
+            .status,
+        204
+    );
+}

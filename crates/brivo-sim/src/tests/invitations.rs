@@ -158,3 +158,38 @@ async fn cancelling_a_pending_invitation() {
         404
     );
 }
+
+#[tokio::test]
+async fn the_wallet_pass_allotment_bounds_invitations() {
+    let h = Harness::start().await;
+    let r = h
+        .admin(Method::PUT, "/config", Some(json!({"wallet_passes": 1})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let a = h.create_user("Ada", "Lovelace", Some("a")).await;
+    let b = h.create_user("Bob", "Byron", Some("b")).await;
+    let allotment = h.get("/credentials/digital/allotment").await.json();
+    assert_eq!(allotment, json!({"allotted": 1, "assigned": 0}));
+    let first = h
+        .post(&invitations(a), json!({"referenceId": "ada@example.com"}))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = h
+        .post(&invitations(b), json!({"referenceId": "bob@example.com"}))
+        .await;
+    assert_eq!(second.status, 412, "{}", second.text);
+    assert_eq!(
+        second.json()["message"],
+        "You don't have any Brivo Wallet Passes available."
+    );
+    assert_eq!(
+        h.get("/credentials/digital/allotment").await.json(),
+        json!({"allotted": 1, "assigned": 1})
+    );
+    // A cancelled invitation gives its pass back.
+    assert_eq!(h.delete(&invitations(a)).await.status, 200);
+    let third = h
+        .post(&invitations(b), json!({"referenceId": "bob@example.com"}))
+        .await;
+    assert_eq!(third.status, 200, "{}", third.text);
+}

@@ -515,6 +515,116 @@ async fn setup_that_gives_nobody_access_is_refused_or_flagged(backend: Backend) 
     );
 }
 
+async fn sim_config(s: &SyncApp, body: serde_json::Value) {
+    let res = s
+        .http
+        .put(format!("{}/__sim/config", s.sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{body}");
+}
+
+async fn sim_outbox(s: &SyncApp) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = s
+        .http
+        .get(format!("{}/__sim/outbox", s.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Brivo's answers about the account, not one customer: a 403 on group endpoints pauses the
+/// connection with a message an operator can act on; no Wallet Passes left stops invitations
+/// (access is still granted) until the allotment grows; and an operator can ask for a new
+/// invitation.
+async fn brivo_refusals_of_the_whole_account_pause_or_stop_what_they_concern(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
+        return;
+    };
+    // The administrator loses the Account Config Tool role.
+    sim_config(&s, json!({"config_tool_admin": false})).await;
+    s.customer("ana").await;
+    pass_grant_for(&s, "ana", "g-ana").await;
+    let paused = || async {
+        status(&s).await["connections"][0]["pause_reason"]
+            .as_str()
+            .is_some_and(|r| {
+                r.contains("provider_permission") && r.contains("Account Config Tool Administrator")
+            })
+    };
+    assert!(s.eventually(WAIT, paused).await, "{}", status(&s).await);
+    sim_config(&s, json!({"config_tool_admin": true})).await;
+    assert!(
+        s.eventually(WAIT, || async { s.members("Day Pass").await == ["ana"] })
+            .await,
+        "granted once the role is back: {}",
+        status(&s).await
+    );
+    assert!(
+        s.eventually(WAIT, || async { sim_outbox(&s).await.len() == 1 })
+            .await
+    );
+    // No passes left: ben gets his access, no invitation, and the status says why.
+    sim_config(&s, json!({"wallet_passes": 1})).await;
+    s.customer("ben").await;
+    pass_grant_for(&s, "ben", "g-ben").await;
+    assert!(
+        s.eventually(WAIT, || async {
+            s.members("Day Pass").await == ["ana", "ben"]
+        })
+        .await
+    );
+    let out =
+        || async { !status(&s).await["connections"][0]["mobile_passes"]["out_since"].is_null() };
+    assert!(s.eventually(WAIT, out).await, "{}", status(&s).await);
+    assert_eq!(sim_outbox(&s).await.len(), 1);
+    // The allotment grows: ben is invited without anyone touching him.
+    sim_config(&s, json!({"wallet_passes": 10})).await;
+    assert!(
+        s.eventually(WAIT, || async { sim_outbox(&s).await.len() == 2 })
+            .await,
+        "{}",
+        status(&s).await
+    );
+    assert!(status(&s).await["connections"][0]["mobile_passes"]["out_since"].is_null());
+    // An operator asks for a new invitation for ana.
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/customers/ana/invitation"))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert!(
+        s.eventually(WAIT, || async {
+            sim_outbox(&s)
+                .await
+                .iter()
+                .filter(|m| m["to"] == "ana@example.com")
+                .count()
+                == 2
+        })
+        .await
+    );
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/customers/ghost/invitation"))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
 async fn faults_are_survived_and_everything_converges(backend: Backend) {
     let Some(s) = SyncApp::spawn(backend, "PT1S", "PT1S").await else {
         return;
@@ -1115,6 +1225,7 @@ testkit::on_both_backends!(
     visitors_get_the_visitor_groups_for_their_visit,
     drift_is_repaired_and_unmanaged_groups_are_left_alone,
     setup_that_gives_nobody_access_is_refused_or_flagged,
+    brivo_refusals_of_the_whole_account_pause_or_stop_what_they_concern,
 );
 
 /// The checker itself must catch both kinds of violation.
