@@ -120,7 +120,7 @@ pub async fn access_view(
     if store.get(kind, id.as_str()).await?.is_none() {
         return Ok(None);
     }
-    let view = load_subject(store, subject).await?;
+    let view = load_subject(store, subject, now).await?;
     let names = store.group_names().await?;
     let row = store.schedule_row(subject).await?;
     let error = row.as_ref().and_then(|r| r.last_error.clone());

@@ -180,7 +180,7 @@ pub async fn preview(
         changes: vec![],
     };
     for id in customers {
-        let Some(inputs) = store.customer_inputs(&id).await? else {
+        let Some(inputs) = store.customer_inputs(&id, now).await? else {
             continue;
         };
         let before = desired(&customer_entitlements(&inputs), now);

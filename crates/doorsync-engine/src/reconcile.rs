@@ -95,7 +95,11 @@ fn connection_of_cause(cause: &Cause, catalog: &Catalog) -> Option<Id> {
     catalog.locations.get(location)?.connection_id.clone()
 }
 
-pub async fn load_subject(store: &dyn Store, subject: &Subject) -> Result<SubjectView, StoreError> {
+pub async fn load_subject(
+    store: &dyn Store,
+    subject: &Subject,
+    now: Timestamp,
+) -> Result<SubjectView, StoreError> {
     let mut view = SubjectView {
         entitlements: vec![],
         by_connection: BTreeMap::new(),
@@ -104,7 +108,7 @@ pub async fn load_subject(store: &dyn Store, subject: &Subject) -> Result<Subjec
     };
     match subject {
         Subject::Customer(id) => {
-            if let Some(inputs) = store.customer_inputs(id).await? {
+            if let Some(inputs) = store.customer_inputs(id, now).await? {
                 view.entitlements = customer_entitlements(&inputs);
                 for e in &view.entitlements {
                     if let Some(c) = connection_of_cause(&e.cause, &inputs.catalog) {
@@ -209,7 +213,7 @@ impl Reconciler {
         drift: Option<DriftFlag<'_>>,
     ) -> Result<Option<Timestamp>, ReconcileError> {
         let now = self.clock.now();
-        let view = load_subject(self.store.as_ref(), subject).await?;
+        let view = load_subject(self.store.as_ref(), subject, now).await?;
         let mut connections: BTreeSet<String> =
             view.by_connection.keys().map(|c| c.to_string()).collect();
         connections.extend(self.store.mirror_connections_of(subject).await?);

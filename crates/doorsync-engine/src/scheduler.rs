@@ -222,7 +222,8 @@ impl Engine {
                 after(floor.max(jitter(backoff)))
             }
         };
-        let next = match reconcile::load_subject(self.reconciler.store.as_ref(), subject).await {
+        let next = match reconcile::load_subject(self.reconciler.store.as_ref(), subject, now).await
+        {
             Ok(view) => doorsync_core::next_transition(&view.entitlements, now),
             Err(_) => None,
         };

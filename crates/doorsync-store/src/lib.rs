@@ -8,6 +8,7 @@ mod invitations;
 mod log;
 mod migrate;
 mod mirror;
+mod project;
 mod reach;
 mod record;
 mod schedule;
@@ -283,7 +284,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every subject whose inputs the record reaches (all of them for a location or connection).
     async fn subjects_reached(&self, record: &Record) -> Result<Vec<Subject>>;
-    async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>>;
+    /// Everything that decides the customer's access from `now` on (history that ended long
+    /// before it is left out).
+    async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>>;
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
 
     /// Stores a token's hash; the token itself is never stored.

@@ -37,6 +37,11 @@ const SQLITE: &[Migration] = &[
         name: "mobile_passes",
         sql: include_str!("../migrations/sqlite/0005_mobile_passes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "inputs",
+        sql: include_str!("../migrations/sqlite/0006_inputs.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "mobile_passes",
         sql: include_str!("../migrations/postgres/0005_mobile_passes.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "inputs",
+        sql: include_str!("../migrations/postgres/0006_inputs.sql"),
     },
 ];
 

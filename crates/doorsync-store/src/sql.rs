@@ -217,7 +217,16 @@ impl SqlStore {
 
     /// Applies the migrations this database lacks; returns their versions.
     pub async fn migrate(&self, now: Timestamp) -> Result<Vec<i64>> {
-        crate::migrate::run(&self.pool, self.backend, ms(now)).await
+        let applied = crate::migrate::run(&self.pool, self.backend, ms(now)).await?;
+        let mut conn = self.pool.acquire().await?;
+        let projected = crate::project::backfill(&mut conn, self.backend).await?;
+        if projected > 0 {
+            tracing::info!(
+                records = projected,
+                "records projected into the input tables"
+            );
+        }
+        Ok(applied)
     }
 
     /// Who refers to a record, read after a delete lost its race with a new reference.
@@ -261,7 +270,7 @@ pub(crate) async fn load(
         .transpose()
 }
 
-fn parse(kind: Kind, key: &str, body: &str) -> Result<Record> {
+pub(crate) fn parse(kind: Kind, key: &str, body: &str) -> Result<Record> {
     Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
         kind: kind.as_str(),
         id: key.to_owned(),
@@ -441,6 +450,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         write_refs(&mut tx, &record, &key).await?;
+        crate::project::project(&mut tx, &record).await?;
         if let Record::Team(team) = &record {
             write_memberships(&mut tx, team, now_ms).await?;
         }
@@ -526,6 +536,7 @@ impl Store for SqlStore {
         // still refers to, which catches a reference written by a racing transaction after the
         // check above.
         for (k, id) in doomed.iter().rev() {
+            crate::project::unproject(&mut tx, *k, id).await?;
             for sql in [
                 "DELETE FROM refs WHERE kind = $1 AND id = $2",
                 "DELETE FROM records WHERE kind = $1 AND id = $2",
@@ -585,8 +596,8 @@ impl Store for SqlStore {
         }
     }
 
-    async fn customer_inputs(&self, id: &Id) -> Result<Option<CustomerInputs>> {
-        crate::inputs::customer_inputs(self, id).await
+    async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>> {
+        crate::inputs::customer_inputs(self, id, now).await
     }
 
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>> {

@@ -272,9 +272,13 @@ impl SyncApp {
     /// times, so they are also the truth about the past).
     pub async fn entitlements(&self, customer: &str) -> Vec<Entitlement> {
         let id = doorsync_core::Id::parse(customer).expect("id");
-        match doorsync_store::Store::customer_inputs(self.app.store.as_ref(), &id)
-            .await
-            .expect("inputs")
+        match doorsync_store::Store::customer_inputs(
+            self.app.store.as_ref(),
+            &id,
+            jiff::Timestamp::now(),
+        )
+        .await
+        .expect("inputs")
         {
             Some(inputs) => doorsync_core::customer_entitlements(&inputs),
             None => vec![],

@@ -590,15 +590,24 @@ async fn inputs_gather_everything_that_decides_access(backend: Backend) {
         .await
         .unwrap();
     store.put(team("T", "b", &["a"]), now).await.unwrap();
-    let inputs = store.customer_inputs(&id("a")).await.unwrap().unwrap();
+    let inputs = store.customer_inputs(&id("a"), now).await.unwrap().unwrap();
     assert_eq!(inputs.bookings.len(), 1);
+    // History that ended days ago cannot change access: it is not read.
+    let later = t("2026-06-05T12:00:00Z");
+    let old = store
+        .customer_inputs(&id("a"), later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(old.bookings.is_empty(), "{:?}", old.bookings);
+    assert_eq!(old.team_contracts.len(), 1, "an open-ended contract stays");
     assert_eq!(inputs.team_contracts.len(), 1);
     assert_eq!(inputs.team_contracts[0].membership.joined_at, now);
     let groups = desired(&customer_entitlements(&inputs), t("2026-06-01T10:30:00Z"));
     assert_eq!(groups.into_iter().collect::<Vec<_>>(), ["10", "20"]);
     assert!(
         store
-            .customer_inputs(&id("nobody"))
+            .customer_inputs(&id("nobody"), now)
             .await
             .unwrap()
             .is_none()
@@ -623,6 +632,7 @@ testkit::on_both_backends!(
     no_secret_appears_in_the_records_table,
     a_write_racing_a_delete_never_leaves_a_dangling_reference,
     credentials_are_never_dropped_unread_or_sent_to_a_new_host,
+    records_stored_before_the_input_tables_are_projected_once,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
@@ -904,6 +914,52 @@ async fn credentials_are_never_dropped_unread_or_sent_to_a_new_host(backend: Bac
     };
     assert_eq!(c.credentials.api_key.as_deref(), Some("new-key"));
     assert_eq!(c.credentials.client_secret, None, "the old secret followed");
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// Records written before the `in_*` tables existed are projected at the next start, once.
+async fn records_stored_before_the_input_tables_are_projected_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    seed(&store, now).await;
+    store.put(booking("B", "a", "R"), now).await.unwrap();
+    store
+        .put(link(LinkKind::Resource, "R", "10"), now)
+        .await
+        .unwrap();
+    let before = store.customer_inputs(&id("a"), now).await.unwrap().unwrap();
+    assert_eq!(before.bookings.len(), 1);
+    assert_eq!(before.catalog.links.len(), 1);
+    // As a database migrated from an older version: the tables empty, the backfill pending.
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    for table in ["in_bookings", "in_items", "in_links", "in_locations"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO backfill (name) VALUES ('inputs')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let empty = store.customer_inputs(&id("a"), now).await.unwrap().unwrap();
+    assert!(empty.bookings.is_empty());
+    store.migrate(now).await.unwrap();
+    let after = store.customer_inputs(&id("a"), now).await.unwrap().unwrap();
+    assert_eq!(after, before);
+    // Once: a second start projects nothing again (the marker is gone).
+    store.migrate(now).await.unwrap();
+    assert_eq!(
+        store.customer_inputs(&id("a"), now).await.unwrap().unwrap(),
+        after
+    );
     store.close().await;
     db.drop_db().await;
 }
