@@ -164,7 +164,7 @@ pub async fn preview(
 ) -> Result<Preview, StoreError> {
     let mut customers = BTreeSet::new();
     for change in changes {
-        for s in store.subjects_reached(&probe(change)).await? {
+        for s in store.subjects_reached(&probe(change), now).await? {
             if let Subject::Customer(id) = s {
                 customers.insert(id);
             }

@@ -282,8 +282,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a record (and the link of an inventory item); `false` when there was none.
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool>;
 
-    /// Every subject whose inputs the record reaches (all of them for a location or connection).
-    async fn subjects_reached(&self, record: &Record) -> Result<Vec<Subject>>;
+    /// Every subject whose access the record can change at `now`: those with current bookings,
+    /// grants, contracts or visits it concerns.
+    async fn subjects_reached(&self, record: &Record, now: Timestamp) -> Result<Vec<Subject>>;
     /// Everything that decides the customer's access from `now` on (history that ended long
     /// before it is left out).
     async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>>;

@@ -8,50 +8,167 @@ use doorsync_core::*;
 use sqlx::AnyConnection;
 use std::collections::BTreeSet;
 
-/// Who a record's change reaches.
-pub(crate) enum Reach {
-    Subjects(BTreeSet<Subject>),
-    Everyone,
+/// A parameter of a reach query, in the order the query numbers them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param {
+    /// The id of the record written.
+    Key,
+    /// Epoch ms before which an ended booking, grant, stay or visit no longer matters.
+    SinceMs,
+    /// The same bound as a civil date, for contracts' end dates.
+    SinceDate,
 }
 
-/// Customers holding a booking, grant or contract of the inventory item `kind`/`id`.
-async fn customers_of_item(conn: &mut AnyConnection, kind: Kind, id: &str) -> Result<Vec<String>> {
-    strings(
-        conn,
-        "SELECT DISTINCT c.ref_id FROM refs i
-         JOIN refs c ON c.kind = i.kind AND c.id = i.id AND c.field = 'customer_id'
-         WHERE i.ref_kind = $1 AND i.ref_id = $2 AND i.kind <> 'link'",
-        &[kind.as_str(), id],
+/// A query that selects the keys (`customer:ID`, `visitor:ID`) of the subjects a write reaches,
+/// as column `s`, so that they are marked in one statement however many they are.
+#[derive(Debug, Clone)]
+pub(crate) struct Query {
+    sql: String,
+    params: &'static [Param],
+    key: String,
+}
+
+/// Who a record's change reaches: subjects named one by one, and sets selected in SQL.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    pub subjects: BTreeSet<Subject>,
+    pub queries: Vec<Query>,
+}
+
+impl Reach {
+    pub(crate) fn merge(mut self, other: Reach) -> Reach {
+        self.subjects.extend(other.subjects);
+        self.queries.extend(other.queries);
+        self
+    }
+}
+
+/// The time bounds of the queries at `now`.
+pub(crate) struct Bounds {
+    pub now_ms: i64,
+    pub since_ms: i64,
+    pub since_date: String,
+}
+
+impl Bounds {
+    pub(crate) fn at(now: jiff::Timestamp) -> Bounds {
+        let since = now
+            .checked_sub(crate::project::RELEVANT_AFTER_END)
+            .unwrap_or(now);
+        let day_before = since
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .unwrap_or(since);
+        Bounds {
+            now_ms: crate::sql::ms(now),
+            since_ms: crate::sql::ms(since),
+            since_date: jiff::tz::TimeZone::UTC
+                .to_datetime(day_before)
+                .date()
+                .to_string(),
+        }
+    }
+}
+
+use Param::*;
+
+/// Customers holding a current booking, grant or contract (with the teams of its payer) of
+/// items chosen by `items`, a condition on `i` (`in_items`) whose one parameter is the key;
+/// and visitors at locations chosen by `visits`, a condition on `v` (`in_visitors`).
+fn holders(items: &str, visits: &str) -> String {
+    format!(
+        "SELECT 'customer:' || b.customer_id AS s FROM in_items i
+            JOIN in_bookings b ON b.resource_id = i.id
+            WHERE i.kind = 'resource' AND {items} AND b.end_ms >= $2
+         UNION SELECT 'customer:' || g.customer_id FROM in_items i
+            JOIN in_grants g ON g.pass_id = i.id
+            WHERE i.kind = 'pass' AND {items} AND g.until_ms >= $2
+         UNION SELECT 'customer:' || c.customer_id FROM in_items i
+            JOIN in_contract_desks d ON d.desk_id = i.id
+            JOIN in_contracts c ON c.id = d.contract_id
+            WHERE i.kind = 'desk' AND {items} AND (c.end_date IS NULL OR c.end_date >= $3)
+         UNION SELECT 'customer:' || tm.customer_id FROM in_items i
+            JOIN in_contract_desks d ON d.desk_id = i.id
+            JOIN in_contracts c ON c.id = d.contract_id
+            JOIN in_teams t ON t.paying_member_id = c.customer_id
+            JOIN team_memberships tm ON tm.team_id = t.id
+            WHERE i.kind = 'desk' AND {items} AND (c.end_date IS NULL OR c.end_date >= $3)
+                AND (tm.left_at IS NULL OR tm.left_at >= $2)
+         UNION SELECT 'visitor:' || v.id FROM in_visitors v WHERE {visits} AND v.until_ms >= $2"
     )
-    .await
+}
+
+const KEY_SINCE_DATE: &[Param] = &[Key, SinceMs, SinceDate];
+
+fn at_location(location: &str) -> Query {
+    Query {
+        sql: holders("i.location_id = $1", "v.location_id = $1"),
+        params: KEY_SINCE_DATE,
+        key: location.to_owned(),
+    }
+}
+
+/// Everyone at the connection's locations, and every subject with a user on it (exempt users
+/// and the no-access policy concern them wherever their access came from).
+fn on_connection(connection: &str) -> Query {
+    let locations = "(SELECT id FROM in_locations WHERE connection_id = $1)";
+    Query {
+        sql: format!(
+            "{} UNION SELECT subject FROM provider_users WHERE connection_id = $1",
+            holders(
+                &format!("i.location_id IN {locations}"),
+                &format!("v.location_id IN {locations}")
+            )
+        ),
+        params: KEY_SINCE_DATE,
+        key: connection.to_owned(),
+    }
+}
+
+fn holders_of_item(kind: Kind, id: &str) -> Query {
+    let condition = format!("i.id = $1 AND i.kind = '{}'", kind.as_str());
+    Query {
+        sql: holders(&condition, "1 = 0"),
+        params: KEY_SINCE_DATE,
+        key: id.to_owned(),
+    }
+}
+
+/// Whoever doorsync put in the group: a link that moves or goes may take them out.
+fn added_to_group(group: &str) -> Query {
+    Query {
+        sql: "SELECT DISTINCT u.subject AS s FROM provider_memberships m
+              JOIN provider_users u ON u.connection_id = m.connection_id AND u.user_id = m.user_id
+              WHERE m.group_id = $1 AND m.added = 1"
+            .into(),
+        params: &[Key],
+        key: group.to_owned(),
+    }
 }
 
 /// Everyone who is or was in a team whose paying member is `customer`.
-async fn team_members_of_payer(conn: &mut AnyConnection, customer: &str) -> Result<Vec<String>> {
-    strings(
-        conn,
-        "SELECT DISTINCT tm.customer_id FROM refs t JOIN team_memberships tm ON tm.team_id = t.id
-         WHERE t.kind = 'team' AND t.field = 'paying_member_id' AND t.ref_id = $1",
-        &[customer],
-    )
-    .await
+fn team_of_payer(customer: &str) -> Query {
+    Query {
+        sql: "SELECT DISTINCT 'customer:' || tm.customer_id AS s FROM in_teams t
+              JOIN team_memberships tm ON tm.team_id = t.id
+              WHERE t.paying_member_id = $1"
+            .into(),
+        params: &[Key],
+        key: customer.to_owned(),
+    }
 }
 
-fn customer(id: &str) -> Option<Subject> {
-    Id::parse(id).ok().map(Subject::Customer)
-}
-
+/// Whom a record reaches, by itself (a subject's own record, a link, an item, a location).
 pub(crate) async fn reach(conn: &mut AnyConnection, record: &Record) -> Result<Reach> {
-    let mut out = BTreeSet::new();
-    let mut payers = vec![];
+    let mut out = Reach::default();
     match record {
-        Record::Connection(_) | Record::Location(_) => return Ok(Reach::Everyone),
+        Record::Connection(c) => out.queries.push(on_connection(c.id.as_str())),
+        Record::Location(l) => out.queries.push(at_location(l.id.as_str())),
         Record::Door(_) => {}
         Record::Customer(x) => {
-            out.insert(Subject::Customer(x.id.clone()));
+            out.subjects.insert(Subject::Customer(x.id.clone()));
         }
         Record::Team(x) => {
-            out.extend(
+            out.subjects.extend(
                 strings(
                     conn,
                     "SELECT customer_id FROM team_memberships WHERE team_id = $1",
@@ -61,53 +178,139 @@ pub(crate) async fn reach(conn: &mut AnyConnection, record: &Record) -> Result<R
                 .iter()
                 .filter_map(|c| customer(c)),
             );
-            out.extend(x.member_ids.iter().cloned().map(Subject::Customer));
+            out.subjects
+                .extend(x.member_ids.iter().cloned().map(Subject::Customer));
         }
         Record::Booking(x) => {
-            out.insert(Subject::Customer(x.customer_id.clone()));
+            out.subjects
+                .insert(Subject::Customer(x.customer_id.clone()));
         }
         Record::PassGrant(x) => {
-            out.insert(Subject::Customer(x.customer_id.clone()));
+            out.subjects
+                .insert(Subject::Customer(x.customer_id.clone()));
         }
-        Record::Contract(x) => payers.push(x.customer_id.to_string()),
+        Record::Contract(x) => {
+            out.subjects
+                .insert(Subject::Customer(x.customer_id.clone()));
+            out.queries.push(team_of_payer(x.customer_id.as_str()));
+        }
         Record::Visitor(x) => {
-            out.insert(Subject::Visitor(x.id.clone()));
+            out.subjects.insert(Subject::Visitor(x.id.clone()));
         }
-        Record::Pass(_) | Record::Resource(_) | Record::Desk(_) | Record::Link(_) => {
-            let (kind, id) = match record {
-                Record::Link(l) => (Kind::of_link(l.kind), l.item_id.to_string()),
-                other => (other.kind(), other.key()),
+        Record::Pass(_) | Record::Resource(_) | Record::Desk(_) => {
+            out.queries
+                .push(holders_of_item(record.kind(), &record.key()));
+        }
+        Record::Link(l) => {
+            out.queries.push(added_to_group(l.group_id.as_str()));
+            out.queries
+                .push(holders_of_item(Kind::of_link(l.kind), l.item_id.as_str()));
+        }
+    }
+    Ok(out)
+}
+
+/// Whom replacing `old` with `new` reaches: a change of name only reaches nobody, nor does a
+/// change of where or how a connection signs in (its directory is read again instead).
+pub(crate) async fn reach_change(
+    conn: &mut AnyConnection,
+    old: Option<&Record>,
+    new: &Record,
+) -> Result<Reach> {
+    match (old, new) {
+        (Some(Record::Location(o)), Record::Location(n)) => {
+            let renamed = Location {
+                name: n.name.clone(),
+                ..o.clone()
             };
-            if let Record::Link(l) = record {
-                // Whoever doorsync put in the group: a link that moves or goes may take them out.
-                let added = strings(
-                    conn,
-                    "SELECT DISTINCT u.subject FROM provider_memberships m
-                     JOIN provider_users u ON u.connection_id = m.connection_id AND u.user_id = m.user_id
-                     WHERE m.group_id = $1 AND m.added = 1",
-                    &[l.group_id.as_str()],
-                )
-                .await?;
-                out.extend(added.iter().filter_map(|k| Subject::parse_key(k)));
-            }
-            let customers = customers_of_item(conn, kind, &id).await?;
-            if kind == Kind::Desk {
-                payers.extend(customers);
-            } else {
-                out.extend(customers.iter().filter_map(|c| customer(c)));
+            if &renamed == n {
+                return Ok(Reach::default());
             }
         }
+        (None, Record::Connection(_)) => return Ok(Reach::default()),
+        (Some(Record::Connection(o)), Record::Connection(n)) => {
+            let same_policy = Connection {
+                api_url: n.api_url.clone(),
+                auth_url: n.auth_url.clone(),
+                credentials: n.credentials.clone(),
+                monthly_call_budget: n.monthly_call_budget,
+                ..o.clone()
+            };
+            if &same_policy == n {
+                return Ok(Reach::default());
+            }
+        }
+        (Some(Record::Resource(o)), Record::Resource(n)) => {
+            let renamed = Resource {
+                name: n.name.clone(),
+                ..o.clone()
+            };
+            if &renamed == n {
+                return Ok(Reach::default());
+            }
+        }
+        (Some(Record::Pass(o)), Record::Pass(n)) => {
+            let renamed = Pass {
+                name: n.name.clone(),
+                ..o.clone()
+            };
+            if &renamed == n {
+                return Ok(Reach::default());
+            }
+        }
+        (Some(Record::Desk(o)), Record::Desk(n)) => {
+            let renamed = Desk {
+                name: n.name.clone(),
+                ..o.clone()
+            };
+            if &renamed == n {
+                return Ok(Reach::default());
+            }
+        }
+        _ => {}
     }
-    for payer in payers {
-        out.extend(
-            team_members_of_payer(conn, &payer)
-                .await?
-                .iter()
-                .filter_map(|c| customer(c)),
-        );
-        out.extend(customer(&payer));
+    let before = match old {
+        Some(o) => reach(conn, o).await?,
+        None => Reach::default(),
+    };
+    Ok(before.merge(reach(conn, new).await?))
+}
+
+/// The subjects `reach` selects, read (for the plan preview).
+pub(crate) async fn subjects(
+    conn: &mut AnyConnection,
+    reach: Reach,
+    bounds: &Bounds,
+) -> Result<BTreeSet<Subject>> {
+    let mut out = reach.subjects;
+    for q in reach.queries {
+        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(q.sql.clone())), &q, bounds)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            out.extend(Subject::parse_key(&sqlx::Row::try_get::<String, _>(&r, 0)?));
+        }
     }
-    Ok(Reach::Subjects(out))
+    Ok(out)
+}
+
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    q: &Query,
+    bounds: &Bounds,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in q.params {
+        query = match p {
+            Key => query.bind(q.key.clone()),
+            SinceMs => query.bind(bounds.since_ms),
+            SinceDate => query.bind(bounds.since_date.clone()),
+        };
+    }
+    query
+}
+
+fn customer(id: &str) -> Option<Subject> {
+    Id::parse(id).ok().map(Subject::Customer)
 }
 
 pub(crate) const MARK_DUE: &str = "INSERT INTO schedule (subject, next_due_at) VALUES ($1, $2)
@@ -129,43 +332,29 @@ pub(crate) async fn notify(conn: &mut AnyConnection, backend: Backend) -> Result
     Ok(())
 }
 
-pub(crate) async fn mark(conn: &mut AnyConnection, reach: Reach, now_ms: i64) -> Result<()> {
-    match reach {
-        Reach::Subjects(subjects) => {
-            for s in subjects {
-                sqlx::query(MARK_DUE)
-                    .bind(s.key())
-                    .bind(now_ms)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Reach::Everyone => {
-            for (prefix, kind) in [("customer:", "customer"), ("visitor:", "visitor")] {
-                sqlx::query(
-                    "INSERT INTO schedule (subject, next_due_at)
-                     SELECT $1 || id, $2 FROM records WHERE kind = $3
-                     ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-                        WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-                        THEN excluded.next_due_at ELSE schedule.next_due_at END",
-                )
-                .bind(prefix)
-                .bind(now_ms)
-                .bind(kind)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
+/// Marks every subject `reach` names or selects due at `now`, each set in one statement.
+pub(crate) async fn mark(conn: &mut AnyConnection, reach: Reach, bounds: &Bounds) -> Result<()> {
+    for s in reach.subjects {
+        sqlx::query(MARK_DUE)
+            .bind(s.key())
+            .bind(bounds.now_ms)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for q in reach.queries {
+        let now = format!("${}", q.params.len() + 1);
+        let sql = format!(
+            "INSERT INTO schedule (subject, next_due_at)
+             SELECT DISTINCT x.s, {now} FROM ({}) x WHERE x.s IS NOT NULL
+             ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
+                WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
+                THEN excluded.next_due_at ELSE schedule.next_due_at END",
+            q.sql
+        );
+        bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &q, bounds)
+            .bind(bounds.now_ms)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
-}
-
-pub(crate) fn merge(a: Reach, b: Reach) -> Reach {
-    match (a, b) {
-        (Reach::Subjects(mut x), Reach::Subjects(y)) => {
-            x.extend(y);
-            Reach::Subjects(x)
-        }
-        _ => Reach::Everyone,
-    }
 }

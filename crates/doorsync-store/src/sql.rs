@@ -2,7 +2,7 @@
 //! driver: the schema and statements are the same but for the lease claim, where PostgreSQL
 //! skips rows another instance holds.
 
-use crate::reach::{DUE_CHANNEL, Reach, mark, merge, notify, reach};
+use crate::reach::{Bounds, DUE_CHANNEL, mark, notify, reach, reach_change};
 use crate::record::{Kind, Record, link_key};
 use crate::secrets::{SecretError, SecretKey};
 use crate::*;
@@ -435,10 +435,6 @@ impl Store for SqlStore {
         }
         check_rules(&mut tx, &record).await?;
         crate::setup::check(&mut tx, &record).await?;
-        let before = match &old {
-            Some(o) => reach(&mut tx, o).await?,
-            None => Reach::Subjects(BTreeSet::new()),
-        };
         sqlx::query(
             "INSERT INTO records (kind, id, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
              ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -465,8 +461,8 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        let after = reach(&mut tx, &record).await?;
-        mark(&mut tx, merge(before, after), now_ms).await?;
+        let reached = reach_change(&mut tx, old.as_ref(), &record).await?;
+        mark(&mut tx, reached, &Bounds::at(now)).await?;
         notify(&mut tx, self.backend).await?;
         tx.commit().await?;
         Ok(Written {
@@ -498,7 +494,6 @@ impl Store for SqlStore {
     }
 
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
-        let now_ms = ms(now);
         let mut tx = self.pool.begin().await?;
         let Some(old) = load(&mut tx, kind, key).await? else {
             return Ok(false);
@@ -528,7 +523,7 @@ impl Store for SqlStore {
         if let Some(lk) = link_kind {
             let link = link_key(lk, key);
             if let Some(l) = load(&mut tx, Kind::Link, &link).await? {
-                reach_all = merge(reach_all, reach(&mut tx, &l).await?);
+                reach_all = reach_all.merge(reach(&mut tx, &l).await?);
                 doomed.push((Kind::Link, link));
             }
         }
@@ -567,33 +562,19 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        mark(&mut tx, reach_all, now_ms).await?;
+        mark(&mut tx, reach_all, &Bounds::at(now)).await?;
         notify(&mut tx, self.backend).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn subjects_reached(&self, record: &Record) -> Result<Vec<Subject>> {
+    async fn subjects_reached(&self, record: &Record, now: Timestamp) -> Result<Vec<Subject>> {
         let mut conn = self.pool.acquire().await?;
-        match reach(&mut conn, record).await? {
-            Reach::Subjects(s) => Ok(s.into_iter().collect()),
-            Reach::Everyone => {
-                let mut out = vec![];
-                for (kind, make) in [
-                    ("customer", Subject::Customer as fn(Id) -> Subject),
-                    ("visitor", Subject::Visitor as fn(Id) -> Subject),
-                ] {
-                    let ids = strings(
-                        &mut conn,
-                        "SELECT id FROM records WHERE kind = $1 ORDER BY id",
-                        &[kind],
-                    )
-                    .await?;
-                    out.extend(ids.iter().filter_map(|i| Id::parse(i).ok()).map(make));
-                }
-                Ok(out)
-            }
-        }
+        let reached = reach(&mut conn, record).await?;
+        Ok(crate::reach::subjects(&mut conn, reached, &Bounds::at(now))
+            .await?
+            .into_iter()
+            .collect())
     }
 
     async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>> {

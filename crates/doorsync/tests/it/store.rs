@@ -331,15 +331,39 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     store.put(team("T", "b", &[]), t3).await.unwrap();
     assert_eq!(due_at(&store, &cust("c")).await, Some(t3));
 
-    // A location's settings reach everyone.
+    // Renaming a location reaches nobody; changing its lead reaches whoever holds something
+    // there (a's booking, b's contract and c, who was in b's team), and nobody else.
     let t4 = t("2026-06-01T09:04:00Z");
-    store.put(location("L"), t4).await.unwrap();
+    store.put(customer("elsewhere"), t4).await.unwrap();
+    for s in store
+        .claim_due(owner, t4, SignedDuration::from_secs(30), 10)
+        .await
+        .unwrap()
+    {
+        store
+            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
+            .await
+            .unwrap();
+    }
+    let Record::Location(mut l) = location("L") else {
+        panic!()
+    };
+    l.name = "Soho, renamed".into();
+    store.put(Record::Location(l.clone()), t4).await.unwrap();
     for c in ["a", "b", "c"] {
-        assert!(
-            due_at(&store, &cust(c)).await.is_some_and(|d| d <= t4),
-            "{c}"
+        assert_eq!(
+            due_at(&store, &cust(c)).await,
+            None,
+            "{c} marked by a rename"
         );
     }
+    let t5 = t("2026-06-01T09:05:00Z");
+    l.lead = SignedDuration::from_mins(30);
+    store.put(Record::Location(l), t5).await.unwrap();
+    for c in ["a", "b", "c"] {
+        assert_eq!(due_at(&store, &cust(c)).await, Some(t5), "{c}");
+    }
+    assert_eq!(due_at(&store, &cust("elsewhere")).await, None);
     store.close().await;
     db.drop_db().await;
 }
