@@ -42,6 +42,11 @@ const SQLITE: &[Migration] = &[
         name: "inputs",
         sql: include_str!("../migrations/sqlite/0006_inputs.sql"),
     },
+    Migration {
+        version: 7,
+        name: "catalog_version",
+        sql: include_str!("../migrations/sqlite/0007_catalog_version.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -74,6 +79,11 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         name: "inputs",
         sql: include_str!("../migrations/postgres/0006_inputs.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "catalog_version",
+        sql: include_str!("../migrations/postgres/0007_catalog_version.sql"),
     },
 ];
 

@@ -178,22 +178,18 @@ pub(crate) async fn subject_of_user(
 /// its visitor groups.
 pub(crate) async fn managed_groups(pool: &AnyPool, connection: &str) -> Result<BTreeSet<String>> {
     let mut conn = pool.acquire().await?;
-    let links = sqlx::query(
-        "SELECT l.body FROM records l
-         JOIN refs li ON li.kind = 'link' AND li.id = l.id AND li.field = 'item_id'
-         JOIN refs il ON il.kind = li.ref_kind AND il.id = li.ref_id AND il.field = 'location_id'
-         JOIN refs lc ON lc.kind = 'location' AND lc.id = il.ref_id AND lc.field = 'connection_id'
-         WHERE l.kind = 'link' AND lc.ref_id = $1",
+    let rows = sqlx::query(
+        "SELECT DISTINCT l.group_id FROM in_links l
+            JOIN in_items i ON i.kind = l.kind AND i.id = l.item_id
+            JOIN in_locations loc ON loc.id = i.location_id
+         WHERE loc.connection_id = $1",
     )
     .bind(connection)
     .fetch_all(&mut *conn)
     .await?;
     let mut groups = BTreeSet::new();
-    for row in links {
-        let body: String = row.try_get(0)?;
-        if let Ok(link) = serde_json::from_str::<doorsync_core::Link>(&body) {
-            groups.insert(link.group_id);
-        }
+    for row in rows {
+        groups.insert(row.try_get::<String, _>(0)?);
     }
     if let Some(crate::Record::Connection(c)) =
         crate::sql::load(&mut conn, crate::Kind::Connection, connection).await?

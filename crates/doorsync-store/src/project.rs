@@ -13,6 +13,7 @@ pub const RELEVANT_AFTER_END: jiff::SignedDuration = jiff::SignedDuration::from_
 
 /// Removes what was projected of the record `kind`/`key`.
 pub(crate) async fn unproject(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<()> {
+    bump_catalog(conn, kind).await?;
     let (table, column): (&str, &str) = match kind {
         Kind::Pass | Kind::Resource | Kind::Desk => {
             sqlx::query("DELETE FROM in_items WHERE kind = $1 AND id = $2")
@@ -51,6 +52,23 @@ pub(crate) async fn unproject(conn: &mut AnyConnection, kind: Kind, key: &str) -
     .bind(key)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Whether the groups a connection manages may change with a record of this kind.
+fn shapes_catalog(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Link | Kind::Pass | Kind::Resource | Kind::Desk | Kind::Location | Kind::Connection
+    )
+}
+
+async fn bump_catalog(conn: &mut AnyConnection, kind: Kind) -> Result<()> {
+    if shapes_catalog(kind) {
+        sqlx::query("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -25,7 +25,12 @@ pub struct SqlStore {
     pub(crate) backend: Backend,
     url: String,
     secret: Option<Arc<SecretKey>>,
+    /// Groups each connection manages, with the catalog version they were computed at.
+    managed: Arc<std::sync::Mutex<ManagedCache>>,
 }
+
+/// Connection id → (catalog version, groups managed at that version).
+type ManagedCache = BTreeMap<String, (i64, BTreeSet<String>)>;
 
 pub(crate) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
@@ -77,6 +82,7 @@ impl SqlStore {
             backend,
             url,
             secret: None,
+            managed: Default::default(),
         })
     }
 
@@ -717,8 +723,27 @@ impl Store for SqlStore {
         )
     }
 
+    /// Computed again only when a link, item, location or connection changed since (on any
+    /// instance): one small read per reconcile otherwise.
     async fn managed_groups(&self, connection: &str) -> Result<BTreeSet<String>> {
-        crate::mirror::managed_groups(&self.pool, connection).await
+        let version: i64 = sqlx::query("SELECT version FROM catalog_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let cached = |m: &ManagedCache| {
+            m.get(connection)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, g)| g.clone())
+        };
+        if let Some(groups) = cached(&self.managed.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(groups);
+        }
+        let groups = crate::mirror::managed_groups(&self.pool, connection).await?;
+        self.managed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(connection.to_owned(), (version, groups.clone()));
+        Ok(groups)
     }
 
     async fn replace_directory(
