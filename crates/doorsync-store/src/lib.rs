@@ -232,6 +232,21 @@ pub struct ConnectionState {
     pub passes_read_at: Option<Timestamp>,
 }
 
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub enum BatchOp {
+    Put(Box<Record>),
+    Delete(Kind, String),
+}
+
+/// What one write of a batch did.
+#[derive(Debug, Clone)]
+pub enum BatchDone {
+    Written(Box<Written>),
+    /// Whether there was a record to delete.
+    Deleted(bool),
+}
+
 /// One change to a connection's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
@@ -277,6 +292,16 @@ pub trait Store: Send + Sync + 'static {
     /// whose inputs it changes due at `now`, all in one transaction.
     async fn put(&self, record: Record, now: Timestamp) -> Result<Written>;
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>>;
+    /// Applies `ops` in order in one transaction, each on its own (a failing one changes
+    /// nothing and is reported in its place): the successful ones become visible together.
+    /// With `stop_at_error`, the first failure ends the batch: the ones before it are applied,
+    /// the ones after it are not (and have no result).
+    async fn apply_batch(
+        &self,
+        ops: Vec<BatchOp>,
+        now: Timestamp,
+        stop_at_error: bool,
+    ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>>;
     /// Records of `kind` in key order, after the key `after`.
     async fn list(&self, kind: Kind, after: Option<&str>, limit: u32) -> Result<Vec<Record>>;
     /// Deletes a record (and the link of an inventory item); `false` when there was none.

@@ -152,6 +152,143 @@ impl SqlStore {
         })
     }
 
+    /// A put inside the caller's transaction (the store's own, or a batch's savepoint).
+    async fn put_in(
+        &self,
+        tx: &mut AnyConnection,
+        mut record: Record,
+        now: Timestamp,
+    ) -> Result<Written> {
+        let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
+        if let Record::Connection(c) = &record {
+            self.guard_credentials(&mut *tx, c).await?;
+        }
+        let old = self.load_open(&mut *tx, kind, &key).await?;
+        record.carry_over(old.as_ref(), now);
+        for r in record.refs() {
+            if !exists(&mut *tx, r.kind, &r.id).await? {
+                return Err(StoreError::UnknownReference {
+                    field: r.field,
+                    kind: r.kind.as_str(),
+                    id: r.id,
+                });
+            }
+        }
+        check_rules(&mut *tx, &record).await?;
+        crate::setup::check(&mut *tx, &record).await?;
+        sqlx::query(
+            "INSERT INTO records (kind, id, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(kind.as_str())
+        .bind(key.as_str())
+        .bind(self.body(&record)?)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        write_refs(&mut *tx, &record, &key).await?;
+        crate::project::project(&mut *tx, &record).await?;
+        if let Record::Team(team) = &record {
+            write_memberships(&mut *tx, team, now_ms).await?;
+        }
+        if let Record::Connection(c) = &record {
+            // A changed connection (new credentials, a new exempt list) is read and audited
+            // afresh at once, and a pause it may have caused is lifted.
+            sqlx::query(
+                "UPDATE connection_state SET last_directory_at = NULL, next_audit_at = NULL,
+                    paused_until = NULL, pause_reason = NULL WHERE connection_id = $1",
+            )
+            .bind(c.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let reached = reach_change(&mut *tx, old.as_ref(), &record).await?;
+        mark(&mut *tx, reached, &Bounds::at(now)).await?;
+        Ok(Written {
+            record,
+            created: old.is_none(),
+        })
+    }
+
+    /// A delete inside the caller's transaction. A reference written by a racing transaction
+    /// is reported as `InUse` by an unnamed record: the caller names it once the transaction
+    /// is gone.
+    async fn delete_in(
+        &self,
+        tx: &mut AnyConnection,
+        kind: Kind,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(old) = load(&mut *tx, kind, key).await? else {
+            return Ok(false);
+        };
+        let user = sqlx::query("SELECT kind, id FROM refs WHERE ref_kind = $1 AND ref_id = $2 AND kind <> 'link' LIMIT 1")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = user {
+            return Err(StoreError::InUse {
+                kind: kind.as_str(),
+                id: key.to_owned(),
+                by_kind: row.try_get(0)?,
+                by_id: row.try_get(1)?,
+            });
+        }
+        let mut reach_all = reach(&mut *tx, &old).await?;
+        // An inventory item takes its link with it.
+        let link_kind = match kind {
+            Kind::Pass => Some(LinkKind::Pass),
+            Kind::Resource => Some(LinkKind::Resource),
+            Kind::Desk => Some(LinkKind::Desk),
+            _ => None,
+        };
+        let mut doomed = vec![(kind, key.to_owned())];
+        if let Some(lk) = link_kind {
+            let link = link_key(lk, key);
+            if let Some(l) = load(&mut *tx, Kind::Link, &link).await? {
+                reach_all = reach_all.merge(reach(&mut *tx, &l).await?);
+                doomed.push((Kind::Link, link));
+            }
+        }
+        // The link goes before its item; the database refuses to delete a record that something
+        // still refers to, which catches a reference written by a racing transaction after the
+        // check above.
+        for (k, id) in doomed.iter().rev() {
+            crate::project::unproject(&mut *tx, *k, id).await?;
+            for sql in [
+                "DELETE FROM refs WHERE kind = $1 AND id = $2",
+                "DELETE FROM records WHERE kind = $1 AND id = $2",
+            ] {
+                let done = sqlx::query(sql)
+                    .bind(k.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = done {
+                    if !is_foreign_key_violation(&e) {
+                        return Err(e.into());
+                    }
+                    return Err(StoreError::InUse {
+                        kind: kind.as_str(),
+                        id: key.to_owned(),
+                        by_kind: String::new(),
+                        by_id: String::new(),
+                    });
+                }
+            }
+        }
+        if kind == Kind::Team {
+            sqlx::query("DELETE FROM team_memberships WHERE team_id = $1")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        mark(&mut *tx, reach_all, &Bounds::at(now)).await?;
+        Ok(true)
+    }
+
     /// Credentials are never lost or sent somewhere new by accident: a write that would drop
     /// stored credentials this instance cannot read is refused, and a write that changes where
     /// a connection points must bring its credentials again (the old ones are not carried over
@@ -233,6 +370,27 @@ impl SqlStore {
             );
         }
         Ok(applied)
+    }
+
+    /// Names the record that made a delete fail, when the failure came from the database.
+    async fn name_user(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::InUse {
+                kind, id, by_kind, ..
+            } if by_kind.is_empty() => match self
+                .first_user(Kind::parse(kind).unwrap_or(Kind::Customer), &id)
+                .await
+            {
+                Ok((by_kind, by_id)) => StoreError::InUse {
+                    kind,
+                    id,
+                    by_kind,
+                    by_id,
+                },
+                Err(e) => e,
+            },
+            other => other,
+        }
     }
 
     /// Who refers to a record, read after a delete lost its race with a new reference.
@@ -422,59 +580,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn put(&self, mut record: Record, now: Timestamp) -> Result<Written> {
-        let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
+    async fn put(&self, record: Record, now: Timestamp) -> Result<Written> {
         let mut tx = self.pool.begin().await?;
-        if let Record::Connection(c) = &record {
-            self.guard_credentials(&mut tx, c).await?;
-        }
-        let old = self.load_open(&mut tx, kind, &key).await?;
-        record.carry_over(old.as_ref(), now);
-        for r in record.refs() {
-            if !exists(&mut tx, r.kind, &r.id).await? {
-                return Err(StoreError::UnknownReference {
-                    field: r.field,
-                    kind: r.kind.as_str(),
-                    id: r.id,
-                });
-            }
-        }
-        check_rules(&mut tx, &record).await?;
-        crate::setup::check(&mut tx, &record).await?;
-        sqlx::query(
-            "INSERT INTO records (kind, id, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(kind.as_str())
-        .bind(key.as_str())
-        .bind(self.body(&record)?)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        write_refs(&mut tx, &record, &key).await?;
-        crate::project::project(&mut tx, &record).await?;
-        if let Record::Team(team) = &record {
-            write_memberships(&mut tx, team, now_ms).await?;
-        }
-        if let Record::Connection(c) = &record {
-            // A changed connection (new credentials, a new exempt list) is read and audited
-            // afresh at once, and a pause it may have caused is lifted.
-            sqlx::query(
-                "UPDATE connection_state SET last_directory_at = NULL, next_audit_at = NULL,
-                    paused_until = NULL, pause_reason = NULL WHERE connection_id = $1",
-            )
-            .bind(c.id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        let reached = reach_change(&mut tx, old.as_ref(), &record).await?;
-        mark(&mut tx, reached, &Bounds::at(now)).await?;
+        let written = self.put_in(&mut tx, record, now).await?;
         notify(&mut tx, self.backend).await?;
         tx.commit().await?;
-        Ok(Written {
-            record,
-            created: old.is_none(),
-        })
+        Ok(written)
     }
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>> {
@@ -501,77 +612,67 @@ impl Store for SqlStore {
 
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let Some(old) = load(&mut tx, kind, key).await? else {
-            return Ok(false);
-        };
-        let user = sqlx::query("SELECT kind, id FROM refs WHERE ref_kind = $1 AND ref_id = $2 AND kind <> 'link' LIMIT 1")
-            .bind(kind.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = user {
-            return Err(StoreError::InUse {
-                kind: kind.as_str(),
-                id: key.to_owned(),
-                by_kind: row.try_get(0)?,
-                by_id: row.try_get(1)?,
-            });
-        }
-        let mut reach_all = reach(&mut tx, &old).await?;
-        // An inventory item takes its link with it.
-        let link_kind = match kind {
-            Kind::Pass => Some(LinkKind::Pass),
-            Kind::Resource => Some(LinkKind::Resource),
-            Kind::Desk => Some(LinkKind::Desk),
-            _ => None,
-        };
-        let mut doomed = vec![(kind, key.to_owned())];
-        if let Some(lk) = link_kind {
-            let link = link_key(lk, key);
-            if let Some(l) = load(&mut tx, Kind::Link, &link).await? {
-                reach_all = reach_all.merge(reach(&mut tx, &l).await?);
-                doomed.push((Kind::Link, link));
+        match self.delete_in(&mut tx, kind, key, now).await {
+            Ok(deleted) => {
+                if deleted {
+                    notify(&mut tx, self.backend).await?;
+                    tx.commit().await?;
+                }
+                Ok(deleted)
+            }
+            Err(e) => {
+                drop(tx);
+                Err(self.name_user(e).await)
             }
         }
-        // The link goes before its item; the database refuses to delete a record that something
-        // still refers to, which catches a reference written by a racing transaction after the
-        // check above.
-        for (k, id) in doomed.iter().rev() {
-            crate::project::unproject(&mut tx, *k, id).await?;
-            for sql in [
-                "DELETE FROM refs WHERE kind = $1 AND id = $2",
-                "DELETE FROM records WHERE kind = $1 AND id = $2",
-            ] {
-                let done = sqlx::query(sql)
-                    .bind(k.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await;
-                if let Err(e) = done {
-                    if !is_foreign_key_violation(&e) {
-                        return Err(e.into());
+    }
+
+    async fn apply_batch(
+        &self,
+        ops: Vec<BatchOp>,
+        now: Timestamp,
+        stop_at_error: bool,
+    ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Each item in a savepoint: one that fails leaves the others, and the chunk still
+            // commits as a whole.
+            let mut item = sqlx::Connection::begin(&mut *tx).await?;
+            let done = match op {
+                BatchOp::Put(record) => self
+                    .put_in(&mut item, *record, now)
+                    .await
+                    .map(|w| BatchDone::Written(Box::new(w))),
+                BatchOp::Delete(kind, key) => self
+                    .delete_in(&mut item, kind, &key, now)
+                    .await
+                    .map(BatchDone::Deleted),
+            };
+            match done {
+                Ok(d) => {
+                    item.commit().await?;
+                    out.push(Ok(d));
+                }
+                Err(e) => {
+                    item.rollback().await?;
+                    out.push(Err(e));
+                    if stop_at_error {
+                        break;
                     }
-                    drop(tx);
-                    let (by_kind, by_id) = self.first_user(kind, key).await?;
-                    return Err(StoreError::InUse {
-                        kind: kind.as_str(),
-                        id: key.to_owned(),
-                        by_kind,
-                        by_id,
-                    });
                 }
             }
         }
-        if kind == Kind::Team {
-            sqlx::query("DELETE FROM team_memberships WHERE team_id = $1")
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        mark(&mut tx, reach_all, &Bounds::at(now)).await?;
         notify(&mut tx, self.backend).await?;
         tx.commit().await?;
-        Ok(true)
+        let mut named = Vec::with_capacity(out.len());
+        for r in out {
+            named.push(match r {
+                Err(e) => Err(self.name_user(e).await),
+                ok => ok,
+            });
+        }
+        Ok(named)
     }
 
     async fn subjects_reached(&self, record: &Record, now: Timestamp) -> Result<Vec<Subject>> {

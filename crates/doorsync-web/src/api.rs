@@ -88,6 +88,7 @@ pub fn routes() -> Routes {
         &["post"],
         post(resend_invitation),
     )
+    .add("/api/v1/batch", &["post"], crate::batch::routes())
     .add("/api/v1/openapi.json", &["get"], get(openapi))
     .add("/api/v1/audit", &["get"], get(crate::sync::audit))
     .add(
@@ -230,13 +231,7 @@ async fn patch_one<C: Collection>(
         .get(C::KIND, id.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("{} {id:?}", C::KIND.as_str())))?;
-    let mut doc = C::render(&current);
-    if let Value::Object(fields) = &mut doc {
-        fields.remove("id");
-        for (name, _) in C::read_only() {
-            fields.remove(name);
-        }
-    }
+    let mut doc = crate::batch::body_of::<C>(&current);
     merge_patch(&mut doc, patch);
     let body: C::Body = input::from_value(doc)?;
     let record = C::into_record(id, body)?;
@@ -245,7 +240,7 @@ async fn patch_one<C: Collection>(
     Ok(Json(C::render(&written.record)))
 }
 
-fn merge_patch(target: &mut Value, patch: Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
     let Value::Object(patch) = patch else {
         *target = patch;
         return;

@@ -17,7 +17,7 @@ pub fn json<T: DeserializeOwned>(
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the body is over 1 MiB",
+                "the body is too large (1 MiB for one record, 32 MiB for a batch)",
             )
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text())

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod input;

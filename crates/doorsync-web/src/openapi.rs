@@ -435,6 +435,118 @@ fn access(mut doc: Doc) -> Doc {
             );
         doc.paths = doc.paths.path(path, PathItem::new(HttpMethod::Get, op));
     }
+    let op_schema = ObjectBuilder::new()
+        .property(
+            "op",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["put", "patch", "delete"])),
+        )
+        .required("op")
+        .property(
+            "collection",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A collection's path segment (`customers`, `pass-grants`, ...) or `links`",
+                )),
+        )
+        .required("collection")
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The record's id; for a link `{kind}/{item_id}`")),
+        )
+        .required("id")
+        .property(
+            "body",
+            ObjectBuilder::new().description(Some(
+                "For put, the collection's body; for patch, a JSON Merge Patch of it",
+            )),
+        );
+    let result_schema = ObjectBuilder::new()
+        .property("index", ObjectBuilder::new().schema_type(Type::Integer))
+        .required("index")
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(
+                    "What the single-record call would answer: 201, 200, 204, 400, 404, 409, 422",
+                )),
+        )
+        .required("status")
+        .property("error", reference("Error"));
+    doc.components = doc
+        .components
+        .schema(
+            "BatchRequest",
+            ObjectBuilder::new()
+                .property(
+                    "operations",
+                    utoipa::openapi::schema::ArrayBuilder::new()
+                        .items(op_schema)
+                        .max_items(Some(crate::batch::MAX_OPERATIONS)),
+                )
+                .required("operations"),
+        )
+        .schema(
+            "BatchResponse",
+            ObjectBuilder::new()
+                .property(
+                    "results",
+                    utoipa::openapi::schema::ArrayBuilder::new().items(result_schema),
+                )
+                .required("results")
+                .property(
+                    "summary",
+                    ObjectBuilder::new()
+                        .property("created", ObjectBuilder::new().schema_type(Type::Integer))
+                        .property("replaced", ObjectBuilder::new().schema_type(Type::Integer))
+                        .property("deleted", ObjectBuilder::new().schema_type(Type::Integer))
+                        .property("failed", ObjectBuilder::new().schema_type(Type::Integer)),
+                )
+                .required("summary"),
+        );
+    let batch = OperationBuilder::new()
+        .operation_id(Some("batch"))
+        .summary(Some("Many puts, patches and deletes at once"))
+        .description(Some(
+            "Applied in order, 500 to a transaction; each operation stands alone (a failing one \
+             changes nothing and has its own result) and a chunk's writes appear together. At \
+             most 10,000 operations and 32 MiB a request.",
+        ))
+        .tag("batch")
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(reference("BatchRequest")))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .responses(
+            errors(
+                ResponsesBuilder::new(),
+                &[
+                    ("400", "Malformed JSON"),
+                    ("413", "Body over 32 MiB"),
+                    ("415", "Not JSON"),
+                    ("422", "Not a list of operations, or too many"),
+                ],
+            )
+            .response(
+                "200",
+                json_response("One result per operation", Some(reference("BatchResponse"))),
+            ),
+        );
+    doc.paths = doc
+        .paths
+        .path("/api/v1/batch", PathItem::new(HttpMethod::Post, batch));
     let invite = OperationBuilder::new()
         .operation_id(Some("resend_invitation"))
         .summary(Some("Send the customer a new Mobile Pass invitation now"))

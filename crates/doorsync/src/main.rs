@@ -3,6 +3,7 @@
 mod app;
 mod config;
 mod demo;
+mod import;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -61,6 +62,17 @@ enum Command {
         /// The customer's id, or `visitor:ID` for a visitor (`customer:ID` for a customer whose
         /// own id starts with `visitor:` or `customer:`)
         subject: String,
+    },
+    /// Load records from an NDJSON file, one batch operation per line
+    /// (`{"op": "put", "collection": "customers", "id": "c1", "body": {...}}`), as
+    /// `POST /api/v1/batch` applies them. A bad line is reported with its number and skipped;
+    /// the exit status is 1 if any line failed.
+    Import {
+        /// The NDJSON file
+        file: PathBuf,
+        /// Stop at the first bad line (the lines before it stay applied)
+        #[arg(long)]
+        strict: bool,
     },
     /// Bring the database schema up to date, then exit.
     Migrate,
@@ -128,6 +140,18 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Explain { subject } => explain(&config, &subject).await,
+        Command::Import { file, strict } => {
+            let store = open(&config, false).await?;
+            let result = import::run(&store, &file, strict).await;
+            store.close().await;
+            let summary = result?;
+            println!(
+                "{} created, {} replaced, {} deleted, {} failed",
+                summary.created, summary.replaced, summary.deleted, summary.failed
+            );
+            anyhow::ensure!(summary.failed == 0, "{} lines failed", summary.failed);
+            Ok(())
+        }
         Command::Migrate => {
             let store = open(&config, false).await?;
             store.close().await;

@@ -1042,6 +1042,7 @@ testkit::on_both_backends!(
     bad_input_is_refused_with_the_field_and_leaves_nothing,
     links_control_items_and_access_explains_why,
     openapi_describes_every_route,
+    a_batch_applies_each_operation_on_its_own_in_order,
 );
 
 mod limits {
@@ -1175,4 +1176,78 @@ mod limits {
             "shutdown waited for a client that never finishes its request"
         );
     }
+}
+
+async fn a_batch_applies_each_operation_on_its_own_in_order(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let put = |collection: &str, id: &str, body: Value| json!({"op": "put", "collection": collection, "id": id, "body": body});
+    let booking = |customer: &str| json!({"customer_id": customer, "resource_id": "R", "start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"});
+    let operations = json!([
+        put("customers", "c1", json!({"name": "Cy", "email": "cy@example.com"})),
+        // Refers to the customer created just before it, in the same chunk.
+        put("bookings", "bk1", booking("c1")),
+        put("bookings", "bk2", booking("ghost")),
+        {"op": "patch", "collection": "customers", "id": "c1", "body": {"name": "Cy Twice"}},
+        put("links", "resource/R", json!({"group_id": "77"})),
+        {"op": "delete", "collection": "customers", "id": "a-missing-one"},
+        {"op": "delete", "collection": "customers", "id": "c1"},
+        {"op": "explode", "collection": "customers", "id": "c1"},
+        put("customers", "a", json!({"name": "Ana", "email": "ana@example.com"})),
+    ]);
+    let res = app
+        .client
+        .post(app.url("/api/v1/batch"))
+        .bearer_auth(&app.token)
+        .json(&json!({"operations": operations}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [201, 201, 422, 200, 201, 404, 409, 422, 200],
+        "{body}"
+    );
+    assert_eq!(
+        body["results"][2]["error"]["field"], "customer_id",
+        "{body}"
+    );
+    assert_eq!(body["results"][6]["error"]["code"], "in_use", "{body}");
+    assert_eq!(
+        body["summary"],
+        json!({"created": 3, "replaced": 2, "deleted": 0, "failed": 4})
+    );
+    assert_eq!(
+        app.get_json("/api/v1/customers/c1").await.1["name"],
+        "Cy Twice"
+    );
+    assert_eq!(app.get_json("/api/v1/bookings/bk2").await.0, 404);
+    assert_eq!(
+        app.get_json("/api/v1/links/resource/R").await.1["group_id"],
+        "77"
+    );
+    // Too many operations at once.
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"op": "delete", "collection": "customers", "id": format!("x{i}")}))
+        .collect();
+    let res = app
+        .client
+        .post(app.url("/api/v1/batch"))
+        .bearer_auth(&app.token)
+        .json(&json!({"operations": many}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    app.stop().await;
 }

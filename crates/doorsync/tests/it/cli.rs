@@ -95,6 +95,75 @@ fn tokens_are_listed_and_revoked() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn import_loads_ndjson_and_reports_bad_lines_by_number() {
+    let dir = tempdir("import");
+    let url = format!("sqlite://{}", dir.join("i.db").display());
+    let file = dir.join("load.ndjson");
+    let lines = [
+        r#"{"op": "put", "collection": "locations", "id": "L", "body": {"name": "Soho", "timezone": "Europe/London"}}"#,
+        r#"{"op": "put", "collection": "resources", "id": "R", "body": {"location_id": "L", "name": "Room"}}"#,
+        r#"{"op": "put", "collection": "links", "id": "resource/R", "body": {"group_id": "4101"}}"#,
+        r#"{"op": "put", "collection": "customers", "id": "ana", "body": {"name": "Ana", "email": "ana@example.com"}}"#,
+        r#"{"op": "put", "collection": "customers", "id": "ben", "body": {"name": "#,
+        "",
+        r#"{"op": "put", "collection": "bookings", "id": "b1", "body": {"customer_id": "ghost", "resource_id": "R", "start": "2030-01-07T10:00:00Z", "end": "2030-01-07T11:00:00Z"}}"#,
+        r#"{"op": "put", "collection": "bookings", "id": "b2", "body": {"customer_id": "ana", "resource_id": "R", "start": "2030-01-07T10:00:00Z", "end": "2030-01-07T11:00:00Z"}}"#,
+        r#"{"op": "patch", "collection": "customers", "id": "ana", "body": {"name": "Ana Lima"}}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = doorsync(&dir, &url)
+        .args(["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "a failed line fails the run");
+    assert!(stderr.contains("line 5: malformed JSON"), "{stderr}");
+    assert!(
+        stderr.contains("line 7: 422 unknown_reference") && stderr.contains("(field customer_id)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("5 created, 1 replaced, 0 deleted, 2 failed"),
+        "{stdout}"
+    );
+    let explained = doorsync(&dir, &url)
+        .args(["explain", "ana"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("Ana Lima") && text.contains("booking:b2"),
+        "{text}"
+    );
+    // --strict stops at the first bad line; the lines before it stay.
+    let strict = dir.join("strict.ndjson");
+    std::fs::write(
+        &strict,
+        [
+            lines[0],
+            r#"{"op": "delete", "collection": "planets", "id": "x"}"#,
+            lines[3],
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = doorsync(&dir, &url)
+        .args(["import", "--strict", strict.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 2: 400 invalid_collection") && stderr.contains("stopped at line 2"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,399 @@
+//! Many writes at once, for a platform's first load and its nightly reconciliation:
+//! `POST /api/v1/batch` and `doorsync import`. Operations apply in order, in chunks; each chunk
+//! is one transaction in which every operation stands alone (a failing one changes nothing and
+//! gets its own result), and the chunk's successful writes become visible together.
+
+use crate::AppState;
+use crate::collections::*;
+use crate::error::ApiError;
+use crate::input;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use doorsync_core::{Clock, Id, Link, LinkKind};
+use doorsync_store::{BatchDone, BatchOp, Kind, Record, Store, StoreError, link_key};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Operations applied in one transaction.
+pub const CHUNK: usize = 500;
+/// Operations one request may carry.
+pub const MAX_OPERATIONS: usize = 10_000;
+/// A batch body may be this large (one write's limit is 1 MiB).
+pub const MAX_BATCH_BODY: usize = 32 * 1024 * 1024;
+
+/// One operation as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    pub op: OpKind,
+    /// A collection's path segment (`customers`, `pass-grants`, ...) or `links`.
+    pub collection: String,
+    /// The record's id; for a link, `{kind}/{item_id}` (`resource/room-1`).
+    pub id: String,
+    /// The body of a `put` (as for `PUT`) or of a `patch` (a JSON Merge Patch).
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Put,
+    Patch,
+    Delete,
+}
+
+/// The outcome of one operation: the status the single-record call would have answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemResult {
+    pub index: usize,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub created: usize,
+    pub replaced: usize,
+    pub deleted: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    pub fn count(&mut self, status: u16) {
+        match status {
+            201 => self.created += 1,
+            200 => self.replaced += 1,
+            204 => self.deleted += 1,
+            _ => self.failed += 1,
+        }
+    }
+}
+
+type Build = fn(Id, Value) -> Result<Record, ApiError>;
+type Render = fn(&Record) -> Value;
+
+fn build<C: Collection>(id: Id, body: Value) -> Result<Record, ApiError> {
+    C::into_record(id, input::from_value(body)?)
+}
+
+/// A record shown as its writable body (for merge patches): without its id and the fields
+/// the server adds.
+pub(crate) fn body_of<C: Collection>(record: &Record) -> Value {
+    let mut doc = C::render(record);
+    if let Value::Object(fields) = &mut doc {
+        fields.remove("id");
+        for (name, _) in C::read_only() {
+            fields.remove(name);
+        }
+    }
+    doc
+}
+
+struct Entry {
+    kind: Kind,
+    build: Build,
+    body: Render,
+}
+
+fn entry<C: Collection>() -> (&'static str, Entry) {
+    (
+        C::PATH,
+        Entry {
+            kind: C::KIND,
+            build: build::<C>,
+            body: body_of::<C>,
+        },
+    )
+}
+
+fn registry() -> HashMap<&'static str, Entry> {
+    HashMap::from([
+        entry::<Connections>(),
+        entry::<Locations>(),
+        entry::<Passes>(),
+        entry::<Resources>(),
+        entry::<Desks>(),
+        entry::<Customers>(),
+        entry::<Teams>(),
+        entry::<Bookings>(),
+        entry::<Contracts>(),
+        entry::<PassGrants>(),
+        entry::<Visitors>(),
+        entry::<Doors>(),
+    ])
+}
+
+fn error_value(e: &ApiError) -> Value {
+    json!({"code": e.code, "message": e.message, "field": e.field})
+}
+
+/// An operation checked and turned into a store write, or why it cannot be.
+enum Prepared {
+    Write(BatchOp),
+    Patch {
+        kind: Kind,
+        key: String,
+        id: Id,
+        patch: Value,
+    },
+}
+
+fn link_record(key: &str, body: Option<Value>) -> Result<Record, ApiError> {
+    let (kind, item) = link_parts(key)?;
+    let body: LinkBody = input::from_value(body.unwrap_or(Value::Null))?;
+    let group = body.group_id.trim();
+    if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "group_id",
+            "a provider group id is 1 to 64 visible characters",
+        ));
+    }
+    Ok(Record::Link(Link {
+        kind,
+        item_id: item,
+        group_id: group.to_owned(),
+    }))
+}
+
+fn link_parts(key: &str) -> Result<(LinkKind, Id), ApiError> {
+    let (kind, item) = key.split_once('/').unwrap_or((key, ""));
+    let kind = LinkKind::parse(kind).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_id",
+            "id",
+            "a link's id is {kind}/{item_id}, kind pass, resource or desk",
+        )
+    })?;
+    let item =
+        Id::parse(item).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    Ok((kind, item))
+}
+
+fn prepare(reg: &HashMap<&'static str, Entry>, op: Operation) -> Result<Prepared, ApiError> {
+    if op.collection == "links" {
+        let (kind, item) = link_parts(&op.id)?;
+        let key = link_key(kind, item.as_str());
+        return match op.op {
+            OpKind::Put => Ok(Prepared::Write(BatchOp::Put(Box::new(link_record(
+                &op.id, op.body,
+            )?)))),
+            OpKind::Delete => Ok(Prepared::Write(BatchOp::Delete(Kind::Link, key))),
+            OpKind::Patch => Err(ApiError::bad_request(
+                "invalid_op",
+                "op",
+                "a link has one field: put it",
+            )),
+        };
+    }
+    let entry = reg.get(op.collection.as_str()).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_collection",
+            "collection",
+            format!("no collection {:?}", op.collection),
+        )
+    })?;
+    let id =
+        Id::parse(&op.id).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    match op.op {
+        OpKind::Put => {
+            let body = op
+                .body
+                .ok_or_else(|| ApiError::invalid("body", "a put needs a body"))?;
+            Ok(Prepared::Write(BatchOp::Put(Box::new((entry.build)(
+                id, body,
+            )?))))
+        }
+        OpKind::Patch => {
+            let patch = op
+                .body
+                .ok_or_else(|| ApiError::invalid("body", "a patch needs a body"))?;
+            if !patch.is_object() {
+                return Err(ApiError::invalid("body", "a merge patch is a JSON object"));
+            }
+            Ok(Prepared::Patch {
+                kind: entry.kind,
+                key: id.to_string(),
+                id,
+                patch,
+            })
+        }
+        OpKind::Delete => Ok(Prepared::Write(BatchOp::Delete(entry.kind, id.to_string()))),
+    }
+}
+
+fn store_error(e: StoreError, link: bool) -> ApiError {
+    match e {
+        // As for `PUT /links/...`: the path names the item.
+        StoreError::UnknownReference { kind, id, .. } if link => {
+            ApiError::not_found(format_args!("{kind} {id:?}"))
+        }
+        e => e.into(),
+    }
+}
+
+/// Applies `operations` (each a JSON value, so that one malformed operation is reported in its
+/// place) and returns one result per operation, in order.
+///
+/// With `strict`, the first failing operation ends it: those before it are applied, those
+/// after it are not and get no result.
+pub async fn apply(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    operations: Vec<Value>,
+    strict: bool,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<ItemResult>, StoreError> {
+    let reg = registry();
+    let mut results = Vec::with_capacity(operations.len());
+    let mut base = 0;
+    let mut chunks = operations.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<Value> = chunks.by_ref().take(CHUNK).collect();
+        let n = chunk.len();
+        // Records written earlier in this chunk, for patches that follow them.
+        let mut pending: HashMap<(Kind, String), Record> = HashMap::new();
+        let mut slots: Vec<Result<(BatchOp, bool), ApiError>> = Vec::with_capacity(n);
+        for value in chunk {
+            let prepared = serde_path_to_error::deserialize::<_, Operation>(value)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    ApiError::invalid(path, e.into_inner().to_string())
+                })
+                .and_then(|op| {
+                    let link = op.collection == "links";
+                    prepare(&reg, op).map(|p| (p, link))
+                });
+            let slot = match prepared {
+                Err(e) => Err(e),
+                Ok((Prepared::Write(w), link)) => Ok((w, link)),
+                Ok((
+                    Prepared::Patch {
+                        kind,
+                        key,
+                        id,
+                        patch,
+                    },
+                    _,
+                )) => {
+                    let current = match pending.get(&(kind, key.clone())) {
+                        Some(r) => Some(r.clone()),
+                        None => store.get(kind, &key).await?,
+                    };
+                    match current {
+                        None => Err(ApiError::not_found(format_args!(
+                            "{} {key:?}",
+                            kind.as_str()
+                        ))),
+                        Some(record) => {
+                            let entry = reg
+                                .values()
+                                .find(|e| e.kind == kind)
+                                .expect("every patchable kind is registered");
+                            let mut doc = (entry.body)(&record);
+                            crate::api::merge_patch(&mut doc, patch);
+                            (entry.build)(id, doc).map(|r| (BatchOp::Put(Box::new(r)), false))
+                        }
+                    }
+                }
+            };
+            if let Ok((BatchOp::Put(r), _)) = &slot {
+                pending.insert((r.kind(), r.key()), (**r).clone());
+            }
+            slots.push(slot);
+        }
+        if strict && let Some(bad) = slots.iter().position(Result::is_err) {
+            // Nothing after the first invalid operation is sent.
+            slots.truncate(bad + 1);
+        }
+        let ops: Vec<BatchOp> = slots
+            .iter()
+            .filter_map(|s| s.as_ref().ok().map(|(op, _)| op.clone()))
+            .collect();
+        let mut done = store
+            .apply_batch(ops, clock.now(), strict)
+            .await?
+            .into_iter();
+        for (i, slot) in slots.into_iter().enumerate() {
+            let index = base + i;
+            let (status, error) = match slot {
+                Err(e) => (e.status.as_u16(), Some(error_value(&e))),
+                Ok((op, link)) => match done.next() {
+                    Some(Ok(BatchDone::Written(w))) => (if w.created { 201 } else { 200 }, None),
+                    Some(Ok(BatchDone::Deleted(true))) => (204, None),
+                    Some(Ok(BatchDone::Deleted(false))) => {
+                        let what = match &op {
+                            BatchOp::Delete(k, key) => format!("{} {key:?}", k.as_str()),
+                            BatchOp::Put(r) => r.key(),
+                        };
+                        let e = ApiError::not_found(what);
+                        (404, Some(error_value(&e)))
+                    }
+                    Some(Err(e)) => {
+                        let e = store_error(e, link);
+                        (e.status.as_u16(), Some(error_value(&e)))
+                    }
+                    // Not applied: an earlier operation failed in a strict run.
+                    None => break,
+                },
+            };
+            let failed = error.is_some();
+            results.push(ItemResult {
+                index,
+                status,
+                error,
+            });
+            if strict && failed {
+                progress(base + i + 1);
+                return Ok(results);
+            }
+        }
+        base += n;
+        progress(base);
+    }
+    Ok(results)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    operations: Vec<Value>,
+}
+
+/// `POST /api/v1/batch`: `{"operations": [...]}` → `{"results": [...], "summary": {...}}`.
+pub async fn batch(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: BatchRequest = input::json(&headers, body)?;
+    if req.operations.len() > MAX_OPERATIONS {
+        return Err(ApiError::invalid(
+            "operations",
+            format!("at most {MAX_OPERATIONS} operations a request; send more requests"),
+        ));
+    }
+    let results = apply(
+        st.store.as_ref(),
+        st.clock.as_ref(),
+        req.operations,
+        false,
+        |_| {},
+    )
+    .await?;
+    st.wake();
+    let mut summary = Summary::default();
+    for r in &results {
+        summary.count(r.status);
+    }
+    Ok(Json(json!({ "results": results, "summary": summary })))
+}
+
+pub fn routes() -> axum::routing::MethodRouter<AppState> {
+    axum::routing::post(batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BODY))
+}
