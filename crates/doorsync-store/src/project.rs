@@ -72,10 +72,15 @@ async fn bump_catalog(conn: &mut AnyConnection, kind: Kind) -> Result<()> {
     Ok(())
 }
 
-/// Writes the record's rows, replacing what an earlier version of it left.
-pub(crate) async fn project(conn: &mut AnyConnection, record: &Record) -> Result<()> {
+/// Writes the record's rows, replacing what an earlier version of it left (`fresh`: there was
+/// none).
+pub(crate) async fn project(conn: &mut AnyConnection, record: &Record, fresh: bool) -> Result<()> {
     let key = record.key();
-    unproject(conn, record.kind(), &key).await?;
+    if fresh {
+        bump_catalog(conn, record.kind()).await?;
+    } else {
+        unproject(conn, record.kind(), &key).await?;
+    }
     match record {
         Record::Booking(b) => {
             sqlx::query("INSERT INTO in_bookings (id, customer_id, resource_id, end_ms) VALUES ($1, $2, $3, $4)")
@@ -202,7 +207,7 @@ pub(crate) async fn backfill(conn: &mut AnyConnection, backend: Backend) -> Resu
             .await?;
         for row in rows {
             let (id, body): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            project(&mut tx, &parse(kind, &id, &body)?).await?;
+            project(&mut tx, &parse(kind, &id, &body)?, false).await?;
             n += 1;
         }
     }

@@ -165,14 +165,12 @@ impl SqlStore {
         }
         let old = self.load_open(&mut *tx, kind, &key).await?;
         record.carry_over(old.as_ref(), now);
-        for r in record.refs() {
-            if !exists(&mut *tx, r.kind, &r.id).await? {
-                return Err(StoreError::UnknownReference {
-                    field: r.field,
-                    kind: r.kind.as_str(),
-                    id: r.id,
-                });
-            }
+        if let Some(r) = first_missing(&mut *tx, &record).await? {
+            return Err(StoreError::UnknownReference {
+                field: r.field,
+                kind: r.kind.as_str(),
+                id: r.id,
+            });
         }
         check_rules(&mut *tx, &record).await?;
         crate::setup::check(&mut *tx, &record).await?;
@@ -186,8 +184,8 @@ impl SqlStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        write_refs(&mut *tx, &record, &key).await?;
-        crate::project::project(&mut *tx, &record).await?;
+        write_refs(&mut *tx, &record, &key, old.is_none()).await?;
+        crate::project::project(&mut *tx, &record, old.is_none()).await?;
         if let Record::Team(team) = &record {
             write_memberships(&mut *tx, team, now_ms).await?;
         }
@@ -442,17 +440,6 @@ pub(crate) fn parse(kind: Kind, key: &str, body: &str) -> Result<Record> {
     })
 }
 
-async fn exists(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT 1 FROM records WHERE kind = $1 AND id = $2")
-            .bind(kind.as_str())
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some(),
-    )
-}
-
 pub(crate) async fn strings(
     conn: &mut AnyConnection,
     sql: &'static str,
@@ -502,38 +489,83 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
 }
 
-async fn write_refs(conn: &mut AnyConnection, record: &Record, key: &str) -> Result<()> {
-    let kind = record.kind().as_str();
-    sqlx::query("DELETE FROM refs WHERE kind = $1 AND id = $2")
-        .bind(kind)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    for r in record.refs() {
-        // The database enforces the reference: a target deleted since the check above (by a
-        // racing transaction) fails here instead of leaving the record pointing at nothing.
-        sqlx::query(
-            "INSERT INTO refs (kind, id, field, ref_kind, ref_id) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(r.field)
-        .bind(r.kind.as_str())
-        .bind(&r.id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                StoreError::UnknownReference {
-                    field: r.field,
-                    kind: r.kind.as_str(),
-                    id: r.id.clone(),
-                }
-            } else {
-                e.into()
-            }
-        })?;
+/// The first reference of `record` to a record that does not exist, in one query.
+async fn first_missing(conn: &mut AnyConnection, record: &Record) -> Result<Option<crate::Ref>> {
+    let refs = record.refs();
+    if refs.is_empty() {
+        return Ok(None);
     }
+    let pairs: Vec<String> = (0..refs.len())
+        .map(|i| format!("(kind = ${} AND id = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!("SELECT kind, id FROM records WHERE {}", pairs.join(" OR "));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in &refs {
+        q = q.bind(r.kind.as_str()).bind(r.id.as_str());
+    }
+    let found: BTreeSet<(String, String)> = q
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    Ok(refs
+        .into_iter()
+        .find(|r| !found.contains(&(r.kind.as_str().to_owned(), r.id.clone()))))
+}
+
+/// `fresh`: the record is new, so it has no references to replace.
+async fn write_refs(
+    conn: &mut AnyConnection,
+    record: &Record,
+    key: &str,
+    fresh: bool,
+) -> Result<()> {
+    let kind = record.kind().as_str();
+    if !fresh {
+        sqlx::query("DELETE FROM refs WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let refs = record.refs();
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..refs.len())
+        .map(|i| {
+            let b = 5 * i;
+            format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO refs (kind, id, field, ref_kind, ref_id) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in &refs {
+        q = q
+            .bind(kind)
+            .bind(key)
+            .bind(r.field)
+            .bind(r.kind.as_str())
+            .bind(r.id.as_str());
+    }
+    // The database enforces the references: a target deleted since the check above (by a
+    // racing transaction) fails here instead of leaving the record pointing at nothing.
+    q.execute(&mut *conn).await.map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            let r = &refs[0];
+            StoreError::UnknownReference {
+                field: r.field,
+                kind: r.kind.as_str(),
+                id: r.id.clone(),
+            }
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 
@@ -633,6 +665,37 @@ impl Store for SqlStore {
         now: Timestamp,
         stop_at_error: bool,
     ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>> {
+        // The common case first: every write succeeds, in one transaction with no savepoints
+        // (two statements fewer per write). Only if one fails is the chunk done again, each
+        // write in a savepoint of its own.
+        let mut tx = self.pool.begin().await?;
+        let mut written = Vec::with_capacity(ops.len());
+        let mut clean = true;
+        for op in &ops {
+            let done = match op {
+                BatchOp::Put(record) => self
+                    .put_in(&mut tx, (**record).clone(), now)
+                    .await
+                    .map(|w| BatchDone::Written(Box::new(w))),
+                BatchOp::Delete(kind, key) => self
+                    .delete_in(&mut tx, *kind, key, now)
+                    .await
+                    .map(BatchDone::Deleted),
+            };
+            match done {
+                Ok(d) => written.push(Ok(d)),
+                Err(_) => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        if clean {
+            notify(&mut tx, self.backend).await?;
+            tx.commit().await?;
+            return Ok(written);
+        }
+        tx.rollback().await?;
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
