@@ -194,7 +194,10 @@ impl BrivoClient {
     }
 
     pub(crate) async fn acquire_rate_slot(&self) {
-        self.inner.limiter.acquire().await;
+        match &self.inner.config.pacer {
+            Some(p) => p.turn().await,
+            None => self.inner.limiter.acquire().await,
+        }
     }
 
     pub(crate) fn backoff_for(&self, retries: u32, err: &BrivoError) -> Option<Duration> {
@@ -279,7 +282,7 @@ impl BrivoClient {
         let mut renewed_token = false;
         loop {
             let token = inner.tokens.current(self).await?;
-            inner.limiter.acquire().await;
+            self.acquire_rate_slot().await;
             // Spring's resource server repeats a rejected token in its message: strip it.
             let result = self
                 .attempt(call, &token.value)
@@ -309,7 +312,10 @@ impl BrivoClient {
             };
             if err.kind() == ErrorKind::OverQps {
                 // The whole key is over its budget, not just this call: pause every caller.
-                inner.limiter.hold_for(wait);
+                match &inner.config.pacer {
+                    Some(p) => p.hold(wait).await,
+                    None => inner.limiter.hold_for(wait),
+                }
             }
             tracing::warn!(endpoint = call.endpoint, error = %err, retry = retries + 1, ?wait, "retrying brivo call");
             tokio::time::sleep(wait).await;

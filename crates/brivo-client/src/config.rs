@@ -63,6 +63,8 @@ pub struct ClientConfig {
     /// Cap of one backoff wait. A `Retry-After` longer than this is not waited for: the error is
     /// returned so that the caller can reschedule instead of holding a worker.
     pub max_backoff: Duration,
+    /// Paces calls across processes instead of the in-process limit (see [`crate::Pacer`]).
+    pub pacer: Option<std::sync::Arc<dyn crate::Pacer>>,
 }
 
 impl ClientConfig {
@@ -87,6 +89,7 @@ impl ClientConfig {
             max_retries: 4,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            pacer: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_retries", &self.max_retries)
             .field("base_backoff", &self.base_backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("pacer", &self.pacer.is_some())
             .finish()
     }
 }

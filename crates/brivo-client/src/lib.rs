@@ -69,4 +69,5 @@ pub use events::{EventPager, EventQuery};
 pub use filter::{Filter, FilterValue, Op};
 pub use model::*;
 pub use paging::{MAX_PAGE_SIZE, Page, Pager};
+pub use ratelimit::Pacer;
 pub use stats::CallStat;

@@ -9,9 +9,8 @@
 //!
 //! The limiter is a token bucket written as GCRA (a "theoretical arrival time"): each call
 //! reserves the next free slot under a short lock and then sleeps until it, so waiters are served
-//! in order and nothing polls. The bucket holds one second's worth of calls, so short bursts (a
-//! customer's few membership changes) go out at once. It runs on tokio's clock, which tests can
-//! pause.
+//! in order and nothing polls. Calls are evenly spaced, with no saved-up burst (see `shape`). It
+//! runs on tokio's clock, which tests can pause.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -94,14 +93,28 @@ impl RateLimiter {
     }
 }
 
-/// The steady interval and burst tolerance for a rate; no limit for 0, negative or non-finite.
+/// The steady interval for a rate (no limit for 0, negative or non-finite), and no burst: Brivo
+/// counts calls in fixed one-second windows, so a bucket that saved up a second's worth at the
+/// end of one window and spent it with the next window's share would send twice the limit
+/// within one window, and be answered over-QPS. Evenly spaced calls never exceed it.
 fn shape(per_second: f64) -> (Option<Duration>, Duration) {
     if !(per_second.is_finite() && per_second > 0.0) {
         return (None, Duration::ZERO);
     }
-    let interval = Duration::from_secs_f64(1.0 / per_second);
-    let capacity = per_second.floor().max(1.0);
-    (Some(interval), interval.mul_f64(capacity - 1.0))
+    (
+        Some(Duration::from_secs_f64(1.0 / per_second)),
+        Duration::ZERO,
+    )
+}
+
+/// Paces the calls of one API key across processes (several doorsync instances on one
+/// database): when a client has one, it asks it for each call's turn instead of its own
+/// in-process limiter.
+pub trait Pacer: Send + Sync {
+    /// Waits until this caller may send one request.
+    fn turn(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// The server said the key is over its QPS: no caller anywhere before `wait` has passed.
+    fn hold(&self, wait: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 type Registry = Mutex<HashMap<(String, String), Weak<RateLimiter>>>;
@@ -132,14 +145,21 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn burst_then_steady_rate() {
+    async fn evenly_spaced_so_no_one_second_window_exceeds_the_rate() {
         let limiter = RateLimiter::new(5.0);
         let start = Instant::now();
-        // One second's worth (5) goes at once; the next 10 need 10 intervals of 200 ms.
+        let mut sent = vec![];
         for _ in 0..15 {
             limiter.acquire().await;
+            sent.push(start.elapsed());
         }
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // The first at once, then one every 200 ms: no saved-up burst.
+        assert_eq!(start.elapsed(), Duration::from_millis(14 * 200));
+        for w in 0..3u64 {
+            let window = Duration::from_secs(w)..Duration::from_secs(w + 1);
+            let n = sent.iter().filter(|t| window.contains(t)).count();
+            assert!(n <= 5, "{n} calls in second {w}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -155,8 +175,8 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        // 10 at once, then 20 more at 100 ms each.
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // One at once, then 29 more at 100 ms each.
+        assert_eq!(start.elapsed(), Duration::from_millis(2900));
     }
 
     #[tokio::test(start_paused = true)]
@@ -170,15 +190,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_time_refills_only_up_to_capacity() {
+    async fn idle_time_saves_up_nothing() {
         let limiter = RateLimiter::new(2.0);
         tokio::time::sleep(Duration::from_secs(60)).await;
         let start = Instant::now();
         for _ in 0..4 {
             limiter.acquire().await;
         }
-        // Two saved up, not 120: the other two wait 500 ms each.
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // A minute idle saves no burst: the first at once, then 500 ms apart.
+        assert_eq!(start.elapsed(), Duration::from_millis(1500));
     }
 
     #[tokio::test(start_paused = true)]

@@ -75,6 +75,9 @@ pub struct Connection {
     /// Provider calls allowed a month; the drift audit is paced to stay within it.
     #[serde(default = "default_call_budget")]
     pub monthly_call_budget: u64,
+    /// Calls per second the API key allows (Brivo's default is 10), shared by every instance.
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: u32,
     pub enabled: bool,
 }
 
@@ -82,6 +85,12 @@ pub const DEFAULT_MONTHLY_CALL_BUDGET: u64 = 100_000;
 
 fn default_call_budget() -> u64 {
     DEFAULT_MONTHLY_CALL_BUDGET
+}
+
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
+
+fn default_requests_per_second() -> u32 {
+    DEFAULT_REQUESTS_PER_SECOND
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

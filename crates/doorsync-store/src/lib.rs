@@ -410,6 +410,11 @@ pub trait Store: Send + Sync + 'static {
     /// Marks due the subjects with a user on `connection` who were never invited (the
     /// allotment grew again).
     async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64>;
+    /// Reserves the connection's next provider call slot, `interval_ms` after the one before
+    /// and no earlier than `hold_ms` from now, on the database's clock (every instance shares
+    /// it); returns how many milliseconds to wait for it.
+    async fn take_call_slot(&self, connection: &str, interval_ms: i64, hold_ms: i64)
+    -> Result<i64>;
     /// Links and locations that give nobody access as things stand.
     async fn setup_problems(&self) -> Result<Vec<SetupProblem>>;
     async fn connection_state(&self, connection: &str) -> Result<ConnectionState>;

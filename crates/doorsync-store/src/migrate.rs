@@ -47,6 +47,11 @@ const SQLITE: &[Migration] = &[
         name: "catalog_version",
         sql: include_str!("../migrations/sqlite/0007_catalog_version.sql"),
     },
+    Migration {
+        version: 8,
+        name: "call_slots",
+        sql: include_str!("../migrations/sqlite/0008_call_slots.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -84,6 +89,11 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "catalog_version",
         sql: include_str!("../migrations/postgres/0007_catalog_version.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "call_slots",
+        sql: include_str!("../migrations/postgres/0008_call_slots.sql"),
     },
 ];
 

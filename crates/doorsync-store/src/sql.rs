@@ -536,7 +536,14 @@ async fn write_refs(
     let rows: Vec<String> = (0..refs.len())
         .map(|i| {
             let b = 5 * i;
-            format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
         })
         .collect();
     let sql = format!(
@@ -933,6 +940,37 @@ impl Store for SqlStore {
 
     async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64> {
         crate::invitations::mark_uninvited_due(self, connection, now).await
+    }
+
+    async fn take_call_slot(
+        &self,
+        connection: &str,
+        interval_ms: i64,
+        hold_ms: i64,
+    ) -> Result<i64> {
+        let (now, max) = match self.backend {
+            Backend::Postgres => (
+                "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+                "GREATEST",
+            ),
+            Backend::Sqlite => (
+                "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+                "MAX",
+            ),
+        };
+        let sql = format!(
+            "INSERT INTO call_slots (connection_id, next_ms) VALUES ($1, {now} + $3 + $2)
+             ON CONFLICT (connection_id) DO UPDATE SET
+                next_ms = {max}(call_slots.next_ms, {now} + $3) + $2
+             RETURNING next_ms - $2 - {now}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(connection)
+            .bind(interval_ms)
+            .bind(hold_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?.max(0))
     }
 
     async fn setup_problems(&self) -> Result<Vec<SetupProblem>> {

@@ -199,6 +199,10 @@ pub struct ConnectionBody {
     /// Provider calls allowed a month (default 100000); the drift audit is paced to stay within it.
     #[schema(minimum = 100)]
     pub monthly_call_budget: Option<u64>,
+    /// Calls per second the API key allows (default 10), shared by every doorsync instance on
+    /// the database; calls are spaced evenly so that Brivo never answers over-QPS.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub requests_per_second: Option<u32>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -242,6 +246,16 @@ impl Collection for Connections {
                 Some(n) => n,
                 None => DEFAULT_MONTHLY_CALL_BUDGET,
             },
+            requests_per_second: match b.requests_per_second {
+                Some(n) if !(1..=1000).contains(&n) => {
+                    return Err(ApiError::invalid(
+                        "requests_per_second",
+                        "must be 1 to 1000",
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_REQUESTS_PER_SECOND,
+            },
             enabled: b.enabled,
         }))
     }
@@ -282,6 +296,7 @@ impl Collection for Connections {
             "list_doors_in_app": c.list_doors_in_app,
             "link_users_by_email": c.link_users_by_email,
             "monthly_call_budget": c.monthly_call_budget,
+            "requests_per_second": c.requests_per_second,
             "enabled": c.enabled,
             "credentials_set": set,
         })

@@ -31,10 +31,16 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Instances sharing PostgreSQL share each API key's calls per second through it; one
+    // instance on SQLite paces in process.
+    let factory = match store.backend() {
+        doorsync_store::Backend::Postgres => BrivoFactory::new().pacing_in(shared.clone()),
+        doorsync_store::Backend::Sqlite => BrivoFactory::new(),
+    };
     let engine = Arc::new(Engine::new(
         shared.clone(),
         clock.clone(),
-        Arc::new(BrivoFactory::new()),
+        Arc::new(factory),
         options.engine,
     ));
     let waker = engine.clone();

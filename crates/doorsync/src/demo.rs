@@ -241,6 +241,7 @@ async fn seed(
         list_doors_in_app: true,
         link_users_by_email: false,
         monthly_call_budget: DEFAULT_MONTHLY_CALL_BUDGET,
+        requests_per_second: doorsync_core::DEFAULT_REQUESTS_PER_SECOND,
         enabled: true,
     }))
     .await?;

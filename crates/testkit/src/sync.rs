@@ -51,6 +51,24 @@ fn fast_client(c: &mut brivo_client::ClientConfig) {
     c.requests_per_second = 0.0;
 }
 
+/// Short timeouts, but the connection's rate kept.
+fn paced_client(c: &mut brivo_client::ClientConfig) {
+    let rate = c.requests_per_second;
+    fast_client(c);
+    c.requests_per_second = rate;
+}
+
+/// An engine whose calls keep to the connection's rate, shared through `store` with every other
+/// engine on it, as `doorsync serve` on PostgreSQL runs.
+pub fn paced_engine_on(store: Arc<dyn doorsync_store::Store>, owner: &str) -> Arc<Engine> {
+    Arc::new(Engine::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(BrivoFactory::tuned(paced_client).pacing_in(store)),
+        fast_engine(owner),
+    ))
+}
+
 /// A second engine on the same database, as another instance would run.
 pub fn engine_on(store: Arc<dyn doorsync_store::Store>, owner: &str) -> Arc<Engine> {
     Arc::new(Engine::new(

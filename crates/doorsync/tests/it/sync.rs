@@ -900,6 +900,92 @@ async fn invitations_and_profile_changes_reach_brivo(backend: Backend) {
     s.stop().await;
 }
 
+/// Two instances on one PostgreSQL keep together to the API key's calls per second: with
+/// brivo-sim enforcing the same limit, Brivo never answers over-QPS.
+#[tokio::test]
+async fn two_instances_share_the_api_keys_rate_through_postgres() {
+    let Some(mut s) = SyncApp::spawn(Backend::Postgres, "PT1S", "PT1S").await else {
+        return;
+    };
+    s.run.take().unwrap().stop().await;
+    set_connection(&s, "requests_per_second", json!(20)).await;
+    let res = s
+        .http
+        .put(format!("{}/__sim/rate-limit", s.sim.base_url()))
+        .json(&json!({"per_second": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let people: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    for c in &people {
+        s.customer(c).await;
+        pass_grant_for(&s, c, &format!("g-{c}")).await;
+    }
+    s.http
+        .delete(format!("{}/__sim/requests", s.sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    let store = |owner: &str| {
+        let url = s.app.db.url.clone();
+        let owner = owner.to_owned();
+        async move {
+            let st = doorsync_store::SqlStore::connect(&url)
+                .await
+                .unwrap()
+                .with_secret_key(
+                    doorsync_store::SecretKey::parse(testkit::TEST_SECRET_KEY).unwrap(),
+                );
+            testkit::sync::paced_engine_on(std::sync::Arc::new(st), &owner)
+        }
+    };
+    let run_a = testkit::sync::EngineRun::start(store("engine-a").await);
+    let run_b = testkit::sync::EngineRun::start(store("engine-b").await);
+    // Watched through doorsync, not Brivo: the test's own calls would count against the key.
+    let held = || async {
+        for c in &people {
+            let (_, v) = s
+                .app
+                .get_json(&format!("/api/v1/customers/{c}/access"))
+                .await;
+            if v["groups"][0]["state"] != "held" {
+                return false;
+            }
+        }
+        true
+    };
+    assert!(
+        s.eventually(Duration::from_secs(60), held).await,
+        "{}",
+        status(&s).await
+    );
+    run_a.stop().await;
+    run_b.stop().await;
+    let requests: serde_json::Value = s
+        .http
+        .get(format!("{}/__sim/requests", s.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let count = |status: u64| -> u64 {
+        requests
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == status)
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(count(403), 0, "over-QPS answers: {requests}");
+    assert!(count(204) >= people.len() as u64, "{requests}");
+    assert_eq!(s.members("Day Pass").await, people);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn two_engines_share_one_postgres_without_overlap() {
     let Some(mut s) = SyncApp::spawn(Backend::Postgres, "PT1S", "PT1S").await else {
