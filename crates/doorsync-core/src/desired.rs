@@ -35,6 +35,14 @@ pub fn next_transition(ents: &[Entitlement], after: Timestamp) -> Option<Timesta
         .min()
 }
 
+/// Whether some group's access ends at `at`: such a transition is a revocation, which the
+/// scheduler takes before grants when both are due.
+pub fn revokes_at(ents: &[Entitlement], at: Timestamp) -> bool {
+    coverage(ents)
+        .values()
+        .any(|runs| runs.iter().any(|r| r.until == Some(at)))
+}
+
 /// A maximal run of continuous coverage of one group: overlapping and touching entitlements
 /// joined. `until = None` is open-ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +115,18 @@ mod tests {
 
     fn set(groups: &[&str]) -> BTreeSet<ProviderId> {
         groups.iter().map(|g| g.to_string()).collect()
+    }
+
+    #[test]
+    fn a_revocation_is_the_end_of_a_run_not_of_an_overlapped_entitlement() {
+        let ents = [
+            ent("g1", "2026-01-01T10:00:00Z", Some("2026-01-01T11:00:00Z")),
+            ent("g1", "2026-01-01T10:30:00Z", Some("2026-01-01T12:00:00Z")),
+            ent("g2", "2026-01-01T13:00:00Z", None),
+        ];
+        assert!(!revokes_at(&ents, ts("2026-01-01T11:00:00Z")), "g1 goes on");
+        assert!(revokes_at(&ents, ts("2026-01-01T12:00:00Z")));
+        assert!(!revokes_at(&ents, ts("2026-01-01T13:00:00Z")), "a grant");
     }
 
     #[test]

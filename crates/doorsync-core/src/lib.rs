@@ -11,7 +11,7 @@ pub mod plan;
 pub mod subject;
 
 pub use clock::{Clock, ManualClock};
-pub use desired::{desired, next_transition};
+pub use desired::{desired, next_transition, revokes_at};
 pub use entitlement::{
     Catalog, Cause, CustomerInputs, Entitlement, TeamContract, VisitorInputs,
     customer_entitlements, visitor_entitlements,

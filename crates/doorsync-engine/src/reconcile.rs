@@ -176,6 +176,13 @@ pub struct Reconciler {
     pub invitation_resend: std::time::Duration,
 }
 
+/// A subject's next transition, and whether it takes access away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Next {
+    pub at: Timestamp,
+    pub revokes: bool,
+}
+
 /// A drift audit's flag on the subject being reconciled: its users are read back from the
 /// provider first, and the flag is cleared by the lease holder once they have been.
 #[derive(Debug, Clone, Copy)]
@@ -211,7 +218,7 @@ impl Reconciler {
         &self,
         subject: &Subject,
         drift: Option<DriftFlag<'_>>,
-    ) -> Result<Option<Timestamp>, ReconcileError> {
+    ) -> Result<Option<Next>, ReconcileError> {
         let now = self.clock.now();
         let view = load_subject(self.store.as_ref(), subject, now).await?;
         let mut connections: BTreeSet<String> =
@@ -296,7 +303,10 @@ impl Reconciler {
                 if let Some(d) = drift {
                     self.store.clear_drift(subject, d.owner, d.at).await?;
                 }
-                Ok(next_transition(&view.entitlements, now))
+                Ok(next_transition(&view.entitlements, now).map(|at| Next {
+                    at,
+                    revokes: revokes_at(&view.entitlements, at),
+                }))
             }
         }
     }

@@ -167,8 +167,15 @@ impl Engine {
                 // Level-triggered to the end: looked at again within the resync interval even
                 // with nothing coming, so a lost trigger cannot last.
                 let resync = after_now(now, jitter(self.config.resync_interval));
-                Outcome::Done {
-                    next_due_at: Some(next.map_or(resync, |n| n.min(resync))),
+                match next {
+                    Some(n) if n.at <= resync => Outcome::Done {
+                        next_due_at: Some(n.at),
+                        revokes: n.revokes,
+                    },
+                    _ => Outcome::Done {
+                        next_due_at: Some(resync),
+                        revokes: false,
+                    },
                 }
             }
             Err(ReconcileError::LeaseLost) => {

@@ -133,8 +133,12 @@ pub struct HeldPast {
 /// How a reconcile ended, for [`Store::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done; wake again at the next transition, if any.
-    Done { next_due_at: Option<Timestamp> },
+    /// Done; wake again at the next transition, if any. `revokes`: that transition takes
+    /// access away, so it is claimed before grants due at the same time.
+    Done {
+        next_due_at: Option<Timestamp>,
+        revokes: bool,
+    },
     /// Failed; try again at `retry_at`.
     Failed { retry_at: Timestamp, error: String },
 }

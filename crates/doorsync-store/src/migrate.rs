@@ -52,6 +52,11 @@ const SQLITE: &[Migration] = &[
         name: "call_slots",
         sql: include_str!("../migrations/sqlite/0008_call_slots.sql"),
     },
+    Migration {
+        version: 9,
+        name: "schedule_priority",
+        sql: include_str!("../migrations/sqlite/0009_schedule_priority.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -94,6 +99,11 @@ const POSTGRES: &[Migration] = &[
         version: 8,
         name: "call_slots",
         sql: include_str!("../migrations/postgres/0008_call_slots.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "schedule_priority",
+        sql: include_str!("../migrations/postgres/0009_schedule_priority.sql"),
     },
 ];
 

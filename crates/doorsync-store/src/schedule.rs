@@ -40,7 +40,7 @@ pub(crate) async fn claim_due(
         "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
          WHERE subject IN (
             SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
-            ORDER BY next_due_at LIMIT $4 {lock})
+            ORDER BY priority, next_due_at LIMIT $4 {lock})
          RETURNING subject, claimed_due_at, drift_at",
     ];
     let mut out = vec![];
@@ -156,10 +156,17 @@ pub(crate) async fn finish(
     let earliest = "CASE WHEN next_due_at IS NULL THEN $2 WHEN $2 IS NULL THEN next_due_at
                     WHEN $2 < next_due_at THEN $2 ELSE next_due_at END";
     let (sql, next, error) = match outcome {
-        Outcome::Done { next_due_at } => (
+        Outcome::Done {
+            next_due_at,
+            revokes,
+        } => (
+            // The priority is the transition's when it is what comes next (a write's mark that
+            // came in meanwhile may be earlier).
             format!(
                 "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = 0, last_error = NULL,
-                 next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
+                 priority = CASE WHEN next_due_at IS NULL OR $2 <= next_due_at THEN {} ELSE priority END,
+                 next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3",
+                if revokes { 0 } else { 1 }
             ),
             next_due_at.map(ms),
             None,

@@ -279,7 +279,14 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     assert_eq!(claimed.len(), 3);
     for s in &claimed {
         store
-            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
+            .finish(
+                &s.subject,
+                owner,
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
             .await
             .unwrap();
     }
@@ -300,7 +307,14 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
         .unwrap()
     {
         store
-            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
+            .finish(
+                &s.subject,
+                owner,
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
             .await
             .unwrap();
     }
@@ -324,7 +338,14 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
         .unwrap()
     {
         store
-            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
+            .finish(
+                &s.subject,
+                owner,
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
             .await
             .unwrap();
     }
@@ -341,7 +362,14 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
         .unwrap()
     {
         store
-            .finish(&s.subject, owner, Outcome::Done { next_due_at: None })
+            .finish(
+                &s.subject,
+                owner,
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
             .await
             .unwrap();
     }
@@ -465,6 +493,7 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
             "w1",
             Outcome::Done {
                 next_due_at: Some(t("2026-06-02T00:00:00Z")),
+                revokes: false,
             },
         )
         .await
@@ -657,6 +686,7 @@ testkit::on_both_backends!(
     a_write_racing_a_delete_never_leaves_a_dangling_reference,
     credentials_are_never_dropped_unread_or_sent_to_a_new_host,
     records_stored_before_the_input_tables_are_projected_once,
+    a_revocation_due_is_claimed_before_grants_due_earlier,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
@@ -985,6 +1015,45 @@ async fn records_stored_before_the_input_tables_are_projected_once(backend: Back
         store.customer_inputs(&id("a"), now).await.unwrap().unwrap(),
         after
     );
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// Revocations first: a subject whose transition takes access away is claimed ahead of
+/// subjects that fell due earlier for anything else.
+async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    let lease = SignedDuration::from_secs(30);
+    store.put(customer("leaving"), t0).await.unwrap();
+    let claimed = store.claim_due("w", t0, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let end = t("2026-06-01T10:00:00Z");
+    store
+        .finish(
+            &cust("leaving"),
+            "w",
+            Outcome::Done {
+                next_due_at: Some(end),
+                revokes: true,
+            },
+        )
+        .await
+        .unwrap();
+    // A crowd of new customers falls due before it.
+    for i in 0..20 {
+        store
+            .put(customer(&format!("new-{i:02}")), t("2026-06-01T09:59:00Z"))
+            .await
+            .unwrap();
+    }
+    let first = store.claim_due("w", end, lease, 1).await.unwrap();
+    assert_eq!(subjects(first), vec![cust("leaving")]);
+    let rest = store.claim_due("w", end, lease, 100).await.unwrap();
+    assert_eq!(rest.len(), 20);
     store.close().await;
     db.drop_db().await;
 }

@@ -908,11 +908,11 @@ async fn two_instances_share_the_api_keys_rate_through_postgres() {
         return;
     };
     s.run.take().unwrap().stop().await;
-    set_connection(&s, "requests_per_second", json!(20)).await;
+    set_connection(&s, "requests_per_second", json!(10)).await;
     let res = s
         .http
         .put(format!("{}/__sim/rate-limit", s.sim.base_url()))
-        .json(&json!({"per_second": 20}))
+        .json(&json!({"per_second": 10}))
         .send()
         .await
         .unwrap();
