@@ -184,6 +184,49 @@ async fn groups_and_membership() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
+/// Brivo answers 415 to a write without a JSON Content-Type; the bodiless ones must carry it too.
+#[tokio::test]
+async fn bodiless_writes_are_typed_json() {
+    let env = start().await;
+    let client = env.client();
+    let group = client.list_groups(None).await.unwrap()[0].clone();
+    let door = client.list_access_points(None).await.unwrap()[0].clone();
+    let user = client
+        .create_user(&NewUser {
+            first_name: "Type".into(),
+            last_name: "Checked".into(),
+            external_id: Some("ct-1".into()),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    client.add_user_to_group(group.id, user.id).await.unwrap();
+    client
+        .remove_user_from_group(group.id, user.id)
+        .await
+        .unwrap();
+    client.activate_access_point(door.id).await.unwrap();
+    client.delete_user(user.id).await.unwrap();
+    let member = "/v1/api/groups/{id}/users/{id}";
+    assert_eq!(env.requests("PUT", member, Some(204)).await, 1);
+    assert_eq!(env.requests("DELETE", member, Some(204)).await, 1);
+    let activate = "/v1/api/access-points/{id}/activate";
+    assert_eq!(env.requests("POST", activate, Some(200)).await, 1);
+    assert_eq!(
+        env.requests("DELETE", "/v1/api/users/{id}", Some(204))
+            .await,
+        1
+    );
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let refused = env
+            .requests(method, "/v1/api/groups/{id}/users/{id}", Some(415))
+            .await
+            + env.requests(method, activate, Some(415)).await
+            + env.requests(method, "/v1/api/users/{id}", Some(415)).await;
+        assert_eq!(refused, 0, "{method} answered 415");
+    }
+}
+
 #[tokio::test]
 async fn sites_and_doors() {
     let env = start().await;
