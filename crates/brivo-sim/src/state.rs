@@ -288,6 +288,36 @@ impl State {
         event
     }
 
+    /// Inserts an event in `occurred` order, for events placed in the past; one that is not
+    /// older than the newest goes through [`State::push_event`]. Its `occurred` is moved on by
+    /// a millisecond at a time until no other event has the same instant.
+    pub fn insert_event(&mut self, mut event: Event) -> Event {
+        if self
+            .events
+            .back()
+            .is_none_or(|last| event.occurred > last.occurred)
+        {
+            return self.push_event(event);
+        }
+        loop {
+            let at = self.events.partition_point(|e| e.occurred < event.occurred);
+            let taken = self
+                .events
+                .get(at)
+                .is_some_and(|e| e.occurred == event.occurred);
+            if !taken {
+                self.events.insert(at, event.clone());
+                break;
+            }
+            let bumped = event.occurred.as_millisecond() + 1;
+            event.occurred = Timestamp::from_millisecond(bumped).unwrap_or(event.occurred);
+        }
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+        event
+    }
+
     /// Marks pending invitations past their expiration as expired.
     pub fn expire_invitations(&mut self, now: Timestamp) {
         for inv in self.invitations.values_mut() {

@@ -360,6 +360,112 @@ async fn access_events_page_by_time() {
     assert!(none.is_empty());
 }
 
+/// Brivo truncates `occurred` bounds to the hour: a pager asking up to "now" would never read
+/// the current hour. Events at the edges of hours and days are all read, once each.
+#[tokio::test]
+async fn access_events_at_the_edges_of_hours_are_all_read() {
+    let env = start().await;
+    let client = env.client();
+    let door = client.list_access_points(None).await.unwrap()[0].id;
+    let top = crate::events::hour_floor(Timestamp::now());
+    let ms = SignedDuration::from_millis;
+    let hours = SignedDuration::from_hours;
+    let placed = [
+        top - hours(29),
+        top - hours(20),
+        top - SignedDuration::from_mins(90),
+        top - hours(1) - ms(1),
+        top - ms(1),
+        top,
+    ];
+    let mut expected = Vec::new();
+    for at in placed {
+        expected.push(env.swipe(15_560_001, door, Some(at)).await["uuid"].clone());
+    }
+    client.activate_access_point(door).await.unwrap();
+    let to = Timestamp::now() + SignedDuration::from_secs(1);
+
+    // Newest first, across three windows, a page of two at a time.
+    let events = client
+        .access_event_pages(EventQuery::between(top - hours(30), to))
+        .page_size(2)
+        .all()
+        .await
+        .unwrap();
+    let uuids: Vec<_> = events.iter().map(|e| serde_json::json!(e.uuid)).collect();
+    assert_eq!(uuids.len(), 7, "{events:#?}");
+    assert_eq!(
+        &uuids[1..],
+        expected.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(events[0].security_action_id(), Some(5064));
+
+    // The ends of a span are exact on this side, whatever hours the server was asked for.
+    let current_hour = client
+        .access_events(&EventQuery::between(top, to))
+        .await
+        .unwrap();
+    assert_eq!(
+        current_hour.len(),
+        2,
+        "the event at the top of the hour and the pulse"
+    );
+    let previous_hour = client
+        .access_events(&EventQuery::between(top - hours(1), top - ms(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        previous_hour.len(),
+        1,
+        "only the last millisecond of the hour before"
+    );
+    let two_hours = client
+        .access_events(&EventQuery::between(top - hours(2), top - ms(1)))
+        .await
+        .unwrap();
+    assert_eq!(two_hours.len(), 3);
+    let recent = client
+        .recent_access_events(std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1, "a span of seconds still reads its hour");
+}
+
+/// The poller keeps the current hour open: it reads it again on every poll and hands out
+/// only what it has not handed out before, including events that arrive late.
+#[tokio::test]
+async fn the_event_poller_reads_the_open_hour_again_and_returns_each_event_once() {
+    let env = start().await;
+    let client = env.client();
+    let door = client.list_access_points(None).await.unwrap()[0].id;
+    let top = crate::events::hour_floor(Timestamp::now());
+    let earlier = env
+        .swipe(15_560_001, door, Some(top - SignedDuration::from_mins(30)))
+        .await;
+    let mut poller = client
+        .access_event_poller(top - SignedDuration::from_hours(1))
+        .page_size(1);
+
+    let first = poller.poll().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(serde_json::json!(first[0].uuid), earlier["uuid"]);
+    assert!(poller.poll().await.unwrap().is_empty(), "nothing new");
+
+    client.activate_access_point(door).await.unwrap();
+    client.activate_access_point(door).await.unwrap();
+    let pulses = poller.poll().await.unwrap();
+    assert_eq!(pulses.len(), 2);
+    assert!(pulses[0].occurred < pulses[1].occurred, "oldest first");
+
+    // An event of the open hour that reaches Brivo after the last poll is still read.
+    let late = env.swipe(15_560_001, door, Some(top)).await;
+    let again = poller.poll().await.unwrap();
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(serde_json::json!(again[0].uuid), late["uuid"]);
+    assert!(poller.poll().await.unwrap().is_empty());
+    assert!(poller.open_from() >= top - SignedDuration::from_hours(1));
+}
+
 #[tokio::test]
 async fn event_subscriptions() {
     let env = start().await;
