@@ -283,7 +283,7 @@ pub fn record_swipe(
     let granting_group = s
         .groups_of_user(user_id)
         .into_iter()
-        .find(|g| s.group_doors.contains(&(*g, ap.id)));
+        .find(|g| s.group_doors.contains_key(&(*g, ap.id)));
     let action = if user.suspended {
         (5017, "Failed Access User Not Enabled", true)
     } else if granting_group.is_none() {

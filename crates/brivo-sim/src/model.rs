@@ -98,6 +98,23 @@ pub struct AccessPoint {
     pub two_factor_enabled: bool,
 }
 
+/// A schedule (when a group permission applies). Only its id and name are emulated: schedules
+/// are not evaluated, so a permission opens its door at any time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: u64,
+    pub name: String,
+}
+
+/// A group's permission on one door: under which schedule, and whether it overrides privacy
+/// mode (which only some lock types support; none of the emulated doors do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    pub schedule_id: u64,
+    #[serde(default)]
+    pub privacy_mode_override: bool,
+}
+
 /// A Brivo Mobile Pass credential, created with its invitation and usable once redeemed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credential {

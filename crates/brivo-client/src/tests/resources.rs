@@ -256,6 +256,76 @@ async fn sites_and_doors() {
 }
 
 #[tokio::test]
+async fn group_door_permissions_and_the_groups_of_a_door() {
+    let env = start().await;
+    let client = env.client();
+    let groups = client.list_groups(None).await.unwrap();
+    let room = groups.iter().find(|g| g.name == "Meeting Room 1").unwrap();
+    let opens = client.group_access_points(room.id).await.unwrap();
+    let names: Vec<_> = opens.iter().map(|p| p.access_point.name.as_str()).collect();
+    assert_eq!(names, ["Front Door", "Floor 1 Door", "Meeting Room 1 Door"]);
+    assert!(
+        opens
+            .iter()
+            .all(|p| p.access_point.kind.as_deref() == Some("Door"))
+    );
+    let always = opens[0].schedule.clone().unwrap();
+    assert_eq!(always.name.as_deref(), Some("24x7 - Always On"));
+    assert_eq!(opens[0].privacy_mode_override, None);
+
+    let schedules = client
+        .list_schedules(Some(&Filter::new().eq("name", ["Office"])))
+        .await
+        .unwrap();
+    assert_eq!(schedules.len(), 1);
+    let office_hours = schedules[0].clone();
+    assert_eq!(office_hours.site_name.as_deref(), Some("Universal"));
+
+    let office_1 = client
+        .list_access_points(Some(&Filter::new().eq("name", ["Office 1 Door"])))
+        .await
+        .unwrap()[0]
+        .clone();
+    let granted = client
+        .set_group_access_point(room.id, office_1.id, office_hours.id, None)
+        .await
+        .unwrap();
+    assert_eq!(granted.access_point.id, office_1.id);
+    assert_eq!(granted.access_point.name, "Office 1 Door");
+    assert_eq!(
+        granted.schedule.as_ref().map(|s| s.id),
+        Some(office_hours.id)
+    );
+    // Setting it again (or to another schedule) is a plain replace.
+    let again = client
+        .set_group_access_point(room.id, office_1.id, always.id, Some(false))
+        .await
+        .unwrap();
+    assert_eq!(again.schedule.unwrap().id, always.id);
+    let err = client
+        .set_group_access_point(room.id, office_1.id, always.id, Some(true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::BadRequest,
+        "no privacy mode on a plain door"
+    );
+
+    let door_groups = client.access_point_groups(office_1.id).await.unwrap();
+    assert!(door_groups.iter().any(|g| g.id == room.id));
+    client
+        .remove_group_access_point(room.id, office_1.id)
+        .await
+        .unwrap();
+    let door_groups = client.access_point_groups(office_1.id).await.unwrap();
+    assert!(!door_groups.iter().any(|g| g.id == room.id));
+    assert_eq!(client.group_access_points(room.id).await.unwrap().len(), 3);
+    let err = client.access_point_groups(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
 async fn invitations() {
     let env = start().await;
     let client = env.client();
