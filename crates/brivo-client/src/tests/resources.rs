@@ -371,9 +371,27 @@ async fn invitations() {
             .unwrap()
             .is_empty()
     );
+    // `None` means every invitation, although Brivo lists only pending ones without a filter.
+    let all = client.list_invitations(user.id, None).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].status, InvitationStatus::Cancelled);
+    let cancelled = client
+        .list_invitations(user.id, Some(InvitationStatus::Cancelled))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    client.create_invitation(user.id, &request).await.unwrap();
     assert_eq!(
         client.list_invitations(user.id, None).await.unwrap().len(),
-        1
+        2
+    );
+    assert_eq!(
+        calls(
+            &client,
+            "GET /users/{id}/credentials/digital-invitations",
+            "ok"
+        ),
+        5
     );
 }
 
