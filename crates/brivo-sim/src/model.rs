@@ -328,11 +328,21 @@ pub struct AccessToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshToken {
     pub expires_at: Timestamp,
+    /// The application it was issued to; only that client may use it. Empty in state files
+    /// from before applications were told apart (any client may use those).
+    #[serde(default)]
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthCode {
+    /// The redirect URI the browser was sent back to (the registered one).
     pub redirect_uri: String,
+    /// Whether the authorization request named it, in which case the exchange must repeat it.
+    #[serde(default)]
+    pub redirect_uri_given: bool,
+    #[serde(default)]
+    pub client_id: String,
     pub expires_at: Timestamp,
 }
 
