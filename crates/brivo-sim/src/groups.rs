@@ -1,4 +1,5 @@
-//! Groups, membership and group door permissions (reference §10).
+//! Groups, membership, group door permissions, the groups of a door and the schedules
+//! permissions refer to (reference §10, §13).
 //!
 //! A group's permissions list as `{accessPoint: {id, name, type}, schedule: {id, name},
 //! privacyModeOverride}` (the last only where set); `PUT` takes the schedule
@@ -25,7 +26,7 @@ use crate::api::{
     query_params,
 };
 use crate::filter::{self, Op};
-use crate::model::{AccessPoint, Group, Permission};
+use crate::model::{AccessPoint, Group, Permission, Schedule};
 use crate::paging::{DataCount, Paging};
 use crate::sites::{ACCESS_POINT_TYPE, access_point_not_found};
 use crate::state::{MAX_GROUPS_PER_USER, State as SimState};
@@ -54,6 +55,10 @@ pub fn routes() -> Router<AppState> {
             "/users/{id}/groups",
             get(groups_of_user).post(change_groups_of_user),
         )
+        // Like the group endpoints, these are for Account Config Tool administrators.
+        .route("/access-points/{id}/groups", get(access_point_groups))
+        .route("/schedules", get(list_schedules))
+        .route("/schedules/{id}", get(get_schedule))
 }
 
 pub fn unknown_group() -> ApiError {
@@ -546,5 +551,83 @@ async fn remove_group_door(
             .ok_or_else(access_point_not_found)?;
         s.group_doors.remove(&(group, door));
         Ok(no_content())
+    })
+}
+
+#[derive(Serialize)]
+struct GroupRef<'a> {
+    id: u64,
+    name: &'a str,
+}
+
+/// The groups with a permission on the door: `{data: [{id, name}], offset, pageSize, count}`.
+async fn access_point_groups(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let door = parse_id(&id)
+            .filter(|d| s.access_points.contains_key(d))
+            .ok_or_else(access_point_not_found)?;
+        let items: Vec<_> = s
+            .groups_of_door(door)
+            .into_iter()
+            .filter_map(|g| s.groups.get(&g))
+            .map(|g| GroupRef {
+                id: g.id,
+                name: &g.name,
+            })
+            .collect();
+        Ok(ok_json(&paging.page(items)))
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleView<'a> {
+    id: u64,
+    name: &'a str,
+    editable: bool,
+    site_name: &'static str,
+}
+
+fn schedule_view(schedule: &Schedule) -> ScheduleView<'_> {
+    ScheduleView {
+        id: schedule.id,
+        name: &schedule.name,
+        editable: true,
+        // Account-wide schedules belong to Brivo's "Universal" site.
+        site_name: "Universal",
+    }
+}
+
+async fn list_schedules(State(sim): State<AppState>, RawQuery(query): RawQuery) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let clauses = filter::from_query(&params, &[("name", &[Op::Eq])])?;
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let items: Vec<_> = s
+            .schedules
+            .values()
+            .filter(|sc| {
+                clauses
+                    .iter()
+                    .all(|c| filter::matches_contains(c, &sc.name))
+            })
+            .map(schedule_view)
+            .collect();
+        Ok(ok_json(&paging.page(items)))
+    })
+}
+
+async fn get_schedule(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    sim.read(|s| {
+        let schedule = parse_id(&id)
+            .and_then(|id| s.schedules.get(&id))
+            .ok_or_else(|| ApiError::not_found("The requested resource was not found."))?;
+        Ok(ok_json(&schedule_view(schedule)))
     })
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::api::{ApiError, ApiResult, AppState, ok_json, parse_id, query_params};
 use crate::events;
 use crate::filter::{self, Op};
-use crate::model::{AccessPoint, Address, Schedule, Site};
+use crate::model::{AccessPoint, Address, Site};
 use crate::paging::{DataCount, Paging};
 use crate::state::State as SimState;
 
@@ -25,10 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/access-points", get(site_access_points))
         .route("/access-points", get(list_access_points))
         .route("/access-points/{id}", get(get_access_point))
-        .route("/access-points/{id}/groups", get(access_point_groups))
         .route("/access-points/{id}/activate", post(activate))
-        .route("/schedules", get(list_schedules))
-        .route("/schedules/{id}", get(get_schedule))
 }
 
 /// The `type` every emulated access point shows.
@@ -209,84 +206,6 @@ async fn get_access_point(State(sim): State<AppState>, Path(id): Path<String>) -
             .and_then(|id| s.access_points.get(&id))
             .ok_or_else(access_point_not_found)?;
         Ok(ok_json(&access_point_view(s, ap)))
-    })
-}
-
-#[derive(Serialize)]
-struct GroupRef<'a> {
-    id: u64,
-    name: &'a str,
-}
-
-/// The groups with a permission on the door: `{data: [{id, name}], offset, pageSize, count}`.
-async fn access_point_groups(
-    State(sim): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> ApiResult {
-    let params = query_params(query.as_deref());
-    let paging = Paging::from_query(&params)?;
-    sim.read(|s| {
-        let door = parse_id(&id)
-            .filter(|d| s.access_points.contains_key(d))
-            .ok_or_else(access_point_not_found)?;
-        let items: Vec<_> = s
-            .groups_of_door(door)
-            .into_iter()
-            .filter_map(|g| s.groups.get(&g))
-            .map(|g| GroupRef {
-                id: g.id,
-                name: &g.name,
-            })
-            .collect();
-        Ok(ok_json(&paging.page(items)))
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ScheduleView<'a> {
-    id: u64,
-    name: &'a str,
-    editable: bool,
-    site_name: &'static str,
-}
-
-fn schedule_view(schedule: &Schedule) -> ScheduleView<'_> {
-    ScheduleView {
-        id: schedule.id,
-        name: &schedule.name,
-        editable: true,
-        // Account-wide schedules belong to Brivo's "Universal" site.
-        site_name: "Universal",
-    }
-}
-
-async fn list_schedules(State(sim): State<AppState>, RawQuery(query): RawQuery) -> ApiResult {
-    let params = query_params(query.as_deref());
-    let clauses = filter::from_query(&params, &[("name", &[Op::Eq])])?;
-    let paging = Paging::from_query(&params)?;
-    sim.read(|s| {
-        let items: Vec<_> = s
-            .schedules
-            .values()
-            .filter(|sc| {
-                clauses
-                    .iter()
-                    .all(|c| filter::matches_contains(c, &sc.name))
-            })
-            .map(schedule_view)
-            .collect();
-        Ok(ok_json(&paging.page(items)))
-    })
-}
-
-async fn get_schedule(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    sim.read(|s| {
-        let schedule = parse_id(&id)
-            .and_then(|id| s.schedules.get(&id))
-            .ok_or_else(|| ApiError::not_found("The requested resource was not found."))?;
-        Ok(ok_json(&schedule_view(schedule)))
     })
 }
 
