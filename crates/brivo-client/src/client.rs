@@ -267,10 +267,14 @@ impl BrivoClient {
         if !call.query.is_empty() {
             request = request.query(&call.query);
         }
+        if call.method != Method::GET && call.method != Method::HEAD {
+            // Every write is typed JSON, body or not: Brivo answers 415 to a write without a
+            // JSON Content-Type, and the recorded traffic sends it on the bodiless membership
+            // PUT and DELETE, user DELETE and door activation too.
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
         if let Some(body) = &call.body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            request = request.body(body.clone());
         }
         self.finish_attempt(call.endpoint, request).await
     }

@@ -16,10 +16,13 @@ pub const EU_AUTH_URL: &str = "https://auth.eu.brivo.com";
 #[derive(Clone, PartialEq, Eq)]
 pub enum Grant {
     /// The OAuth password grant of a "Password" application. `username` is the administrator's
-    /// Admin ID, not their e-mail address (a frequent setup mistake).
+    /// Admin ID, not their e-mail address (a frequent setup mistake). A "3-Legged" application's
+    /// client is refused this grant (`Unauthorized`, code `unauthorized_client`).
     Password { username: String, password: String },
     /// A refresh token obtained elsewhere, typically from the authorization-code flow of a
-    /// "3-Legged" application. The client cannot sign in again once it stops working.
+    /// "3-Legged" application, with that application's client id and secret (a refresh token
+    /// works only for the application it was issued to). The client cannot sign in again once
+    /// it stops working.
     RefreshToken(String),
 }
 

@@ -4,7 +4,10 @@
 use crate::client::{BrivoClient, Call};
 use crate::error::{BrivoError, ErrorKind};
 use crate::filter::Filter;
-use crate::model::{Group, MAX_GROUP_NAME_CHARS, NewGroup, User, UserGroupsChange};
+use crate::model::{
+    Group, GroupAccessPoint, IdOnly, MAX_GROUP_NAME_CHARS, NewGroup, PermissionBody, User,
+    UserGroupsChange,
+};
 use crate::paging::{Page, Pager};
 
 const LIST: &str = "GET /groups";
@@ -16,6 +19,9 @@ const REMOVE_MEMBER: &str = "DELETE /groups/{id}/users/{id}";
 const MEMBERS: &str = "GET /groups/{id}/users";
 const USER_GROUPS: &str = "GET /users/{id}/groups";
 const UPDATE_USER_GROUPS: &str = "POST /users/{id}/groups";
+const PERMISSIONS: &str = "GET /groups/{id}/access/access-points";
+const SET_PERMISSION: &str = "PUT /groups/{id}/access/access-points/{id}";
+const REMOVE_PERMISSION: &str = "DELETE /groups/{id}/access/access-points/{id}";
 
 impl BrivoClient {
     /// Every group matching `filter` (`name__eq` means "name contains").
@@ -111,5 +117,55 @@ impl BrivoClient {
             })?;
         let page: Page<Group> = self.json(&call).await?;
         Ok(page.data)
+    }
+
+    /// The doors the group opens, each with its schedule (the group's permissions).
+    pub async fn group_access_points(
+        &self,
+        group_id: u64,
+    ) -> Result<Vec<GroupAccessPoint>, BrivoError> {
+        Pager::new(
+            self,
+            PERMISSIONS,
+            format!("/groups/{group_id}/access/access-points"),
+            None,
+        )
+        .all()
+        .await
+    }
+
+    /// Lets the group open the door under the schedule (or changes the schedule of that
+    /// permission), and returns the permission. `privacy_mode_override` is only accepted for
+    /// locks with a privacy mode (Salto, Allegion, ASSA Abloy); leave it `None` elsewhere.
+    /// Setting the same permission again changes nothing, so this is retried as idempotent.
+    pub async fn set_group_access_point(
+        &self,
+        group_id: u64,
+        access_point_id: u64,
+        schedule_id: u64,
+        privacy_mode_override: Option<bool>,
+    ) -> Result<GroupAccessPoint, BrivoError> {
+        let call = Call::put(
+            SET_PERMISSION,
+            format!("/groups/{group_id}/access/access-points/{access_point_id}"),
+        )
+        .json(&PermissionBody {
+            schedule: IdOnly { id: schedule_id },
+            privacy_mode_override,
+        })?;
+        self.json(&call).await
+    }
+
+    /// Takes the door away from the group (204).
+    pub async fn remove_group_access_point(
+        &self,
+        group_id: u64,
+        access_point_id: u64,
+    ) -> Result<(), BrivoError> {
+        self.no_content(&Call::delete(
+            REMOVE_PERMISSION,
+            format!("/groups/{group_id}/access/access-points/{access_point_id}"),
+        ))
+        .await
     }
 }

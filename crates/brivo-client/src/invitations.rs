@@ -73,18 +73,22 @@ impl BrivoClient {
             .find(|i| i.status == InvitationStatus::Pending))
     }
 
-    /// The user's invitations, all of them or only those in `status`.
+    /// The user's invitations, all of them (`None`) or only those in `status`.
+    ///
+    /// The filter is always sent: without one Brivo lists only the pending invitations, so
+    /// "all" has to be asked for (`status__eq:all`).
     pub async fn list_invitations(
         &self,
         user_id: u64,
         status: Option<InvitationStatus>,
     ) -> Result<Vec<DigitalInvitation>, BrivoError> {
-        let filter = status.map(|s| Filter::new().eq("status", [s.filter_value()]));
+        let value = status.map_or("all", InvitationStatus::filter_value);
+        let filter = Filter::new().eq("status", [value]);
         Pager::new(
             self,
             LIST,
             format!("/users/{user_id}/credentials/digital-invitations"),
-            filter.as_ref(),
+            Some(&filter),
         )
         .all()
         .await

@@ -65,7 +65,7 @@ pub use allotment::Allotment;
 pub use client::BrivoClient;
 pub use config::{ClientConfig, EU_API_URL, EU_AUTH_URL, Grant, US_API_URL, US_AUTH_URL};
 pub use error::{BrivoError, ErrorKind};
-pub use events::{EventPager, EventQuery};
+pub use events::{EventPager, EventPoller, EventQuery};
 pub use filter::{Filter, FilterValue, Op};
 pub use model::*;
 pub use paging::{MAX_PAGE_SIZE, Page, Pager};

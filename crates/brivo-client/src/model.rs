@@ -166,6 +166,66 @@ pub struct Group {
     pub antipassback_reset_time: Option<String>,
 }
 
+/// One of a group's door permissions (`GET /groups/{id}/access/access-points`): which door,
+/// under which schedule, and whether it overrides privacy mode (Salto, Allegion and ASSA Abloy
+/// locks only; absent elsewhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GroupAccessPoint {
+    pub access_point: AccessPointRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy_mode_override: Option<bool>,
+}
+
+/// A door as a permission names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccessPointRef {
+    pub id: u64,
+    pub name: String,
+    /// `Door`, `Salto Door Lock`, ... (display names, not the filter's `DOOR`).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A schedule as a permission names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScheduleRef {
+    pub id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A schedule (`GET /schedules`), e.g. "24x7 - Always On".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Schedule {
+    pub id: u64,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub editable: Option<bool>,
+    /// `Universal` for account-wide schedules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_name: Option<String>,
+}
+
+/// The body of `PUT /groups/{id}/access/access-points/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PermissionBody {
+    pub schedule: IdOnly,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy_mode_override: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct IdOnly {
+    pub id: u64,
+}
+
 /// Brivo rejects group names longer than this.
 pub const MAX_GROUP_NAME_CHARS: usize = 35;
 
@@ -605,6 +665,41 @@ mod tests {
         })
         .unwrap();
         assert_eq!(change, r#"{"addGroups":[1,2],"removeGroups":[]}"#);
+    }
+
+    #[test]
+    fn documented_group_permissions() {
+        let page: crate::Page<GroupAccessPoint> = serde_json::from_str(
+            r#"{"data":[{"accessPoint":{"id":442211,"name":"Revolving Door","type":"Allegion Door"},
+            "schedule":{"id":339955,"name":"24x7 - Always On"}},
+            {"accessPoint":{"id":58805,"name":"Sample salto door","type":"Salto Door Lock"},
+            "schedule":{"id":43293,"name":"24x7 Schedule"},"privacyModeOverride":true}],
+            "offset":0,"pageSize":20,"count":2}"#,
+        )
+        .unwrap();
+        assert_eq!(page.data[0].access_point.id, 442211);
+        assert_eq!(
+            page.data[0].access_point.kind.as_deref(),
+            Some("Allegion Door")
+        );
+        assert_eq!(page.data[0].schedule.as_ref().unwrap().id, 339955);
+        assert_eq!(page.data[0].privacy_mode_override, None);
+        assert_eq!(page.data[1].privacy_mode_override, Some(true));
+        let body = serde_json::to_string(&PermissionBody {
+            schedule: IdOnly { id: 439955 },
+            privacy_mode_override: Some(true),
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            r#"{"schedule":{"id":439955},"privacyModeOverride":true}"#
+        );
+        let body = serde_json::to_string(&PermissionBody {
+            schedule: IdOnly { id: 1 },
+            privacy_mode_override: None,
+        })
+        .unwrap();
+        assert_eq!(body, r#"{"schedule":{"id":1}}"#);
     }
 
     #[test]

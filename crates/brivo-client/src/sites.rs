@@ -3,7 +3,7 @@
 use crate::client::{BrivoClient, Call};
 use crate::error::BrivoError;
 use crate::filter::Filter;
-use crate::model::{AccessPoint, Site};
+use crate::model::{AccessPoint, Group, Schedule, Site};
 use crate::paging::Pager;
 
 const LIST_SITES: &str = "GET /sites";
@@ -11,6 +11,8 @@ const GET_SITE: &str = "GET /sites/{id}";
 const LIST_ACCESS_POINTS: &str = "GET /access-points";
 const GET_ACCESS_POINT: &str = "GET /access-points/{id}";
 const ACTIVATE: &str = "POST /access-points/{id}/activate";
+const ACCESS_POINT_GROUPS: &str = "GET /access-points/{id}/groups";
+const LIST_SCHEDULES: &str = "GET /schedules";
 
 impl BrivoClient {
     pub async fn list_sites(&self, filter: Option<&Filter>) -> Result<Vec<Site>, BrivoError> {
@@ -37,6 +39,32 @@ impl BrivoClient {
 
     pub async fn get_access_point(&self, id: u64) -> Result<AccessPoint, BrivoError> {
         self.json(&Call::get(GET_ACCESS_POINT, format!("/access-points/{id}")))
+            .await
+    }
+
+    /// The groups that open the door (`id` and `name` only).
+    pub async fn access_point_groups(
+        &self,
+        access_point_id: u64,
+    ) -> Result<Vec<Group>, BrivoError> {
+        Pager::new(
+            self,
+            ACCESS_POINT_GROUPS,
+            format!("/access-points/{access_point_id}/groups"),
+            None,
+        )
+        .all()
+        .await
+    }
+
+    /// The account's schedules matching `filter` (`name__eq` means "name contains"), to find the
+    /// id a group permission needs.
+    pub async fn list_schedules(
+        &self,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Schedule>, BrivoError> {
+        Pager::new(self, LIST_SCHEDULES, "/schedules".into(), filter)
+            .all()
             .await
     }
 

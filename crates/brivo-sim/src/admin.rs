@@ -226,17 +226,29 @@ async fn put_rate_limit(State(sim): State<AppState>, bytes: Bytes) -> ApiResult 
 struct SwipeBody {
     user_id: u64,
     access_point_id: u64,
+    /// When the swipe happened (RFC 3339, not in the future); now when absent.
+    #[serde(default)]
+    occurred: Option<String>,
 }
 
 async fn swipe(State(sim): State<AppState>, bytes: Bytes) -> ApiResult {
     let req: SwipeBody = body(&bytes)?;
+    let now = Timestamp::now();
+    let occurred = match &req.occurred {
+        None => now,
+        Some(text) => match parse_instant(text) {
+            Some(at) if at <= now => at,
+            Some(_) => return Err(ApiError::bad_request("occurred is in the future")),
+            None => return Err(ApiError::bad_request("occurred is not an RFC 3339 instant")),
+        },
+    };
     let event = sim.write(|s| {
         let ap = s
             .access_points
             .get(&req.access_point_id)
             .cloned()
             .ok_or_else(crate::sites::access_point_not_found)?;
-        Ok::<_, ApiError>(events::record_swipe(s, req.user_id, &ap))
+        Ok::<_, ApiError>(events::record_swipe(s, req.user_id, &ap, occurred))
     })?;
     events::dispatch(&sim, &event);
     Ok(ok_json(&event))

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -31,6 +32,9 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(invitations::routes())
         .merge(events::routes())
         .merge(subscriptions::routes())
+        // Layers run outermost last-added first: the api-key and token gates answer before
+        // the Content-Type check, as Mashery and Spring Security sit in front of the handlers.
+        .route_layer(middleware::from_fn(require_json_content_type))
         .route_layer(middleware::from_fn_with_state(
             sim.clone(),
             auth::require_api_auth,
@@ -50,6 +54,43 @@ async fn service_not_found() -> Response {
         StatusCode::from_u16(596).unwrap_or(StatusCode::NOT_FOUND),
         "<h1>596 Service Not Found</h1>",
     )
+}
+
+/// Whether a `Content-Type` value names JSON: `application/json`, any case, with or without
+/// parameters such as `;charset=UTF-8`.
+fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Brivo lists 415 for a missing or wrong Content-Type (reference §6) and its overview says
+/// the header is "safe to include even when there is no body"; the recorded traffic and every
+/// independent client send it on bodiless writes too. So every write to the API (POST, PUT,
+/// PATCH, DELETE) without a JSON Content-Type is refused here, body or not. The token endpoint
+/// and `/__sim/` are outside this router and unaffected.
+async fn require_json_content_type(req: Request, next: Next) -> Response {
+    let write = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if !write {
+        return next.run(req).await;
+    }
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    match value {
+        Some(v) if is_json_content_type(&v) => next.run(req).await,
+        other => ApiError::new(
+            415,
+            format!(
+                "Content type '{}' not supported",
+                other.as_deref().unwrap_or("")
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// An error in Brivo's `{"message": …, "code": …}` shape.

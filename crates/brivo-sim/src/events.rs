@@ -1,15 +1,18 @@
 //! Access events (reference §14): how a swipe or a remote unlock becomes an event, and
 //! `GET /events/access`, which pages by time rather than by index.
 //!
-//! Listing: `filter=occurred__gt:…;occurred__lt:…` bounds a window of at most 24 hours (the
-//! current UTC day when neither is given; 24 hours after `gt` or before `lt` when only one is);
-//! `object__eq` (a door) and `site__eq` cannot be combined; `event_type__eq` takes
-//! `non_exception`, `exception`, `camera`, `video_linkable`. Anything else is a 400 "Invalid
-//! listing criteria provided". Events come newest first; `offset` is an instant and the page holds
-//! events strictly older than it (clients pass the oldest `occurred` of the last page). Every event
-//! gets an `occurred` strictly later than the one before it, so that paging never skips one. The
-//! window bounds are used as given (the reference's "truncated to the nearest hour" is not
-//! emulated).
+//! Listing: `filter=occurred__gt:…;occurred__lt:…` bounds a window. As on the real service, both
+//! bounds are truncated to the hour before anything else (`occurred__lt:10:59:59Z` means before
+//! 10:00, so a poller asking up to "now" never sees the current hour, and a window of a few
+//! seconds inside one hour is empty); the truncated bounds may be at most 24 hours apart, else
+//! 400 "Invalid listing criteria provided". With neither bound the window is the current UTC day;
+//! with only `gt` the 24 hours after it, with only `lt` the 24 hours before it (both truncated
+//! first). `gt` and `lt` stay strict comparisons on the truncated bounds. `object__eq` (a door)
+//! and `site__eq` cannot be combined; `event_type__eq` takes `non_exception`, `exception`,
+//! `camera`, `video_linkable`. Anything else is a 400. Events come newest first; `offset` is an
+//! instant and the page holds events strictly older than it (clients pass the oldest `occurred`
+//! of the last page). Every event gets an `occurred` distinct from every other's, so that paging
+//! never skips one.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -32,6 +35,11 @@ use crate::subscriptions;
 use crate::util::{parse_instant, to_millis, uuid_v4};
 
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Truncates an instant to the start of its (UTC) hour, as Brivo does with `occurred` bounds.
+pub fn hour_floor(ts: Timestamp) -> Timestamp {
+    Timestamp::from_second(ts.as_second().div_euclid(3600) * 3600).unwrap_or(ts)
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -74,8 +82,8 @@ impl Criteria {
                 }
             };
             match (c.field.as_str(), c.op) {
-                ("occurred", Op::Gt) => gt = Some(single()?),
-                ("occurred", Op::Lt) => lt = Some(single()?),
+                ("occurred", Op::Gt) => gt = Some(hour_floor(single()?)),
+                ("occurred", Op::Lt) => lt = Some(hour_floor(single()?)),
                 ("object", Op::Eq) => objects = Some(ids(c)?),
                 ("site", Op::Eq) => sites = Some(ids(c)?),
                 ("event_type", Op::Eq) => {
@@ -183,8 +191,10 @@ fn base_event(
     action: (u32, &str, bool),
     allowed: bool,
     actor: Option<Actor>,
+    occurred: Timestamp,
 ) -> Event {
     let now = to_millis(Timestamp::now());
+    let occurred = to_millis(occurred).min(now);
     let site_name = s.site_name(ap.site_id);
     Event {
         uuid: uuid_v4(),
@@ -220,7 +230,7 @@ fn base_event(
             id: ap.site_id,
             site_name,
         },
-        occurred: now,
+        occurred,
         processed: now,
     }
 }
@@ -238,14 +248,22 @@ pub fn record_pulse(s: &mut SimState, ap: &AccessPoint) -> Event {
         (5064, "Administrator Pulse Output", false),
         false,
         Some(actor),
+        Timestamp::now(),
     );
     s.push_event(event)
 }
 
 /// A user presenting their credential at a door:
 /// 2004 "Open" when the user exists, is not suspended and is in a group that opens the door;
-/// otherwise 5017 (suspended), 5018 (no group opens the door) or 5012 (no such user).
-pub fn record_swipe(s: &mut SimState, user_id: u64, ap: &AccessPoint) -> Event {
+/// otherwise 5017 (suspended), 5018 (no group opens the door) or 5012 (no such user). It is
+/// judged on the account as it is now; `occurred` (at most now) lets tests place it in the past,
+/// as an event that reaches Brivo late would be.
+pub fn record_swipe(
+    s: &mut SimState,
+    user_id: u64,
+    ap: &AccessPoint,
+    occurred: Timestamp,
+) -> Event {
     let Some(user) = s.users.get(&user_id).cloned() else {
         let mut event = base_event(
             s,
@@ -253,18 +271,19 @@ pub fn record_swipe(s: &mut SimState, user_id: u64, ap: &AccessPoint) -> Event {
             (5012, "Failed Access Unknown Cred", true),
             false,
             None,
+            occurred,
         );
         event.event_data.credentials = vec![EventCredential {
             id: None,
             disabled: None,
             reference_id: Some(user_id.to_string()),
         }];
-        return s.push_event(event);
+        return s.insert_event(event);
     };
     let granting_group = s
         .groups_of_user(user_id)
         .into_iter()
-        .find(|g| s.group_doors.contains(&(*g, ap.id)));
+        .find(|g| s.group_doors.contains_key(&(*g, ap.id)));
     let action = if user.suspended {
         (5017, "Failed Access User Not Enabled", true)
     } else if granting_group.is_none() {
@@ -276,7 +295,7 @@ pub fn record_swipe(s: &mut SimState, user_id: u64, ap: &AccessPoint) -> Event {
         id: user.id,
         name: user.full_name(),
     };
-    let mut event = base_event(s, ap, action, action.0 == 2004, Some(actor));
+    let mut event = base_event(s, ap, action, action.0 == 2004, Some(actor), occurred);
     if action.0 == 2004 {
         event.event_data.user_group_name =
             granting_group.and_then(|g| s.groups.get(&g).map(|g| g.name.clone()));
@@ -299,7 +318,7 @@ pub fn record_swipe(s: &mut SimState, user_id: u64, ap: &AccessPoint) -> Event {
             reference_id: None,
         })
         .collect();
-    s.push_event(event)
+    s.insert_event(event)
 }
 
 /// Hands a new event to every matching event subscription, in the background.

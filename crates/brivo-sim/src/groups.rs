@@ -1,4 +1,9 @@
-//! Groups, membership and group door permissions (reference §10).
+//! Groups, membership, group door permissions, the groups of a door and the schedules
+//! permissions refer to (reference §10, §13).
+//!
+//! A group's permissions list as `{accessPoint: {id, name, type}, schedule: {id, name},
+//! privacyModeOverride}` (the last only where set); `PUT` takes the schedule
+//! (`{"schedule": {"id": N}}`, required) and answers 200 with the permission; `DELETE` is a 204.
 //!
 //! Membership changes are idempotent 204s (adding a member again or removing a non-member
 //! changes nothing and records nothing). A user may be in at most 16 groups; that limit is
@@ -21,9 +26,9 @@ use crate::api::{
     query_params,
 };
 use crate::filter::{self, Op};
-use crate::model::Group;
+use crate::model::{AccessPoint, Group, Permission, Schedule};
 use crate::paging::{DataCount, Paging};
-use crate::sites::{access_point_not_found, access_point_view};
+use crate::sites::{ACCESS_POINT_TYPE, access_point_not_found};
 use crate::state::{MAX_GROUPS_PER_USER, State as SimState};
 use crate::users::{existing_user, member_view};
 
@@ -50,6 +55,10 @@ pub fn routes() -> Router<AppState> {
             "/users/{id}/groups",
             get(groups_of_user).post(change_groups_of_user),
         )
+        // Like the group endpoints, these are for Account Config Tool administrators.
+        .route("/access-points/{id}/groups", get(access_point_groups))
+        .route("/schedules", get(list_schedules))
+        .route("/schedules/{id}", get(get_schedule))
 }
 
 /// Brivo's group endpoints are "only available to Brivo Account Config Tool Administrators":
@@ -356,36 +365,194 @@ async fn change_groups_of_user(
     })
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessPointRef<'a> {
+    id: u64,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct ScheduleRef<'a> {
+    id: u64,
+    name: &'a str,
+}
+
+/// One item of a group's permissions, as documented: the door, the schedule, and
+/// `privacyModeOverride` where it is set.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PermissionView<'a> {
+    access_point: AccessPointRef<'a>,
+    schedule: ScheduleRef<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    privacy_mode_override: bool,
+}
+
+fn permission_view<'a>(
+    s: &'a SimState,
+    ap: &'a AccessPoint,
+    permission: &Permission,
+) -> PermissionView<'a> {
+    PermissionView {
+        access_point: AccessPointRef {
+            id: ap.id,
+            name: &ap.name,
+            kind: ACCESS_POINT_TYPE,
+        },
+        schedule: ScheduleRef {
+            id: permission.schedule_id,
+            name: s
+                .schedules
+                .get(&permission.schedule_id)
+                .map(|sc| sc.name.as_str())
+                .unwrap_or(""),
+        },
+        privacy_mode_override: permission.privacy_mode_override,
+    }
+}
+
+/// The documented filters of a group's permissions.
+fn permission_matches(
+    s: &SimState,
+    ap: &AccessPoint,
+    permission: &Permission,
+    c: &filter::Clause,
+) -> Result<bool, ApiError> {
+    match c.field.as_str() {
+        "access_point_name" => Ok(filter::matches_contains(c, &ap.name)),
+        "schedule_name" => {
+            let name = s
+                .schedules
+                .get(&permission.schedule_id)
+                .map(|sc| sc.name.as_str())
+                .unwrap_or("");
+            Ok(filter::matches_contains(c, name))
+        }
+        "access_point_type" => {
+            let mut any = false;
+            for v in &c.values {
+                let v = v.to_ascii_uppercase();
+                if !PERMISSION_ACCESS_POINT_TYPES.contains(&v.as_str()) {
+                    return Err(ApiError::invalid_criteria());
+                }
+                // Every emulated access point is a plain door.
+                any |= v == "DOOR";
+            }
+            Ok(if c.op == Op::Ne { !any } else { any })
+        }
+        "privacy_mode_override" => {
+            let mut any = false;
+            for v in &c.values {
+                let wanted = match v.to_ascii_uppercase().as_str() {
+                    "TRUE" => true,
+                    "FALSE" => false,
+                    _ => return Err(ApiError::invalid_criteria()),
+                };
+                any |= wanted == permission.privacy_mode_override;
+            }
+            Ok(any)
+        }
+        _ => Err(ApiError::invalid_criteria()),
+    }
+}
+
+const PERMISSION_ACCESS_POINT_TYPES: [&str; 9] = [
+    "DOOR",
+    "WIEGAND",
+    "FLOOR",
+    "SALTO_DOOR",
+    "ALLEGION_DOOR",
+    "ASSA_ABLOY_DOOR",
+    "OFFLINE_DOOR",
+    "SIMONS_VOSS_LOCK",
+    "RESIDEO_WIFI_THERMOSTAT",
+];
+
 async fn list_group_doors(
     State(sim): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     let params = query_params(query.as_deref());
+    let clauses = filter::from_query(
+        &params,
+        &[
+            ("access_point_name", &[Op::Eq]),
+            ("access_point_type", &[Op::Eq, Op::Ne]),
+            ("schedule_name", &[Op::Eq]),
+            ("privacy_mode_override", &[Op::Eq]),
+        ],
+    )?;
     let paging = Paging::from_query(&params)?;
     sim.read(|s| {
         let id = existing_group(s, &id)?;
-        let doors: Vec<_> = s
-            .doors_of_group(id)
-            .into_iter()
-            .filter_map(|d| s.access_points.get(&d))
-            .map(|ap| access_point_view(s, ap))
-            .collect();
-        Ok(ok_json(&paging.page(doors)))
+        let mut items = Vec::new();
+        for door in s.doors_of_group(id) {
+            let (Some(ap), Some(permission)) =
+                (s.access_points.get(&door), s.group_doors.get(&(id, door)))
+            else {
+                continue;
+            };
+            let mut keep = true;
+            for c in &clauses {
+                keep &= permission_matches(s, ap, permission, c)?;
+            }
+            if keep {
+                items.push(permission_view(s, ap, permission));
+            }
+        }
+        Ok(ok_json(&paging.page(items)))
     })
 }
 
+fn invalid_schedule() -> ApiError {
+    ApiError::bad_request("Invalid criteria provided: schedule")
+}
+
+/// Grants the group the door, or changes the schedule of its permission. The body names the
+/// schedule: `{"schedule": {"id": N}, "privacyModeOverride": bool}`; answers 200 with the
+/// permission.
 async fn add_group_door(
     State(sim): State<AppState>,
     Path((group, door)): Path<(String, String)>,
+    body: Bytes,
 ) -> ApiResult {
+    let body = json_object(&body)?;
+    let schedule_id = match body.get("schedule") {
+        Some(Value::Object(schedule)) => schedule
+            .get("id")
+            .and_then(id_value)
+            .ok_or_else(invalid_schedule)?,
+        _ => return Err(invalid_schedule()),
+    };
+    let privacy_mode_override = bool_field(&body, "privacyModeOverride")?;
     sim.write(|s| {
         let group = existing_group(s, &group)?;
         let door = parse_id(&door)
             .filter(|d| s.access_points.contains_key(d))
             .ok_or_else(access_point_not_found)?;
-        s.group_doors.insert((group, door));
-        Ok(no_content())
+        if !s.schedules.contains_key(&schedule_id) {
+            return Err(invalid_schedule());
+        }
+        if privacy_mode_override == Some(true) {
+            // Privacy mode exists on Salto, Allegion and ASSA Abloy locks only.
+            return Err(ApiError::bad_request(
+                "privacy mode support for this device is not enabled",
+            ));
+        }
+        let permission = Permission {
+            schedule_id,
+            privacy_mode_override: false,
+        };
+        s.group_doors.insert((group, door), permission);
+        Ok(ok_json(&permission_view(
+            s,
+            &s.access_points[&door],
+            &permission,
+        )))
     })
 }
 
@@ -400,5 +567,83 @@ async fn remove_group_door(
             .ok_or_else(access_point_not_found)?;
         s.group_doors.remove(&(group, door));
         Ok(no_content())
+    })
+}
+
+#[derive(Serialize)]
+struct GroupRef<'a> {
+    id: u64,
+    name: &'a str,
+}
+
+/// The groups with a permission on the door: `{data: [{id, name}], offset, pageSize, count}`.
+async fn access_point_groups(
+    State(sim): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let door = parse_id(&id)
+            .filter(|d| s.access_points.contains_key(d))
+            .ok_or_else(access_point_not_found)?;
+        let items: Vec<_> = s
+            .groups_of_door(door)
+            .into_iter()
+            .filter_map(|g| s.groups.get(&g))
+            .map(|g| GroupRef {
+                id: g.id,
+                name: &g.name,
+            })
+            .collect();
+        Ok(ok_json(&paging.page(items)))
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleView<'a> {
+    id: u64,
+    name: &'a str,
+    editable: bool,
+    site_name: &'static str,
+}
+
+fn schedule_view(schedule: &Schedule) -> ScheduleView<'_> {
+    ScheduleView {
+        id: schedule.id,
+        name: &schedule.name,
+        editable: true,
+        // Account-wide schedules belong to Brivo's "Universal" site.
+        site_name: "Universal",
+    }
+}
+
+async fn list_schedules(State(sim): State<AppState>, RawQuery(query): RawQuery) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let clauses = filter::from_query(&params, &[("name", &[Op::Eq])])?;
+    let paging = Paging::from_query(&params)?;
+    sim.read(|s| {
+        let items: Vec<_> = s
+            .schedules
+            .values()
+            .filter(|sc| {
+                clauses
+                    .iter()
+                    .all(|c| filter::matches_contains(c, &sc.name))
+            })
+            .map(schedule_view)
+            .collect();
+        Ok(ok_json(&paging.page(items)))
+    })
+}
+
+async fn get_schedule(State(sim): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    sim.read(|s| {
+        let schedule = parse_id(&id)
+            .and_then(|id| s.schedules.get(&id))
+            .ok_or_else(|| ApiError::not_found("The requested resource was not found."))?;
+        Ok(ok_json(&schedule_view(schedule)))
     })
 }

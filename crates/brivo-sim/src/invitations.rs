@@ -1,6 +1,7 @@
 //! Brivo Mobile Pass digital invitations (reference §12) and the credentials they turn into.
 //!
-//! One invitation may be pending per user (a second is a 409). With `sendInvitationEmail=true`
+//! One invitation may be pending per user (a second is a 409). Listing without a status filter
+//! shows the pending ones only, as documented; `status__eq:all` shows every one. With `sendInvitationEmail=true`
 //! the invitation e-mail goes to the outbox (and over SMTP when configured) with the access code
 //! and a redeem link into the admin surface; redeeming it there stands in for the member opening
 //! the Brivo app, and gives the user an active Mobile Pass credential.
@@ -231,7 +232,8 @@ async fn list_invitations(
 ) -> ApiResult {
     let params = query_params(query.as_deref());
     let clauses = filter::from_query(&params, &[("status", &[Op::Eq])])?;
-    let mut wanted: Option<Vec<InvitationStatus>> = None;
+    // Without a status filter Brivo lists the pending invitations only; `all` lists every one.
+    let mut wanted: Option<Vec<InvitationStatus>> = Some(vec![InvitationStatus::Pending]);
     for c in &clauses {
         let mut statuses = Vec::new();
         for v in &c.values {
@@ -244,9 +246,11 @@ async fn list_invitations(
                 _ => return Err(ApiError::invalid_criteria()),
             }
         }
-        if !c.values.iter().any(|v| v.eq_ignore_ascii_case("all")) {
-            wanted = Some(statuses);
-        }
+        wanted = if c.values.iter().any(|v| v.eq_ignore_ascii_case("all")) {
+            None
+        } else {
+            Some(statuses)
+        };
     }
     let paging = Paging::from_query(&params)?;
     let now = Timestamp::now();

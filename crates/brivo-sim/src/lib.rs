@@ -66,6 +66,9 @@ pub struct SimOptions {
     pub smtp: Option<String>,
     /// How a new account is populated (ignored when a state file is loaded).
     pub seed: Seed,
+    /// The redirect URI registered for the 3-legged application (ignored when a state file is
+    /// loaded).
+    pub redirect_uri: String,
 }
 
 impl Default for SimOptions {
@@ -76,11 +79,20 @@ impl Default for SimOptions {
             state_file: None,
             smtp: None,
             seed: Seed::Demo,
+            redirect_uri: DEFAULT_REDIRECT_URI.into(),
         }
     }
 }
 
+/// Where the 3-legged application sends the browser back unless the options say otherwise.
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8080/callback";
+
 /// The credentials a client needs to talk to the emulated account.
+///
+/// Like a real Brivo account it has two applications, each limited to its grant type:
+/// `client_id`/`client_secret` is a "Password" application (password and refresh-token grants),
+/// `code_client_id`/`code_client_secret` a "3-Legged" one (authorization-code and refresh-token
+/// grants, redirecting only to `redirect_uri`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub api_key: String,
@@ -88,6 +100,27 @@ pub struct Account {
     pub client_secret: String,
     pub admin_id: String,
     pub password: String,
+    #[serde(default = "defaults::code_client_id")]
+    pub code_client_id: String,
+    #[serde(default = "defaults::code_client_secret")]
+    pub code_client_secret: String,
+    #[serde(default = "defaults::redirect_uri")]
+    pub redirect_uri: String,
+}
+
+/// Defaults for fields that state files written by older versions lack.
+mod defaults {
+    pub fn code_client_id() -> String {
+        "sim-3legged-client".into()
+    }
+
+    pub fn code_client_secret() -> String {
+        "sim-3legged-secret".into()
+    }
+
+    pub fn redirect_uri() -> String {
+        super::DEFAULT_REDIRECT_URI.into()
+    }
 }
 
 impl Default for Account {
@@ -99,6 +132,9 @@ impl Default for Account {
             client_secret: "sim-secret".into(),
             admin_id: "admin".into(),
             password: "password".into(),
+            code_client_id: defaults::code_client_id(),
+            code_client_secret: defaults::code_client_secret(),
+            redirect_uri: defaults::redirect_uri(),
         }
     }
 }

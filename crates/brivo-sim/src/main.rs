@@ -35,6 +35,9 @@ struct Args {
     /// Refresh token lifetime in seconds.
     #[arg(long, default_value_t = 14 * 24 * 3600)]
     refresh_token_ttl: u64,
+    /// Redirect URI registered for the 3-legged (authorization-code) application.
+    #[arg(long, default_value = brivo_sim::DEFAULT_REDIRECT_URI, env = "BRIVO_SIM_REDIRECT_URI")]
+    redirect_uri: String,
 }
 
 #[tokio::main]
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             SeedArg::Demo => Seed::Demo,
             SeedArg::Empty => Seed::Empty,
         },
+        redirect_uri: args.redirect_uri,
     };
     let handle = brivo_sim::spawn(listener, options).await?;
     let account = handle.account();
@@ -67,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
     println!("client_secret: {}", account.client_secret);
     println!("admin_id: {}", account.admin_id);
     println!("password: {}", account.password);
+    println!("code_client_id: {}", account.code_client_id);
+    println!("code_client_secret: {}", account.code_client_secret);
+    println!("redirect_uri: {}", account.redirect_uri);
     println!("api_url: {}", handle.api_url());
     println!("auth_url: {}", handle.auth_url());
     wait_for_signal().await;

@@ -98,6 +98,23 @@ pub struct AccessPoint {
     pub two_factor_enabled: bool,
 }
 
+/// A schedule (when a group permission applies). Only its id and name are emulated: schedules
+/// are not evaluated, so a permission opens its door at any time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: u64,
+    pub name: String,
+}
+
+/// A group's permission on one door: under which schedule, and whether it overrides privacy
+/// mode (which only some lock types support; none of the emulated doors do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    pub schedule_id: u64,
+    #[serde(default)]
+    pub privacy_mode_override: bool,
+}
+
 /// A Brivo Mobile Pass credential, created with its invitation and usable once redeemed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credential {
@@ -311,11 +328,21 @@ pub struct AccessToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshToken {
     pub expires_at: Timestamp,
+    /// The application it was issued to; only that client may use it. Empty in state files
+    /// from before applications were told apart (any client may use those).
+    #[serde(default)]
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthCode {
+    /// The redirect URI the browser was sent back to (the registered one).
     pub redirect_uri: String,
+    /// Whether the authorization request named it, in which case the exchange must repeat it.
+    #[serde(default)]
+    pub redirect_uri_given: bool,
+    #[serde(default)]
+    pub client_id: String,
     pub expires_at: Timestamp,
 }
 

@@ -2,10 +2,19 @@
 //! refresh-token and authorization-code grants, and `/oauth/authorize`, a sign-in page that
 //! redirects back with `code` and `state`.
 //!
+//! A Brivo application is either a "Password" one or a "3-Legged" one, and the two grants cannot
+//! be combined on one application (reference §2.1). The account has one of each (see
+//! [`crate::Account`]): the password grant with the 3-legged client, or the authorization-code
+//! grant (and `/oauth/authorize`) with the Password client, is refused with 401
+//! `{"error":"unauthorized_client","error_description":"Unauthorized grant type: …"}`. Both may
+//! refresh, each with its own refresh tokens only. The 3-legged application has one registered
+//! redirect URI: `/oauth/authorize` uses it when none is given and refuses any other (400, no
+//! redirect); the exchange must repeat it when the authorization request named it (Spring's
+//! rule), else "Redirect URI mismatch.".
+//!
 //! Choices where the reference is silent: a refresh answers the same refresh token again (no
 //! rotation) and it stays valid until its own lifetime ends; every `invalid_grant` is a 401 like
-//! the documented bad-password case; one client may use every grant (real Brivo applications are
-//! either "Password" or "3-Legged").
+//! the documented bad-password case.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +29,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::Account;
 use crate::api::{AppState, html, json_status, query_params};
 use crate::auth::{api_key_ok, developer_inactive};
 use crate::model::{AccessToken, AuthCode, RefreshToken};
@@ -85,6 +95,45 @@ fn bad_client() -> Response {
 
 fn invalid_grant(description: &str) -> Response {
     oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", description)
+}
+
+/// A grant the client's application type does not allow.
+fn unauthorized_client(grant: &str) -> Response {
+    oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized_client",
+        &format!("Unauthorized grant type: {grant}"),
+    )
+}
+
+/// The two kinds of Brivo application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppKind {
+    /// Password and refresh-token grants.
+    Password,
+    /// Authorization-code and refresh-token grants, with a registered redirect URI.
+    ThreeLegged,
+}
+
+/// The application a client id names, if any.
+fn application_kind(account: &Account, client_id: &str) -> Option<AppKind> {
+    if client_id == account.client_id {
+        Some(AppKind::Password)
+    } else if client_id == account.code_client_id {
+        Some(AppKind::ThreeLegged)
+    } else {
+        None
+    }
+}
+
+/// The application a client id and secret authenticate, if any.
+fn authenticate(account: &Account, client_id: &str, client_secret: &str) -> Option<AppKind> {
+    let kind = application_kind(account, client_id)?;
+    let secret = match kind {
+        AppKind::Password => &account.client_secret,
+        AppKind::ThreeLegged => &account.code_client_secret,
+    };
+    (client_secret == secret).then_some(kind)
 }
 
 enum Basic {
@@ -159,9 +208,9 @@ async fn token(
         },
     };
     let account = sim.read(|s| s.account.credentials.clone());
-    if client_id != account.client_id || client_secret != account.client_secret {
+    let Some(kind) = authenticate(&account, &client_id, &client_secret) else {
         return bad_client();
-    }
+    };
     let now = Timestamp::now();
     let refresh = match params.get("grant_type").map(String::as_str) {
         None => {
@@ -170,6 +219,12 @@ async fn token(
                 "invalid_request",
                 "Missing grant type",
             );
+        }
+        Some(grant @ "password") if kind != AppKind::Password => {
+            return unauthorized_client(grant);
+        }
+        Some(grant @ "authorization_code") if kind != AppKind::ThreeLegged => {
+            return unauthorized_client(grant);
         }
         Some("password") => {
             let user_ok = params.get("username") == Some(&account.admin_id);
@@ -187,9 +242,14 @@ async fn token(
                     "Missing refresh token",
                 );
             };
-            match sim.read(|s| s.tokens.refresh.get(refresh).map(|r| r.expires_at)) {
+            let stored = sim.read(|s| s.tokens.refresh.get(refresh).cloned());
+            match stored {
                 None => return invalid_grant(&format!("Invalid refresh token: {refresh}")),
-                Some(at) if at <= now => {
+                // Another application's refresh token is as good as unknown to this client.
+                Some(r) if !r.client_id.is_empty() && r.client_id != client_id => {
+                    return invalid_grant(&format!("Invalid refresh token: {refresh}"));
+                }
+                Some(r) if r.expires_at <= now => {
                     return invalid_grant(&format!("Invalid refresh token (expired): {refresh}"));
                 }
                 Some(_) => Some(refresh.clone()),
@@ -197,15 +257,19 @@ async fn token(
         }
         Some("authorization_code") => {
             let code = params.get("code").cloned().unwrap_or_default();
-            let redirect_uri = params.get("redirect_uri").cloned().unwrap_or_default();
+            let redirect_uri = params.get("redirect_uri").filter(|u| !u.is_empty());
             // A code is single-use: it is consumed even when the exchange fails.
             let stored = sim.write(|s| s.tokens.codes.remove(&code));
             match stored {
                 None => return invalid_grant(&format!("Invalid authorization code: {code}")),
-                Some(c) if c.expires_at <= now => {
+                Some(c) if c.expires_at <= now || c.client_id != client_id => {
                     return invalid_grant(&format!("Invalid authorization code: {code}"));
                 }
-                Some(c) if c.redirect_uri != redirect_uri => {
+                // Named in the authorization request (or now): it must be the same URI.
+                Some(c)
+                    if (c.redirect_uri_given || redirect_uri.is_some())
+                        && redirect_uri != Some(&c.redirect_uri) =>
+                {
                     return invalid_grant("Redirect URI mismatch.");
                 }
                 Some(_) => None,
@@ -219,7 +283,7 @@ async fn token(
             );
         }
     };
-    issue_tokens(&sim, &account.client_id, &account.admin_id, refresh, now)
+    issue_tokens(&sim, &client_id, &account.admin_id, refresh, now)
 }
 
 fn issue_tokens(
@@ -250,6 +314,7 @@ fn issue_tokens(
             .entry(refresh_token.clone())
             .or_insert(RefreshToken {
                 expires_at: add(now, refresh_ttl),
+                client_id: client_id.to_string(),
             });
     });
     let mut resp = json_status(
@@ -310,22 +375,35 @@ fn sign_in_page(params: &HashMap<String, String>, error: Option<&str>) -> String
     )
 }
 
+/// The redirect URI an authorization request names, if it names one.
+fn requested_redirect(params: &HashMap<String, String>) -> Option<&String> {
+    params.get("redirect_uri").filter(|u| !u.is_empty())
+}
+
 /// Checks the parts of an authorization request that do not depend on the admin's password.
+/// Errors are shown as a page rather than sent to a redirect URI that may not be registered.
 fn check_authorize_request(sim: &AppState, params: &HashMap<String, String>) -> Option<Response> {
-    let client_id = sim.read(|s| s.account.credentials.client_id.clone());
+    let account = sim.read(|s| s.account.credentials.clone());
+    let client = params
+        .get("client_id")
+        .and_then(|id| application_kind(&account, id));
     let problem = if params.get("response_type").map(String::as_str) != Some("code") {
-        Some("Unsupported response type: only response_type=code is supported")
-    } else if params.get("client_id") != Some(&client_id) {
-        Some("Unknown client_id")
-    } else if params.get("redirect_uri").is_none_or(|u| u.is_empty()) {
-        Some("redirect_uri is required")
+        Some("Unsupported response type: only response_type=code is supported".to_string())
+    } else if client.is_none() {
+        Some("Unknown client_id".to_string())
+    } else if client == Some(AppKind::Password) {
+        Some("Unauthorized grant type: authorization_code".to_string())
     } else {
-        None
+        requested_redirect(params)
+            .filter(|u| **u != account.redirect_uri)
+            .map(|uri| {
+                format!("Invalid redirect: {uri} does not match the registered redirect URI")
+            })
     };
     problem.map(|p| {
         html(
             StatusCode::BAD_REQUEST,
-            format!("<h1>OAuth error</h1><p>{}</p>", html_escape(p)),
+            format!("<h1>OAuth error</h1><p>{}</p>", html_escape(&p)),
         )
     })
 }
@@ -361,7 +439,9 @@ async fn authorize_submit(
             sign_in_page(&params, Some("Incorrect Admin ID or password")),
         );
     }
-    let redirect_uri = params.get("redirect_uri").cloned().unwrap_or_default();
+    let redirect_uri_given = requested_redirect(&params).is_some();
+    let redirect_uri = account.redirect_uri.clone();
+    let client_id = params.get("client_id").cloned().unwrap_or_default();
     let code = random_alnum(10);
     let now = Timestamp::now();
     sim.write(|s| {
@@ -369,6 +449,8 @@ async fn authorize_submit(
             code.clone(),
             AuthCode {
                 redirect_uri: redirect_uri.clone(),
+                redirect_uri_given,
+                client_id,
                 expires_at: add(now, CODE_TTL),
             },
         )

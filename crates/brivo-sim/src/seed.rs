@@ -17,6 +17,10 @@ pub const FIRST_DOOR_ID: u64 = 408_023_601;
 pub const FIRST_GROUP_ID: u64 = 15_541_101;
 pub const STAFF_GROUP_ID: u64 = FIRST_GROUP_ID + GROUPS.len() as u64;
 pub const CLEANER_USER_ID: u64 = 15_560_001;
+/// The account's schedules: "24x7 - Always On", which every seeded permission uses, and
+/// "Office Hours".
+pub const ALWAYS_SCHEDULE_ID: u64 = 4_218_880;
+pub const OFFICE_HOURS_SCHEDULE_ID: u64 = 4_218_881;
 const FIRST_FREE_ID: u64 = 15_570_000;
 
 /// Door names, and the floor each one is on (0 for the ground-floor front door).
@@ -63,6 +67,7 @@ pub fn build(seed: Seed, credentials: Account, now: Timestamp) -> State {
     };
     let mut state = State::new(account, FIRST_FREE_ID);
     add_building(&mut state);
+    add_schedules(&mut state);
     if seed == Seed::Demo {
         add_demo_groups(&mut state, now);
     }
@@ -110,6 +115,30 @@ fn add_building(state: &mut State) {
     }
 }
 
+/// Schedules are account-wide ("Universal"), so both seeds have them.
+pub fn add_schedules(state: &mut State) {
+    for (id, name) in [
+        (ALWAYS_SCHEDULE_ID, "24x7 - Always On"),
+        (OFFICE_HOURS_SCHEDULE_ID, "Office Hours"),
+    ] {
+        state.schedules.insert(
+            id,
+            Schedule {
+                id,
+                name: name.into(),
+            },
+        );
+    }
+}
+
+/// A permission on the always-on schedule.
+fn always() -> Permission {
+    Permission {
+        schedule_id: ALWAYS_SCHEDULE_ID,
+        privacy_mode_override: false,
+    }
+}
+
 fn door_id(name: &str) -> u64 {
     let index = DOORS
         .iter()
@@ -127,11 +156,11 @@ fn add_demo_groups(state: &mut State, now: Timestamp) {
     for (i, (name, own_door)) in GROUPS.iter().enumerate() {
         let id = FIRST_GROUP_ID + i as u64;
         state.groups.insert(id, group(id, name));
-        state.group_doors.insert((id, front));
+        state.group_doors.insert((id, front), always());
         match own_door {
             None => {
-                state.group_doors.insert((id, floor_door(1)));
-                state.group_doors.insert((id, floor_door(2)));
+                state.group_doors.insert((id, floor_door(1)), always());
+                state.group_doors.insert((id, floor_door(2)), always());
             }
             Some(door) => {
                 let floor = DOORS
@@ -139,8 +168,8 @@ fn add_demo_groups(state: &mut State, now: Timestamp) {
                     .find(|(n, _)| n == door)
                     .map(|(_, f)| *f)
                     .unwrap_or(1);
-                state.group_doors.insert((id, floor_door(floor)));
-                state.group_doors.insert((id, door_id(door)));
+                state.group_doors.insert((id, floor_door(floor)), always());
+                state.group_doors.insert((id, door_id(door)), always());
             }
         }
     }
@@ -148,7 +177,7 @@ fn add_demo_groups(state: &mut State, now: Timestamp) {
         .groups
         .insert(STAFF_GROUP_ID, group(STAFF_GROUP_ID, "Staff"));
     for door in state.access_points.keys().copied().collect::<Vec<_>>() {
-        state.group_doors.insert((STAFF_GROUP_ID, door));
+        state.group_doors.insert((STAFF_GROUP_ID, door), always());
     }
     state.insert_user(User {
         id: CLEANER_USER_ID,

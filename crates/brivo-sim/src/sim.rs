@@ -90,7 +90,11 @@ impl Sim {
         let state = match loaded {
             Some(state) => state,
             None => {
-                let state = seed::build(options.seed, Account::default(), Timestamp::now());
+                let account = Account {
+                    redirect_uri: options.redirect_uri.clone(),
+                    ..Account::default()
+                };
+                let state = seed::build(options.seed, account, Timestamp::now());
                 if let Some(path) = &options.state_file {
                     state.save(path)?;
                 }

@@ -28,6 +28,9 @@ pub fn routes() -> Router<AppState> {
         .route("/access-points/{id}/activate", post(activate))
 }
 
+/// The `type` every emulated access point shows.
+pub const ACCESS_POINT_TYPE: &str = "Door";
+
 pub fn access_point_not_found() -> ApiError {
     ApiError::not_found("Access point not found")
 }
@@ -107,7 +110,7 @@ pub fn access_point_view<'a>(s: &SimState, ap: &'a AccessPoint) -> AccessPointVi
     AccessPointView {
         id: ap.id,
         name: &ap.name,
-        kind: "Door",
+        kind: ACCESS_POINT_TYPE,
         control_panel_id: ap.control_panel_id,
         site_id: ap.site_id,
         site_name: s.site_name(ap.site_id),

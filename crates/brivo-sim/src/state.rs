@@ -46,8 +46,13 @@ pub struct State {
     pub sites: BTreeMap<u64, Site>,
     pub panels: BTreeMap<u64, ControlPanel>,
     pub access_points: BTreeMap<u64, AccessPoint>,
-    /// (group id, access point id): which groups open which doors.
-    pub group_doors: BTreeSet<(u64, u64)>,
+    /// (group id, access point id) → the permission: which groups open which doors, and when.
+    #[serde(with = "permissions")]
+    pub group_doors: BTreeMap<(u64, u64), Permission>,
+    /// Schedules group permissions refer to. Absent from state files written before they were
+    /// emulated; [`State::reindex`] seeds them then.
+    #[serde(default)]
+    pub schedules: BTreeMap<u64, Schedule>,
     pub credentials: BTreeMap<u64, Credential>,
     pub invitations: BTreeMap<u64, Invitation>,
     pub events: VecDeque<Event>,
@@ -75,7 +80,8 @@ impl State {
             sites: BTreeMap::new(),
             panels: BTreeMap::new(),
             access_points: BTreeMap::new(),
-            group_doors: BTreeSet::new(),
+            group_doors: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             credentials: BTreeMap::new(),
             invitations: BTreeMap::new(),
             events: VecDeque::new(),
@@ -114,6 +120,9 @@ impl State {
     }
 
     pub fn reindex(&mut self) {
+        if self.schedules.is_empty() {
+            crate::seed::add_schedules(self);
+        }
         self.user_groups = self.memberships.iter().map(|&(g, u)| (u, g)).collect();
         self.by_external_id = self
             .users
@@ -145,7 +154,16 @@ impl State {
     pub fn doors_of_group(&self, group_id: u64) -> Vec<u64> {
         self.group_doors
             .range((group_id, 0)..=(group_id, u64::MAX))
-            .map(|&(_, d)| d)
+            .map(|(&(_, d), _)| d)
+            .collect()
+    }
+
+    /// The groups with a permission on the door, in id order.
+    pub fn groups_of_door(&self, access_point_id: u64) -> Vec<u64> {
+        self.group_doors
+            .keys()
+            .filter(|&&(_, d)| d == access_point_id)
+            .map(|&(g, _)| g)
             .collect()
     }
 
@@ -288,6 +306,36 @@ impl State {
         event
     }
 
+    /// Inserts an event in `occurred` order, for events placed in the past; one that is not
+    /// older than the newest goes through [`State::push_event`]. Its `occurred` is moved on by
+    /// a millisecond at a time until no other event has the same instant.
+    pub fn insert_event(&mut self, mut event: Event) -> Event {
+        if self
+            .events
+            .back()
+            .is_none_or(|last| event.occurred > last.occurred)
+        {
+            return self.push_event(event);
+        }
+        loop {
+            let at = self.events.partition_point(|e| e.occurred < event.occurred);
+            let taken = self
+                .events
+                .get(at)
+                .is_some_and(|e| e.occurred == event.occurred);
+            if !taken {
+                self.events.insert(at, event.clone());
+                break;
+            }
+            let bumped = event.occurred.as_millisecond() + 1;
+            event.occurred = Timestamp::from_millisecond(bumped).unwrap_or(event.occurred);
+        }
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+        event
+    }
+
     /// Marks pending invitations past their expiration as expired.
     pub fn expire_invitations(&mut self, now: Timestamp) {
         for inv in self.invitations.values_mut() {
@@ -302,5 +350,64 @@ impl State {
             .get(&site_id)
             .map(|s| s.site_name.clone())
             .unwrap_or_default()
+    }
+}
+
+/// Group permissions in the state file: a list of
+/// `{group_id, access_point_id, schedule_id, privacy_mode_override}`. Files written before
+/// permissions had a schedule hold `[group_id, access_point_id]` pairs; those read as the
+/// always-on schedule.
+mod permissions {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::Permission;
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        group_id: u64,
+        access_point_id: u64,
+        #[serde(flatten)]
+        permission: Permission,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Entry(Entry),
+        Pair(u64, u64),
+    }
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<(u64, u64), Permission>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            map.iter()
+                .map(|(&(group_id, access_point_id), &permission)| Entry {
+                    group_id,
+                    access_point_id,
+                    permission,
+                }),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(u64, u64), Permission>, D::Error> {
+        Ok(Vec::<Stored>::deserialize(d)?
+            .into_iter()
+            .map(|stored| match stored {
+                Stored::Entry(e) => ((e.group_id, e.access_point_id), e.permission),
+                Stored::Pair(g, d) => (
+                    (g, d),
+                    Permission {
+                        schedule_id: crate::seed::ALWAYS_SCHEDULE_ID,
+                        privacy_mode_override: false,
+                    },
+                ),
+            })
+            .collect())
     }
 }

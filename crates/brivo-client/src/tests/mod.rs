@@ -106,6 +106,20 @@ impl Env {
         .await;
     }
 
+    /// A credential presented at a door, at `occurred` (now when `None`); answers the event.
+    pub async fn swipe(
+        &self,
+        user_id: u64,
+        door_id: u64,
+        occurred: Option<jiff::Timestamp>,
+    ) -> Value {
+        let mut body = json!({"user_id": user_id, "access_point_id": door_id});
+        if let Some(at) = occurred {
+            body["occurred"] = at.to_string().into();
+        }
+        self.admin(reqwest::Method::POST, "swipe", Some(body)).await
+    }
+
     pub async fn clear_requests(&self) {
         self.admin(reqwest::Method::DELETE, "requests", None).await;
     }
@@ -150,6 +164,9 @@ fn handles_and_futures_are_send_and_sync() {
     let query =
         crate::EventQuery::between(jiff::Timestamp::UNIX_EPOCH, jiff::Timestamp::UNIX_EPOCH);
     send_sync(&client.access_event_pages(query.clone()));
+    send_sync(&client.access_event_poller(jiff::Timestamp::UNIX_EPOCH));
+    let mut poller = client.access_event_poller(jiff::Timestamp::UNIX_EPOCH);
+    send(&poller.poll());
     let user = crate::NewUser::default();
     send(&client.create_user(&user));
     send(&client.update_user_groups(1, &[2], &[3]));

@@ -184,6 +184,49 @@ async fn groups_and_membership() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
+/// Brivo answers 415 to a write without a JSON Content-Type; the bodiless ones must carry it too.
+#[tokio::test]
+async fn bodiless_writes_are_typed_json() {
+    let env = start().await;
+    let client = env.client();
+    let group = client.list_groups(None).await.unwrap()[0].clone();
+    let door = client.list_access_points(None).await.unwrap()[0].clone();
+    let user = client
+        .create_user(&NewUser {
+            first_name: "Type".into(),
+            last_name: "Checked".into(),
+            external_id: Some("ct-1".into()),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    client.add_user_to_group(group.id, user.id).await.unwrap();
+    client
+        .remove_user_from_group(group.id, user.id)
+        .await
+        .unwrap();
+    client.activate_access_point(door.id).await.unwrap();
+    client.delete_user(user.id).await.unwrap();
+    let member = "/v1/api/groups/{id}/users/{id}";
+    assert_eq!(env.requests("PUT", member, Some(204)).await, 1);
+    assert_eq!(env.requests("DELETE", member, Some(204)).await, 1);
+    let activate = "/v1/api/access-points/{id}/activate";
+    assert_eq!(env.requests("POST", activate, Some(200)).await, 1);
+    assert_eq!(
+        env.requests("DELETE", "/v1/api/users/{id}", Some(204))
+            .await,
+        1
+    );
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let refused = env
+            .requests(method, "/v1/api/groups/{id}/users/{id}", Some(415))
+            .await
+            + env.requests(method, activate, Some(415)).await
+            + env.requests(method, "/v1/api/users/{id}", Some(415)).await;
+        assert_eq!(refused, 0, "{method} answered 415");
+    }
+}
+
 #[tokio::test]
 async fn sites_and_doors() {
     let env = start().await;
@@ -210,6 +253,76 @@ async fn sites_and_doors() {
     let open = doors.iter().find(|d| d.activation_enabled).unwrap();
     client.activate_access_point(open.id).await.unwrap();
     assert_eq!(calls(&client, "POST /access-points/{id}/activate", "ok"), 1);
+}
+
+#[tokio::test]
+async fn group_door_permissions_and_the_groups_of_a_door() {
+    let env = start().await;
+    let client = env.client();
+    let groups = client.list_groups(None).await.unwrap();
+    let room = groups.iter().find(|g| g.name == "Meeting Room 1").unwrap();
+    let opens = client.group_access_points(room.id).await.unwrap();
+    let names: Vec<_> = opens.iter().map(|p| p.access_point.name.as_str()).collect();
+    assert_eq!(names, ["Front Door", "Floor 1 Door", "Meeting Room 1 Door"]);
+    assert!(
+        opens
+            .iter()
+            .all(|p| p.access_point.kind.as_deref() == Some("Door"))
+    );
+    let always = opens[0].schedule.clone().unwrap();
+    assert_eq!(always.name.as_deref(), Some("24x7 - Always On"));
+    assert_eq!(opens[0].privacy_mode_override, None);
+
+    let schedules = client
+        .list_schedules(Some(&Filter::new().eq("name", ["Office"])))
+        .await
+        .unwrap();
+    assert_eq!(schedules.len(), 1);
+    let office_hours = schedules[0].clone();
+    assert_eq!(office_hours.site_name.as_deref(), Some("Universal"));
+
+    let office_1 = client
+        .list_access_points(Some(&Filter::new().eq("name", ["Office 1 Door"])))
+        .await
+        .unwrap()[0]
+        .clone();
+    let granted = client
+        .set_group_access_point(room.id, office_1.id, office_hours.id, None)
+        .await
+        .unwrap();
+    assert_eq!(granted.access_point.id, office_1.id);
+    assert_eq!(granted.access_point.name, "Office 1 Door");
+    assert_eq!(
+        granted.schedule.as_ref().map(|s| s.id),
+        Some(office_hours.id)
+    );
+    // Setting it again (or to another schedule) is a plain replace.
+    let again = client
+        .set_group_access_point(room.id, office_1.id, always.id, Some(false))
+        .await
+        .unwrap();
+    assert_eq!(again.schedule.unwrap().id, always.id);
+    let err = client
+        .set_group_access_point(room.id, office_1.id, always.id, Some(true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::BadRequest,
+        "no privacy mode on a plain door"
+    );
+
+    let door_groups = client.access_point_groups(office_1.id).await.unwrap();
+    assert!(door_groups.iter().any(|g| g.id == room.id));
+    client
+        .remove_group_access_point(room.id, office_1.id)
+        .await
+        .unwrap();
+    let door_groups = client.access_point_groups(office_1.id).await.unwrap();
+    assert!(!door_groups.iter().any(|g| g.id == room.id));
+    assert_eq!(client.group_access_points(room.id).await.unwrap().len(), 3);
+    let err = client.access_point_groups(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 #[tokio::test]
@@ -258,9 +371,27 @@ async fn invitations() {
             .unwrap()
             .is_empty()
     );
+    // `None` means every invitation, although Brivo lists only pending ones without a filter.
+    let all = client.list_invitations(user.id, None).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].status, InvitationStatus::Cancelled);
+    let cancelled = client
+        .list_invitations(user.id, Some(InvitationStatus::Cancelled))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    client.create_invitation(user.id, &request).await.unwrap();
     assert_eq!(
         client.list_invitations(user.id, None).await.unwrap().len(),
-        1
+        2
+    );
+    assert_eq!(
+        calls(
+            &client,
+            "GET /users/{id}/credentials/digital-invitations",
+            "ok"
+        ),
+        5
     );
 }
 
@@ -315,6 +446,112 @@ async fn access_events_page_by_time() {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+/// Brivo truncates `occurred` bounds to the hour: a pager asking up to "now" would never read
+/// the current hour. Events at the edges of hours and days are all read, once each.
+#[tokio::test]
+async fn access_events_at_the_edges_of_hours_are_all_read() {
+    let env = start().await;
+    let client = env.client();
+    let door = client.list_access_points(None).await.unwrap()[0].id;
+    let top = crate::events::hour_floor(Timestamp::now());
+    let ms = SignedDuration::from_millis;
+    let hours = SignedDuration::from_hours;
+    let placed = [
+        top - hours(29),
+        top - hours(20),
+        top - SignedDuration::from_mins(90),
+        top - hours(1) - ms(1),
+        top - ms(1),
+        top,
+    ];
+    let mut expected = Vec::new();
+    for at in placed {
+        expected.push(env.swipe(15_560_001, door, Some(at)).await["uuid"].clone());
+    }
+    client.activate_access_point(door).await.unwrap();
+    let to = Timestamp::now() + SignedDuration::from_secs(1);
+
+    // Newest first, across three windows, a page of two at a time.
+    let events = client
+        .access_event_pages(EventQuery::between(top - hours(30), to))
+        .page_size(2)
+        .all()
+        .await
+        .unwrap();
+    let uuids: Vec<_> = events.iter().map(|e| serde_json::json!(e.uuid)).collect();
+    assert_eq!(uuids.len(), 7, "{events:#?}");
+    assert_eq!(
+        &uuids[1..],
+        expected.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(events[0].security_action_id(), Some(5064));
+
+    // The ends of a span are exact on this side, whatever hours the server was asked for.
+    let current_hour = client
+        .access_events(&EventQuery::between(top, to))
+        .await
+        .unwrap();
+    assert_eq!(
+        current_hour.len(),
+        2,
+        "the event at the top of the hour and the pulse"
+    );
+    let previous_hour = client
+        .access_events(&EventQuery::between(top - hours(1), top - ms(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        previous_hour.len(),
+        1,
+        "only the last millisecond of the hour before"
+    );
+    let two_hours = client
+        .access_events(&EventQuery::between(top - hours(2), top - ms(1)))
+        .await
+        .unwrap();
+    assert_eq!(two_hours.len(), 3);
+    let recent = client
+        .recent_access_events(std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1, "a span of seconds still reads its hour");
+}
+
+/// The poller keeps the current hour open: it reads it again on every poll and hands out
+/// only what it has not handed out before, including events that arrive late.
+#[tokio::test]
+async fn the_event_poller_reads_the_open_hour_again_and_returns_each_event_once() {
+    let env = start().await;
+    let client = env.client();
+    let door = client.list_access_points(None).await.unwrap()[0].id;
+    let top = crate::events::hour_floor(Timestamp::now());
+    let earlier = env
+        .swipe(15_560_001, door, Some(top - SignedDuration::from_mins(30)))
+        .await;
+    let mut poller = client
+        .access_event_poller(top - SignedDuration::from_hours(1))
+        .page_size(1);
+
+    let first = poller.poll().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(serde_json::json!(first[0].uuid), earlier["uuid"]);
+    assert!(poller.poll().await.unwrap().is_empty(), "nothing new");
+
+    client.activate_access_point(door).await.unwrap();
+    client.activate_access_point(door).await.unwrap();
+    let pulses = poller.poll().await.unwrap();
+    assert_eq!(pulses.len(), 2);
+    assert!(pulses[0].occurred < pulses[1].occurred, "oldest first");
+
+    // An event of the open hour that reaches Brivo after the last poll is still read.
+    let late = env.swipe(15_560_001, door, Some(top)).await;
+    let again = poller.poll().await.unwrap();
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(serde_json::json!(again[0].uuid), late["uuid"]);
+    assert!(poller.poll().await.unwrap().is_empty());
+    assert!(poller.open_from() >= top - SignedDuration::from_hours(1));
 }
 
 #[tokio::test]

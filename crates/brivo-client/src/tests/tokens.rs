@@ -137,3 +137,76 @@ async fn wrong_password_is_an_oauth_error_without_retries() {
     assert_eq!(calls(&client, TOKEN, "unauthorized"), 1);
     assert_eq!(client.total_calls(), 1);
 }
+
+/// A refresh token from a 3-legged application's authorization-code flow, as a browser and the
+/// application's callback would obtain it from the emulator.
+async fn three_legged_refresh_token(env: &super::Env) -> String {
+    let account = env.sim.account();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/oauth/authorize", env.sim.auth_url()))
+        .form(&[
+            ("username", account.admin_id.as_str()),
+            ("password", account.password.as_str()),
+            ("response_type", "code"),
+            ("client_id", account.code_client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 302);
+    let location = reqwest::Url::parse(signed_in.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let token: serde_json::Value = http
+        .post(format!("{}/oauth/token", env.sim.auth_url()))
+        .basic_auth(&account.code_client_id, Some(&account.code_client_secret))
+        .header("api-key", &account.api_key)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["refresh_token"].as_str().unwrap().to_string()
+}
+
+/// A 3-legged application works with the refresh token of its authorization-code flow; the
+/// password grant with its credentials is a configuration fault, reported at once and not
+/// retried.
+#[tokio::test]
+async fn a_three_legged_application_signs_in_by_refresh_token_only() {
+    let env = start().await;
+    let account = env.sim.account();
+    let mut config = env.config();
+    config.client_id = account.code_client_id.clone();
+    config.client_secret = account.code_client_secret.clone();
+    config.grant = Grant::RefreshToken(three_legged_refresh_token(&env).await);
+    let client = BrivoClient::new(config.clone()).unwrap();
+    assert_eq!(client.list_groups(None).await.unwrap().len(), 14);
+    env.expire_access_tokens().await;
+    assert_eq!(client.list_groups(None).await.unwrap().len(), 14);
+    assert_eq!(calls(&client, TOKEN, "ok"), 2);
+
+    config.grant = Grant::Password {
+        username: account.admin_id.clone(),
+        password: account.password.clone(),
+    };
+    let wrong_type = BrivoClient::new(config).unwrap();
+    let err = wrong_type.sign_in().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    assert_eq!(err.code(), Some("unauthorized_client"));
+    assert!(!err.retryable());
+    assert_eq!(calls(&wrong_type, TOKEN, "unauthorized"), 1);
+}

@@ -265,6 +265,138 @@ async fn event_listing_pages_by_time_newest_first_within_a_24_hour_window() {
     assert!(exceptions["data"].as_array().unwrap().is_empty());
 }
 
+async fn swipe_at(h: &Harness, user: u64, door: u64, occurred: jiff::Timestamp) -> Value {
+    let r = h
+        .admin(
+            Method::POST,
+            "/swipe",
+            Some(
+                json!({"user_id": user, "access_point_id": door, "occurred": occurred.to_string()}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
+}
+
+fn uuids_of(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an event page: {page}"))
+        .iter()
+        .map(|e| e["uuid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Brivo truncates both `occurred` bounds to the hour and then allows at most 24 hours
+/// between them (reference §14).
+#[tokio::test]
+async fn occurred_bounds_are_truncated_to_the_hour() {
+    use jiff::{SignedDuration, Timestamp};
+    let h = Harness::start().await;
+    let min = SignedDuration::from_mins;
+    let top = crate::events::hour_floor(Timestamp::now());
+    let a = swipe_at(&h, CLEANER_USER_ID, FRONT_DOOR, top - min(30)).await;
+    let b = swipe_at(&h, CLEANER_USER_ID, FRONT_DOOR, top).await;
+    let c = swipe(&h, CLEANER_USER_ID, FRONT_DOOR).await;
+    assert_eq!(
+        a["occurred"],
+        format!("{}", (top - min(30)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    );
+    let [a, b, c] = [a, b, c].map(|e| e["uuid"].as_str().unwrap().to_string());
+    let list = |gt: Timestamp, lt: Timestamp| {
+        format!("/events/access?filter=occurred__gt:{gt};occurred__lt:{lt}")
+    };
+
+    // A lower bound just after A is cut back to A's hour, so A is listed.
+    let r = h
+        .get(&list(
+            top - min(30) + SignedDuration::from_secs(5),
+            top + min(60),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(uuids_of(&r.json()), [c.clone(), b.clone(), a.clone()]);
+    let count = h
+        .get(&format!(
+            "/events/counts/access?filter=occurred__gt:{};occurred__lt:{}",
+            top - min(25),
+            top + min(60)
+        ))
+        .await;
+    assert_eq!(count.json()["count"], 3);
+
+    // An upper bound inside the current hour is cut back to its top: the current hour's events
+    // (B at the very top, C now) are not listed, only A.
+    let r = h
+        .get(&list(
+            top - min(120),
+            top + min(59) + SignedDuration::from_secs(59),
+        ))
+        .await;
+    assert_eq!(uuids_of(&r.json()), std::slice::from_ref(&a));
+    // A few seconds inside one hour collapse to an empty window (not an error).
+    let r = h.get(&list(top - min(20), top - min(19))).await;
+    assert_eq!(r.status, 200);
+    assert!(uuids_of(&r.json()).is_empty());
+
+    // The 24-hour limit applies to the truncated bounds.
+    let day = SignedDuration::from_hours(24);
+    let r = h.get(&list(top - day - min(30), top)).await;
+    assert_eq!(r.status, 400, "25 hours once truncated");
+    assert_eq!(r.json()["message"], "Invalid listing criteria provided");
+    let r = h.get(&list(top - day + min(10), top + min(50))).await;
+    assert_eq!(
+        r.status, 200,
+        "24 h 40 min as sent, 24 h once truncated: {}",
+        r.text
+    );
+    assert_eq!(uuids_of(&r.json()), std::slice::from_ref(&a));
+    // Only an upper bound: the 24 hours before its hour.
+    let r = h
+        .get(&format!(
+            "/events/access?filter=occurred__lt:{}",
+            top + min(61)
+        ))
+        .await;
+    assert_eq!(uuids_of(&r.json()), [c, b, a]);
+}
+
+#[tokio::test]
+async fn swipes_can_be_placed_in_the_past_but_not_the_future() {
+    use jiff::{SignedDuration, Timestamp};
+    let h = Harness::start().await;
+    let now = swipe(&h, CLEANER_USER_ID, FRONT_DOOR).await;
+    let earlier = Timestamp::now() - SignedDuration::from_hours(3);
+    let old = swipe_at(&h, CLEANER_USER_ID, FRONT_DOOR, earlier).await;
+    let twin = swipe_at(&h, CLEANER_USER_ID, FRONT_DOOR, earlier).await;
+    assert_ne!(old["occurred"], twin["occurred"], "instants stay distinct");
+    assert!(old["processed"].as_str().unwrap() > old["occurred"].as_str().unwrap());
+    // Newest first, whatever order they were recorded in.
+    let all = h
+        .get(&format!(
+            "/events/access?filter=occurred__gt:{}",
+            earlier - SignedDuration::from_hours(1)
+        ))
+        .await
+        .json();
+    let uuids = uuids_of(&all);
+    assert_eq!(uuids.len(), 3);
+    assert_eq!(uuids[0], now["uuid"].as_str().unwrap());
+    assert_eq!(uuids[1], twin["uuid"].as_str().unwrap());
+    assert_eq!(uuids[2], old["uuid"].as_str().unwrap());
+
+    let future = Timestamp::now() + SignedDuration::from_hours(1);
+    let r = h
+        .admin(
+            Method::POST,
+            "/swipe",
+            Some(json!({"user_id": CLEANER_USER_ID, "access_point_id": FRONT_DOOR, "occurred": future.to_string()})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
 type Received = Arc<Mutex<Vec<Value>>>;
 
 /// A webhook receiver on 127.0.0.1:0 that keeps every body it is sent.

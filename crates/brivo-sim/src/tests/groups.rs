@@ -307,7 +307,7 @@ async fn the_demo_seed_has_the_small_space_and_a_staff_group() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["name"].as_str().unwrap())
+        .map(|d| d["accessPoint"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(
         door_names,
@@ -353,4 +353,165 @@ async fn group_endpoints_are_for_config_tool_administrators_only() {
             .status,
         204
     );
+}
+
+/// Group permissions have the documented shape: `{accessPoint: {id, name, type}, schedule: {id,
+/// name}, privacyModeOverride}`; a PUT takes a schedule and answers 200 with the permission.
+#[tokio::test]
+async fn group_door_permissions_name_the_door_and_the_schedule() {
+    use crate::seed::{
+        ALWAYS_SCHEDULE_ID, FIRST_DOOR_ID, FIRST_GROUP_ID, OFFICE_HOURS_SCHEDULE_ID,
+    };
+    let h = Harness::start().await;
+    let day_pass = FIRST_GROUP_ID;
+    let front = FIRST_DOOR_ID;
+    let office_1 = FIRST_DOOR_ID + 7;
+    let list = h
+        .get(&format!("/groups/{day_pass}/access/access-points"))
+        .await;
+    assert_eq!(list.status, 200);
+    let list = list.json();
+    assert_eq!(list["count"], 3);
+    assert_eq!(list["offset"], 0);
+    assert_eq!(
+        list["data"][0],
+        json!({
+            "accessPoint": {"id": front, "name": "Front Door", "type": "Door"},
+            "schedule": {"id": ALWAYS_SCHEDULE_ID, "name": "24x7 - Always On"},
+        })
+    );
+
+    let path = format!("/groups/{day_pass}/access/access-points/{office_1}");
+    // The schedule is required, and must exist.
+    for body in [
+        None,
+        Some(json!({})),
+        Some(json!({"schedule": {}})),
+        Some(json!({"schedule": {"id": 1}})),
+        Some(json!({"schedule": 4218881})),
+    ] {
+        let r = h.put(&path, body.clone()).await;
+        assert_eq!(r.status, 400, "{body:?}: {}", r.text);
+    }
+    // Privacy mode is for Salto, Allegion and ASSA Abloy locks, not plain doors.
+    let r = h
+        .put(
+            &path,
+            Some(
+                json!({"schedule": {"id": OFFICE_HOURS_SCHEDULE_ID}, "privacyModeOverride": true}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "privacy mode support for this device is not enabled"
+    );
+    let r = h
+        .put(
+            &path,
+            Some(
+                json!({"schedule": {"id": OFFICE_HOURS_SCHEDULE_ID}, "privacyModeOverride": false}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({
+            "accessPoint": {"id": office_1, "name": "Office 1 Door", "type": "Door"},
+            "schedule": {"id": OFFICE_HOURS_SCHEDULE_ID, "name": "Office Hours"},
+        })
+    );
+    // A second PUT changes the schedule (ids may be sent as strings, as some clients do).
+    let r = h
+        .put(
+            &path,
+            Some(json!({"schedule": {"id": ALWAYS_SCHEDULE_ID.to_string()}})),
+        )
+        .await;
+    assert_eq!(r.json()["schedule"]["name"], "24x7 - Always On");
+    let list = h
+        .get(&format!("/groups/{day_pass}/access/access-points"))
+        .await
+        .json();
+    assert_eq!(list["count"], 4);
+
+    // Filters of the listing.
+    let named = h
+        .get(&format!(
+            "/groups/{day_pass}/access/access-points?filter=access_point_name__eq:office"
+        ))
+        .await
+        .json();
+    assert_eq!(named["count"], 1);
+    let doors = h
+        .get(&format!(
+            "/groups/{day_pass}/access/access-points?filter=access_point_type__eq:DOOR;privacy_mode_override__eq:FALSE"
+        ))
+        .await
+        .json();
+    assert_eq!(doors["count"], 4);
+    for bad in [
+        "access_point_type__eq:GATE",
+        "name__eq:x",
+        "privacy_mode_override__eq:maybe",
+    ] {
+        let r = h
+            .get(&format!(
+                "/groups/{day_pass}/access/access-points?filter={bad}"
+            ))
+            .await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+
+    // The groups of a door.
+    let groups = h.get(&format!("/access-points/{office_1}/groups")).await;
+    assert_eq!(groups.status, 200);
+    let groups = groups.json();
+    let names: Vec<&str> = groups["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Day Pass", "Private Office 1", "Staff"]);
+    assert_eq!(groups["count"], 3);
+    assert_eq!(
+        groups["data"][0],
+        json!({"id": day_pass, "name": "Day Pass"})
+    );
+    assert_eq!(h.get("/access-points/1/groups").await.status, 404);
+
+    // Unknown group or door.
+    let body = Some(json!({"schedule": {"id": ALWAYS_SCHEDULE_ID}}));
+    assert_eq!(
+        h.put(
+            &format!("/groups/1/access/access-points/{office_1}"),
+            body.clone()
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        h.put(&format!("/groups/{day_pass}/access/access-points/1"), body)
+            .await
+            .status,
+        404
+    );
+
+    // Revoking answers 204 and the door no longer lists the group.
+    assert_eq!(h.delete(&path).await.status, 204);
+    let groups = h
+        .get(&format!("/access-points/{office_1}/groups"))
+        .await
+        .json();
+    assert_eq!(groups["count"], 2);
+
+    // Schedules can be listed to find their ids.
+    let schedules = h.get("/schedules?filter=name__eq:always").await.json();
+    assert_eq!(schedules["count"], 1);
+    assert_eq!(schedules["data"][0]["id"], ALWAYS_SCHEDULE_ID);
+    assert_eq!(h.get("/schedules/1").await.status, 404);
 }

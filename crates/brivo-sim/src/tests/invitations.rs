@@ -145,6 +145,33 @@ async fn cancelling_a_pending_invitation() {
         .await
         .json();
     assert_eq!(all["count"], 1);
+    // Without a status filter only pending invitations are listed.
+    let unfiltered = h.get(&invitations(user)).await.json();
+    assert_eq!(unfiltered["count"], 0, "{unfiltered}");
+    let second = h
+        .post(
+            &invitations(user),
+            json!({"referenceId": "ada@example.com"}),
+        )
+        .await
+        .json();
+    let unfiltered = h.get(&invitations(user)).await.json();
+    assert_eq!(unfiltered["count"], 1);
+    assert_eq!(unfiltered["data"][0]["id"], second["id"]);
+    assert_eq!(unfiltered["data"][0]["status"], "PENDING");
+    let cancelled_only = h
+        .get(&format!(
+            "{}?filter=status__eq:cancelled",
+            invitations(user)
+        ))
+        .await
+        .json();
+    assert_eq!(cancelled_only["data"][0]["id"], inv["id"]);
+    let all = h
+        .get(&format!("{}?filter=status__eq:all", invitations(user)))
+        .await
+        .json();
+    assert_eq!(all["count"], 2);
     assert_eq!(
         h.post(&invitations(user), json!({"referenceId": "not an email"}))
             .await

@@ -126,11 +126,16 @@ impl Harness {
         body: Option<Value>,
         token: &str,
     ) -> Reply {
+        let write = method != Method::GET;
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.sim.api_url()))
             .header("api-key", &self.account.api_key)
             .header("Authorization", format!("bearer {token}"));
+        if write {
+            // Brivo answers 415 to a write without a JSON Content-Type, body or not.
+            req = req.header("Content-Type", "application/json");
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -251,4 +256,98 @@ async fn reset_restores_the_seed_and_account_endpoint_reports_urls() {
         .call_with_token(Method::GET, "/groups", None, &token)
         .await;
     assert_eq!(r.json()["count"], 14);
+}
+
+/// Sends an API request with exactly the given Content-Type (none when `None`) and body.
+async fn raw_write(
+    h: &Harness,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut req = h
+        .http
+        .request(method, format!("{}{path}", h.sim.api_url()))
+        .header("api-key", &h.account.api_key)
+        .header("Authorization", format!("bearer {}", h.token));
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    reply(req.body(body.to_string()).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn writes_without_a_json_content_type_are_415() {
+    use crate::seed::{FIRST_DOOR_ID, FIRST_GROUP_ID};
+    let h = Harness::start().await;
+    let user = h.create_user("Ada", "Lovelace", Some("c-415")).await;
+    let member = format!("/groups/{FIRST_GROUP_ID}/users/{user}");
+    let activate = format!("/access-points/{FIRST_DOOR_ID}/activate");
+    let bodiless = [
+        (Method::PUT, member.clone()),
+        (Method::DELETE, member.clone()),
+        (Method::POST, activate.clone()),
+        (Method::DELETE, format!("/users/{user}")),
+    ];
+    for (method, path) in &bodiless {
+        for ct in [None, Some("text/plain"), Some("application/jsonfoo")] {
+            let r = raw_write(&h, method.clone(), path, ct, "").await;
+            assert_eq!(r.status, 415, "{method} {path} with {ct:?}: {}", r.text);
+            assert_eq!(r.content_type, "application/json");
+            let body = r.json();
+            assert_eq!(body["code"], 415);
+            assert!(body["message"].as_str().unwrap().contains("not supported"));
+        }
+    }
+    // A write with a body typed as something else is refused too.
+    let r = raw_write(
+        &h,
+        Method::POST,
+        "/groups",
+        Some("application/x-www-form-urlencoded"),
+        "name=x",
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    // Nothing was done by the refused calls.
+    assert_eq!(h.get(&format!("/users/{user}")).await.status, 200);
+    assert!(
+        h.get("/events/access").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The same calls typed as JSON (any case, with parameters) go through.
+    let json_types = ["application/json", "Application/JSON;charset=UTF-8"];
+    for (i, (method, path)) in bodiless.iter().enumerate() {
+        let r = raw_write(&h, method.clone(), path, Some(json_types[i % 2]), "").await;
+        assert!(
+            r.status == 204 || r.status == 200,
+            "{method} {path}: {}",
+            r.text
+        );
+    }
+    // Reads need no Content-Type; the gates answer before the type check.
+    assert_eq!(h.get("/groups").await.status, 200);
+    let r = h
+        .http
+        .delete(format!("{}/groups/{FIRST_GROUP_ID}", h.sim.api_url()))
+        .header("api-key", &h.account.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // An unknown path is still Mashery's 596, whatever the type.
+    let r = raw_write(&h, Method::DELETE, "/nowhere", None, "").await;
+    assert_eq!(r.status, 596);
+    // The admin surface takes bodiless writes without a type.
+    let r = h
+        .http
+        .post(format!("{}/__sim/tokens/expire", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
