@@ -124,12 +124,16 @@ pub(crate) async fn customer_inputs(
     .bind(since_ms)
     .fetch_all(&mut *tx)
     .await?;
+    // CROSS JOIN keeps SQLite to this order (from the customer's stays out) even before its
+    // planner has statistics; without them it may start from every contract instead.
     let payer_contracts = sqlx::query(
         "SELECT DISTINCT c.customer_id, r.id, r.body FROM team_memberships tm
-            JOIN in_teams t ON t.id = tm.team_id
-            JOIN in_contracts c ON c.customer_id = t.paying_member_id
-            JOIN records r ON r.kind = 'contract' AND r.id = c.id
-         WHERE tm.customer_id = $1 AND t.paying_member_id <> $1
+            CROSS JOIN in_teams t
+            CROSS JOIN in_contracts c
+            CROSS JOIN records r
+         WHERE t.id = tm.team_id AND c.customer_id = t.paying_member_id
+            AND r.kind = 'contract' AND r.id = c.id
+            AND tm.customer_id = $1 AND t.paying_member_id <> $1
             AND (tm.left_at IS NULL OR tm.left_at >= $2)
             AND (c.end_date IS NULL OR c.end_date >= $3)",
     )

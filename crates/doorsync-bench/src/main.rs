@@ -1,0 +1,223 @@
+//! `doorsync-bench`: makes a seeded operator (`generate`) and measures doorsync against it
+//! (`run`): loading it through the bulk intake, and planning every customer's access from the
+//! store. It reports JSON and a Markdown table. Not a test: speed targets live here.
+
+mod workload;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use doorsync_core::{Clock, customer_entitlements, desired, next_transition};
+use doorsync_store::{SqlStore, Store};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::time::Instant;
+use workload::{Size, Workload};
+
+#[derive(Parser)]
+#[command(about = "doorsync's workload generator and benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a workload as NDJSON batch operations (for `doorsync import`) to stdout.
+    Generate {
+        /// small, medium or large
+        #[arg(long, default_value = "small")]
+        size: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Load a workload into a fresh database through the bulk intake, then plan every
+    /// customer's access from the store; prints a Markdown table and writes JSON.
+    Run {
+        #[arg(long, default_value = "small")]
+        size: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A database URL; a fresh SQLite file under target/bench when left out
+        #[arg(long)]
+        database: Option<String>,
+        /// Where the JSON report goes
+        #[arg(long, default_value = "target/bench/report.json")]
+        report: std::path::PathBuf,
+    },
+}
+
+struct WallClock;
+
+impl Clock for WallClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+fn size(name: &str) -> anyhow::Result<Size> {
+    Size::named(name).with_context(|| format!("unknown size {name:?}: small, medium or large"))
+}
+
+/// The year of bookings starts at the next 1 January, so that access is all ahead.
+fn next_year() -> i64 {
+    let utc = jiff::tz::TimeZone::UTC;
+    let year = utc.to_datetime(jiff::Timestamp::now()).year();
+    utc.to_ambiguous_timestamp(jiff::civil::date(year + 1, 1, 1).at(0, 0, 0, 0))
+        .compatible()
+        .map(|t| t.as_second())
+        .unwrap_or(1_800_000_000)
+}
+
+/// Peak resident memory of this process so far (Linux), in MiB.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate { size: s, seed } => {
+            let w = Workload {
+                size: size(&s)?,
+                seed,
+                start: next_year(),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            w.emit(|v| {
+                if failed.is_none()
+                    && let Err(e) = writeln!(out, "{v}")
+                {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Run {
+            size: s,
+            seed,
+            database,
+            report,
+        } => run(&s, seed, database, &report).await,
+    }
+}
+
+async fn run(
+    name: &str,
+    seed: u64,
+    database: Option<String>,
+    report: &std::path::Path,
+) -> anyhow::Result<()> {
+    let size = size(name)?;
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir)?;
+    let (url, file) = match database {
+        Some(u) => (u, None),
+        None => {
+            let f = dir.join(format!("{name}-{seed}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+            }
+            (format!("sqlite://{}", f.display()), Some(f))
+        }
+    };
+    let store = SqlStore::connect(&url).await?;
+    store.migrate(jiff::Timestamp::now()).await?;
+    let w = Workload {
+        size,
+        seed,
+        start: next_year(),
+    };
+    let mut ops = Vec::with_capacity(size.operations() as usize);
+    w.emit(|v| ops.push(v));
+    let total = ops.len();
+    eprintln!("loading {total} operations ({name}, seed {seed}) into {url}");
+
+    // Load: the bulk intake, in the request-sized pieces a platform would send.
+    let started = Instant::now();
+    let (mut failed, mut done) = (0usize, 0usize);
+    let mut iter = ops.into_iter();
+    loop {
+        let piece: Vec<Value> = iter.by_ref().take(10_000).collect();
+        if piece.is_empty() {
+            break;
+        }
+        done += piece.len();
+        let results = doorsync_web::batch::apply(&store, &WallClock, piece, false, |_| {}).await?;
+        failed += results.iter().filter(|r| r.error.is_some()).count();
+        eprint!(
+            "\r{done}/{total}  {:.0} ops/s   ",
+            done as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!();
+    let load_secs = started.elapsed().as_secs_f64();
+    let db_bytes: u64 = match &file {
+        Some(f) => ["", "-wal"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{}{s}", f.display())).ok())
+            .map(|m| m.len())
+            .sum(),
+        None => 0,
+    };
+
+    // Planning: every customer's inputs read from the store, their desired groups now and their
+    // next transition.
+    let now = jiff::Timestamp::now();
+    let started = Instant::now();
+    let (mut groups, mut with_next) = (0usize, 0usize);
+    for c in 0..size.customers {
+        let id = doorsync_core::Id::parse(&format!("c{c}"))?;
+        if let Some(inputs) = store.customer_inputs(&id, now).await? {
+            let ents = customer_entitlements(&inputs);
+            groups += desired(&ents, now).len();
+            with_next += usize::from(next_transition(&ents, now).is_some());
+        }
+    }
+    let plan_secs = started.elapsed().as_secs_f64();
+    store.close().await;
+
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH
+    );
+    let backend = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let out = json!({
+        "size": name, "seed": seed, "backend": backend, "machine": machine,
+        "operations": total, "failed": failed,
+        "load": {"seconds": load_secs, "ops_per_second": total as f64 / load_secs, "database_bytes": db_bytes},
+        "planning": {"customers": size.customers, "seconds": plan_secs,
+                      "ms_per_customer": plan_secs * 1000.0 / size.customers as f64,
+                      "groups_now": groups, "with_a_next_transition": with_next},
+        "peak_mib": peak_mib(),
+    });
+    if let Some(parent) = report.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(report, serde_json::to_string_pretty(&out)?)?;
+    println!(
+        "| size | backend | operations | load (s) | ops/s | database (MiB) | planning (s) | ms/customer | peak (MiB) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {name} | {backend} | {total} | {load_secs:.1} | {:.0} | {:.1} | {plan_secs:.2} | {:.3} | {:.0} |",
+        total as f64 / load_secs,
+        db_bytes as f64 / 1048576.0,
+        plan_secs * 1000.0 / size.customers as f64,
+        peak_mib().unwrap_or(0.0)
+    );
+    anyhow::ensure!(failed == 0, "{failed} operations failed to load");
+    Ok(())
+}
