@@ -367,7 +367,21 @@ impl SqlStore {
                 "records projected into the input tables"
             );
         }
+        drop(conn);
+        self.optimize().await?;
         Ok(applied)
+    }
+
+    /// Gives SQLite's planner statistics on the tables that lack them (bounded work): without
+    /// them it may scan a whole table where an index would do. PostgreSQL's autovacuum keeps
+    /// its own. Run at start and after a bulk import.
+    pub async fn optimize(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Names the record that made a delete fail, when the failure came from the database.

@@ -143,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { file, strict } => {
             let store = open(&config, false).await?;
             let result = import::run(&store, &file, strict).await;
+            store.optimize().await?;
             store.close().await;
             let summary = result?;
             println!(
