@@ -1,9 +1,9 @@
 //! Everything that decides one subject's access, gathered from the records: what they hold, the
 //! teams they are in with their paying members' contracts, and the inventory and links involved.
 
-use crate::project::RELEVANT_AFTER_END;
+use crate::reach::Bounds;
 use crate::record::{Kind, Record};
-use crate::sql::{SqlStore, load, ms, parse, ts};
+use crate::sql::{SqlStore, load, parse, ts};
 use crate::*;
 use doorsync_core::*;
 use jiff::Timestamp;
@@ -50,7 +50,7 @@ async fn records_in(
 
 /// A customer's inputs in a handful of set-based queries in one read transaction, whatever the
 /// length of their history: bookings, grants and team stays that ended more than
-/// [`RELEVANT_AFTER_END`] before `now` cannot change access and are left out.
+/// [`crate::project::RELEVANT_AFTER_END`] before `now` cannot change access and are left out.
 pub(crate) async fn customer_inputs(
     store: &SqlStore,
     id: &Id,
@@ -60,17 +60,12 @@ pub(crate) async fn customer_inputs(
     let Some(Record::Customer(customer)) = load(&mut tx, Kind::Customer, id.as_str()).await? else {
         return Ok(None);
     };
-    let since = now.checked_sub(RELEVANT_AFTER_END).unwrap_or(now);
-    let since_ms = ms(since);
-    // A contract's end date is a civil date in its location's zone: a day's slack on top.
-    let since_date = jiff::tz::TimeZone::UTC
-        .to_datetime(
-            since
-                .checked_sub(jiff::SignedDuration::from_hours(24))
-                .unwrap_or(since),
-        )
-        .date()
-        .to_string();
+    // The same time bounds as the marking's: what ended before them cannot change access.
+    let Bounds {
+        since_ms,
+        since_date,
+        ..
+    } = Bounds::at(now);
     let mut inputs = CustomerInputs {
         customer,
         bookings: vec![],

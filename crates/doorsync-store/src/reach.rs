@@ -55,6 +55,7 @@ impl Bounds {
         let since = now
             .checked_sub(crate::project::RELEVANT_AFTER_END)
             .unwrap_or(now);
+        // A contract's end date is a civil date in its location's zone: a day's slack on top.
         let day_before = since
             .checked_sub(jiff::SignedDuration::from_hours(24))
             .unwrap_or(since);

@@ -59,7 +59,7 @@ async fn item_location(
     kind: LinkKind,
     item: &Id,
 ) -> Result<Option<Location>> {
-    let location_id = match (kind, load(conn, item_kind(kind), item.as_str()).await?) {
+    let location_id = match (kind, load(conn, Kind::of_link(kind), item.as_str()).await?) {
         (LinkKind::Pass, Some(Record::Pass(p))) => p.location_id,
         (LinkKind::Resource, Some(Record::Resource(r))) => r.location_id,
         (LinkKind::Desk, Some(Record::Desk(d))) => d.location_id,
@@ -71,14 +71,6 @@ async fn item_location(
             _ => None,
         },
     )
-}
-
-fn item_kind(kind: LinkKind) -> Kind {
-    match kind {
-        LinkKind::Pass => Kind::Pass,
-        LinkKind::Resource => Kind::Resource,
-        LinkKind::Desk => Kind::Desk,
-    }
 }
 
 async fn link_problem(conn: &mut AnyConnection, link: &Link) -> Result<Option<SetupProblem>> {

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use doorsync_core::{Id, Link, LinkKind, Subject};
+use doorsync_core::{Id, LinkKind, Subject};
 use doorsync_engine::access::access_view;
 use doorsync_store::{Kind, Record, link_key};
 use serde_json::{Value, json};
@@ -328,18 +328,7 @@ async fn put_link(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (kind, item_id) = link_path(path)?;
     let body: LinkBody = input::json(&headers, body)?;
-    let group = body.group_id.trim();
-    if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid(
-            "group_id",
-            "a provider group id is 1 to 64 visible characters",
-        ));
-    }
-    let record = Record::Link(Link {
-        kind,
-        item_id: item_id.clone(),
-        group_id: group.to_owned(),
-    });
+    let record = body.into_record(kind, item_id.clone())?;
     let written = st
         .store
         .put(record, st.clock.now())

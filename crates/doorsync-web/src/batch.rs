@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
-use doorsync_core::{Clock, Id, Link, LinkKind};
+use doorsync_core::{Clock, Id, LinkKind};
 use doorsync_store::{BatchDone, BatchOp, Kind, Record, Store, StoreError, link_key};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -147,18 +147,7 @@ enum Prepared {
 fn link_record(key: &str, body: Option<Value>) -> Result<Record, ApiError> {
     let (kind, item) = link_parts(key)?;
     let body: LinkBody = input::from_value(body.unwrap_or(Value::Null))?;
-    let group = body.group_id.trim();
-    if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid(
-            "group_id",
-            "a provider group id is 1 to 64 visible characters",
-        ));
-    }
-    Ok(Record::Link(Link {
-        kind,
-        item_id: item,
-        group_id: group.to_owned(),
-    }))
+    body.into_record(kind, item)
 }
 
 fn link_parts(key: &str) -> Result<(LinkKind, Id), ApiError> {

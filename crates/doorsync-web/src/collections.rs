@@ -745,3 +745,21 @@ pub struct LinkBody {
     /// The provider's access group that the item opens.
     pub group_id: String,
 }
+
+impl LinkBody {
+    /// The link of `item` this body makes, its group id checked.
+    pub fn into_record(self, kind: LinkKind, item_id: Id) -> Result<Record, ApiError> {
+        let group = self.group_id.trim();
+        if group.is_empty() || group.len() > 64 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::invalid(
+                "group_id",
+                "a provider group id is 1 to 64 visible characters",
+            ));
+        }
+        Ok(Record::Link(Link {
+            kind,
+            item_id,
+            group_id: group.to_owned(),
+        }))
+    }
+}
