@@ -43,6 +43,10 @@ enum Command {
         /// Where the JSON report goes
         #[arg(long, default_value = "target/bench/report.json")]
         report: std::path::PathBuf,
+        /// Measure a database an earlier run loaded with the same size and seed, without
+        /// loading it again
+        #[arg(long)]
+        reuse: bool,
     },
 }
 
@@ -53,6 +57,9 @@ impl Clock for WallClock {
         jiff::Timestamp::now()
     }
 }
+
+/// Operations per bulk request, as a platform would send them.
+const PIECE: usize = 10_000;
 
 fn size(name: &str) -> anyhow::Result<Size> {
     Size::named(name).with_context(|| format!("unknown size {name:?}: small, medium or large"))
@@ -105,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
             seed,
             database,
             report,
-        } => run(&s, seed, database, &report).await,
+            reuse,
+        } => run(&s, seed, database, &report, reuse).await,
     }
 }
 
@@ -114,6 +122,7 @@ async fn run(
     seed: u64,
     database: Option<String>,
     report: &std::path::Path,
+    reuse: bool,
 ) -> anyhow::Result<()> {
     let size = size(name)?;
     let dir = std::path::Path::new("target/bench");
@@ -122,8 +131,10 @@ async fn run(
         Some(u) => (u, None),
         None => {
             let f = dir.join(format!("{name}-{seed}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+            if !reuse {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+                }
             }
             (format!("sqlite://{}", f.display()), Some(f))
         }
@@ -135,30 +146,46 @@ async fn run(
         seed,
         start: next_year(),
     };
-    let mut ops = Vec::with_capacity(size.operations() as usize);
-    w.emit(|v| ops.push(v));
-    let total = ops.len();
-    eprintln!("loading {total} operations ({name}, seed {seed}) into {url}");
-
-    // Load: the bulk intake, in the request-sized pieces a platform would send.
-    let started = Instant::now();
-    let (mut failed, mut done) = (0usize, 0usize);
-    let mut iter = ops.into_iter();
-    loop {
-        let piece: Vec<Value> = iter.by_ref().take(10_000).collect();
-        if piece.is_empty() {
-            break;
+    let total = size.operations() as usize;
+    let (mut load_secs, mut failed) = (None, 0usize);
+    if reuse {
+        eprintln!("measuring {url} as loaded before ({name}, seed {seed})");
+    } else {
+        eprintln!("loading {total} operations ({name}, seed {seed}) into {url}");
+        // The generator runs on its own thread and hands over request-sized pieces, so the
+        // large operator is never held in memory whole.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Value>>(4);
+        let generator = std::thread::spawn(move || {
+            let mut piece = Vec::with_capacity(PIECE);
+            w.emit(|v| {
+                piece.push(v);
+                if piece.len() == PIECE {
+                    let _ = tx.send(std::mem::replace(&mut piece, Vec::with_capacity(PIECE)));
+                }
+            });
+            let _ = tx.send(piece);
+        });
+        let started = Instant::now();
+        let mut done = 0usize;
+        while let Ok(piece) = tokio::task::block_in_place(|| rx.recv()) {
+            if piece.is_empty() {
+                continue;
+            }
+            done += piece.len();
+            let results =
+                doorsync_web::batch::apply(&store, &WallClock, piece, false, |_| {}).await?;
+            failed += results.iter().filter(|r| r.error.is_some()).count();
+            eprint!(
+                "\r{done}/{total}  {:.0} ops/s   ",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
         }
-        done += piece.len();
-        let results = doorsync_web::batch::apply(&store, &WallClock, piece, false, |_| {}).await?;
-        failed += results.iter().filter(|r| r.error.is_some()).count();
-        eprint!(
-            "\r{done}/{total}  {:.0} ops/s   ",
-            done as f64 / started.elapsed().as_secs_f64()
-        );
+        eprintln!();
+        generator
+            .join()
+            .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
+        load_secs = Some(started.elapsed().as_secs_f64());
     }
-    eprintln!();
-    let load_secs = started.elapsed().as_secs_f64();
     let db_bytes: u64 = match &file {
         Some(f) => ["", "-wal"]
             .iter()
@@ -173,9 +200,11 @@ async fn run(
     let now = jiff::Timestamp::now();
     let started = Instant::now();
     let (mut groups, mut with_next) = (0usize, 0usize);
-    for c in 0..size.customers {
-        let id = doorsync_core::Id::parse(&format!("c{c}"))?;
-        if let Some(inputs) = store.customer_inputs(&id, now).await? {
+    let ids: Vec<doorsync_core::Id> = (0..size.customers)
+        .map(|c| doorsync_core::Id::parse(&format!("c{c}")))
+        .collect::<Result<_, _>>()?;
+    for page in ids.chunks(500) {
+        for inputs in store.customers_inputs(page, now).await? {
             let ents = customer_entitlements(&inputs);
             groups += desired(&ents, now).len();
             with_next += usize::from(next_transition(&ents, now).is_some());
@@ -197,7 +226,7 @@ async fn run(
     let out = json!({
         "size": name, "seed": seed, "backend": backend, "machine": machine,
         "operations": total, "failed": failed,
-        "load": {"seconds": load_secs, "ops_per_second": total as f64 / load_secs, "database_bytes": db_bytes},
+        "load": {"seconds": load_secs, "ops_per_second": load_secs.map(|l| total as f64 / l), "database_bytes": db_bytes},
         "planning": {"customers": size.customers, "seconds": plan_secs,
                       "ms_per_customer": plan_secs * 1000.0 / size.customers as f64,
                       "groups_now": groups, "with_a_next_transition": with_next},
@@ -212,8 +241,9 @@ async fn run(
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| {name} | {backend} | {total} | {load_secs:.1} | {:.0} | {:.1} | {plan_secs:.2} | {:.3} | {:.0} |",
-        total as f64 / load_secs,
+        "| {name} | {backend} | {total} | {} | {} | {:.1} | {plan_secs:.2} | {:.3} | {:.0} |",
+        load_secs.map_or("-".into(), |l| format!("{l:.1}")),
+        load_secs.map_or("-".into(), |l| format!("{:.0}", total as f64 / l)),
         db_bytes as f64 / 1048576.0,
         plan_secs * 1000.0 / size.customers as f64,
         peak_mib().unwrap_or(0.0)

@@ -179,47 +179,73 @@ pub async fn preview(
         releases: 0,
         changes: vec![],
     };
-    for id in customers {
-        let Some(inputs) = store.customer_inputs(&id, now).await? else {
-            continue;
-        };
-        let before = desired(&customer_entitlements(&inputs), now);
-        let mut changed = inputs.clone();
-        for change in changes {
-            apply(&mut changed.catalog, change);
-        }
-        let after = desired(&customer_entitlements(&changed), now);
-        let subject = Subject::Customer(id.clone());
-        let mut added = BTreeSet::new();
-        for c in store.mirror_connections_of(&subject).await? {
-            if let Some(m) = store.mirror_user(&c, &subject).await? {
-                added.extend(m.added);
-            }
-        }
-        for g in after.difference(&before) {
-            out.adds += 1;
-            out.changes.push(PlannedChange {
-                customer_id: id.clone(),
-                group_id: g.clone(),
-                op: "add",
-            });
-        }
-        for g in before.difference(&after) {
-            // A group nothing manages any more is released, not emptied: doorsync stops touching
-            // it, except to take out the members it put there itself.
-            let op = if managed.contains(g) || added.contains(g) {
-                out.removes += 1;
-                "remove"
-            } else {
-                out.releases += 1;
-                "release"
-            };
-            out.changes.push(PlannedChange {
-                customer_id: id.clone(),
-                group_id: g.clone(),
-                op,
-            });
+    let customers: Vec<Id> = customers.into_iter().collect();
+    for page in customers.chunks(500) {
+        for inputs in store.customers_inputs(page, now).await? {
+            preview_one(store, &mut out, &managed, inputs, changes, now).await?;
         }
     }
     Ok(out)
+}
+
+async fn preview_one(
+    store: &dyn Store,
+    out: &mut Preview,
+    managed: &BTreeSet<ProviderId>,
+    inputs: CustomerInputs,
+    changes: &[Change],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let before = desired(&customer_entitlements(&inputs), now);
+    let id = inputs.customer.id.clone();
+    let mut changed = inputs;
+    for change in changes {
+        apply(&mut changed.catalog, change);
+    }
+    let after = desired(&customer_entitlements(&changed), now);
+    for g in after.difference(&before) {
+        out.adds += 1;
+        out.changes.push(PlannedChange {
+            customer_id: id.clone(),
+            group_id: g.clone(),
+            op: "add",
+        });
+    }
+    // What doorsync itself added matters only for a group nothing would manage any more, so
+    // the mirror is read only then.
+    let mut added: Option<BTreeSet<ProviderId>> = None;
+    for g in before.difference(&after) {
+        // A group nothing manages any more is released, not emptied: doorsync stops touching
+        // it, except to take out the members it put there itself.
+        let op = if managed.contains(g) {
+            "remove"
+        } else {
+            if added.is_none() {
+                let subject = Subject::Customer(id.clone());
+                let mut groups = BTreeSet::new();
+                for c in store.mirror_connections_of(&subject).await? {
+                    if let Some(m) = store.mirror_user(&c, &subject).await? {
+                        groups.extend(m.added);
+                    }
+                }
+                added = Some(groups);
+            }
+            if added.as_ref().is_some_and(|a| a.contains(g)) {
+                "remove"
+            } else {
+                "release"
+            }
+        };
+        if op == "remove" {
+            out.removes += 1;
+        } else {
+            out.releases += 1;
+        }
+        out.changes.push(PlannedChange {
+            customer_id: id.clone(),
+            group_id: g.clone(),
+            op,
+        });
+    }
+    Ok(())
 }

@@ -316,7 +316,15 @@ pub trait Store: Send + Sync + 'static {
     async fn subjects_reached(&self, record: &Record, now: Timestamp) -> Result<Vec<Subject>>;
     /// Everything that decides the customer's access from `now` on (history that ended long
     /// before it is left out).
-    async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>>;
+    async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>> {
+        Ok(self
+            .customers_inputs(std::slice::from_ref(id), now)
+            .await?
+            .pop())
+    }
+    /// [`Store::customer_inputs`] of many customers, read together: in the order of `ids`,
+    /// leaving out those that do not exist.
+    async fn customers_inputs(&self, ids: &[Id], now: Timestamp) -> Result<Vec<CustomerInputs>>;
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
 
     /// Stores a token's hash; the token itself is never stored.

@@ -27,6 +27,8 @@ pub struct SqlStore {
     secret: Option<Arc<SecretKey>>,
     /// Groups each connection manages, with the catalog version they were computed at.
     managed: Arc<std::sync::Mutex<ManagedCache>>,
+    /// The catalog every customer's inputs draw from, kept until a write changes it.
+    pub(crate) catalog: Arc<crate::inputs::CatalogCache>,
 }
 
 /// Connection id → (catalog version, groups managed at that version).
@@ -83,6 +85,7 @@ impl SqlStore {
             url,
             secret: None,
             managed: Default::default(),
+            catalog: Default::default(),
         })
     }
 
@@ -768,8 +771,8 @@ impl Store for SqlStore {
             .collect())
     }
 
-    async fn customer_inputs(&self, id: &Id, now: Timestamp) -> Result<Option<CustomerInputs>> {
-        crate::inputs::customer_inputs(self, id, now).await
+    async fn customers_inputs(&self, ids: &[Id], now: Timestamp) -> Result<Vec<CustomerInputs>> {
+        crate::inputs::customers_inputs(self, ids, now).await
     }
 
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>> {

@@ -665,6 +665,26 @@ async fn inputs_gather_everything_that_decides_access(backend: Backend) {
             .unwrap()
             .is_none()
     );
+    // Read together, customers get what each gets read alone, in the order asked for.
+    store.put(booking("B2", "c", "R"), now).await.unwrap();
+    let ids = [id("c"), id("nobody"), id("a"), id("b")];
+    let together = store.customers_inputs(&ids, now).await.unwrap();
+    let mut alone = vec![];
+    for i in &ids {
+        alone.extend(store.customer_inputs(i, now).await.unwrap());
+    }
+    assert_eq!(together.len(), 3);
+    assert_eq!(together, alone);
+    // The catalog is cached, but a write to it by another instance is seen at the next read.
+    let other = db.store().await;
+    other
+        .put(link(LinkKind::Resource, "R", "11"), now)
+        .await
+        .unwrap();
+    let relinked = store.customer_inputs(&id("a"), now).await.unwrap().unwrap();
+    let groups = desired(&customer_entitlements(&relinked), t("2026-06-01T10:30:00Z"));
+    assert_eq!(groups.into_iter().collect::<Vec<_>>(), ["11", "20"]);
+    other.close().await;
     // Migrating again changes nothing.
     assert!(store.migrate(now).await.unwrap().is_empty());
     store.close().await;
