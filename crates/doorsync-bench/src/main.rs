@@ -2,6 +2,7 @@
 //! (`run`): loading it through the bulk intake, and planning every customer's access from the
 //! store. It reports JSON and a Markdown table. Not a test: speed targets live here.
 
+mod sync;
 mod workload;
 
 use anyhow::Context;
@@ -47,6 +48,30 @@ enum Command {
         /// loading it again
         #[arg(long)]
         reuse: bool,
+    },
+    /// Run doorsync's API and engine against an in-process brivo-sim and measure the sync:
+    /// first access, reconcile throughput, write-to-Brivo latency, lateness under the key's
+    /// rate, revocations while new customers queue, and an idle hour's calls.
+    Sync {
+        /// sqlite, or postgres (on the server DOORSYNC_TEST_PG_URL names)
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 2_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        #[arg(long, default_value_t = 2_000)]
+        transitions: usize,
+        /// The key's limit while the transitions fall due, calls a second
+        #[arg(long, default_value_t = 100)]
+        transition_rate: u32,
+        #[arg(long, default_value_t = 5_000)]
+        queued: usize,
+        #[arg(long, default_value_t = 20)]
+        revocations: usize,
+        /// Where the JSON report goes
+        #[arg(long, default_value = "target/bench/sync.json")]
+        report: std::path::PathBuf,
     },
 }
 
@@ -114,6 +139,38 @@ async fn main() -> anyhow::Result<()> {
             report,
             reuse,
         } => run(&s, seed, database, &report, reuse).await,
+        Command::Sync {
+            backend,
+            customers,
+            writes,
+            transitions,
+            transition_rate,
+            queued,
+            revocations,
+            report,
+        } => {
+            let backend = match backend.as_str() {
+                "sqlite" => testkit::Backend::Sqlite,
+                "postgres" => testkit::Backend::Postgres,
+                other => anyhow::bail!("unknown backend {other:?}: sqlite or postgres"),
+            };
+            let options = sync::Options {
+                backend,
+                customers,
+                writes,
+                transitions,
+                transition_rate,
+                queued,
+                revocations,
+            };
+            let out = sync::run(&options).await?;
+            if let Some(parent) = report.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&report, serde_json::to_string_pretty(&out)?)?;
+            println!("{}", sync::table(&out));
+            Ok(())
+        }
     }
 }
 

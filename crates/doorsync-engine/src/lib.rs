@@ -123,6 +123,8 @@ pub struct Engine {
     pub(crate) spans: Mutex<Vec<Span>>,
     /// Reconciles may run while fewer than `workers` are running.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// One reconcile more than `workers`, for revocations only.
+    pub(crate) revocation_lane: Arc<tokio::sync::Semaphore>,
 }
 
 /// One reconcile, as `record_spans` keeps it.
@@ -197,6 +199,7 @@ impl Engine {
             counted_calls: Mutex::new(HashMap::new()),
             spans: Mutex::new(vec![]),
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+            revocation_lane: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

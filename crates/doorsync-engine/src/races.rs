@@ -527,3 +527,43 @@ async fn no_passes_left_stops_inviting_not_granting_until_the_allotment_grows() 
     assert_eq!(status.connections[0].mobile_passes.allotted, Some(10));
     assert_eq!(status.connections[0].mobile_passes.out_since, None);
 }
+
+#[tokio::test]
+async fn a_revocation_due_never_waits_for_workers_busy_with_grants() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    // c1's pass now ends within the hour: a revocation is coming.
+    let until = h.now() + jiff::SignedDuration::from_hours(1);
+    h.patch(Kind::PassGrant, "pg1", json!({"valid_until": until}))
+        .await;
+    h.settle().await;
+    // As many new customers as there are workers, each held at its first access.
+    let workers = h.engine.config.workers;
+    let gates: Vec<_> = (0..workers).map(|_| fake.gate("add_to_group:g2")).collect();
+    for i in 0..workers {
+        h.customer(&format!("n{i}")).await;
+        h.grant(&format!("pn{i}"), &format!("n{i}"), "p2", 48).await;
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(h.engine.clone().run(rx));
+    for g in &gates {
+        g.reached().await;
+    }
+    // Every worker is busy when the revocation falls due.
+    h.advance(2 * 3600);
+    h.engine.wake();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fake.members("g1").contains(&user) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation waited behind the grants"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for g in gates {
+        g.open();
+    }
+    let _ = stop.send(true);
+    run.await.unwrap();
+}

@@ -3,7 +3,7 @@
 
 use crate::reconcile::{self, ReconcileError};
 use crate::*;
-use doorsync_store::Outcome;
+use doorsync_store::{Lane, Outcome};
 
 impl Engine {
     /// Runs the scheduler and the housekeeping until `stop` turns true, then lets the running
@@ -28,18 +28,17 @@ impl Engine {
                 break;
             }
             while running.try_join_next().is_some() {}
-            let (started, full) = self.start_due(&mut running).await;
-            if full && started > 0 {
-                // There may be more due: claim again as soon as a slot frees.
-                tokio::select! {
-                    _ = running.join_next() => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            let sleep = self.sleep_for().await;
+            self.start_revocation(&mut running).await;
+            let (_, full) = self.start_due(&mut running).await;
+            // With every worker busy there may be more due: wake when one frees, or when a
+            // revocation falls due while its lane is free.
+            let sleep = if full {
+                self.revocation_sleep().await
+            } else {
+                Some(self.sleep_for().await)
+            };
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
+                _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
                 _ = self.wake.notified() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = stop.changed() => {}
@@ -47,6 +46,63 @@ impl Engine {
         }
         while running.join_next().await.is_some() {}
         let _ = house.await;
+    }
+
+    /// Until the next revocation falls due, if its lane is free (`None`: it is busy, and its
+    /// end wakes the scheduler).
+    async fn revocation_sleep(&self) -> Option<Duration> {
+        if self.revocation_lane.available_permits() == 0 {
+            return None;
+        }
+        let now = self.reconciler.clock.now();
+        Some(
+            match self.reconciler.store.next_due_in(Lane::Revocations).await {
+                Ok(Some(next)) => next
+                    .duration_since(now)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO)
+                    .min(self.config.idle_poll),
+                Ok(None) => self.config.idle_poll,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the schedule failed");
+                    self.config.idle_poll
+                }
+            },
+        )
+    }
+
+    /// Starts one revocation due, beyond the workers: however long the grants and invitations
+    /// ahead of it take, a revocation never waits for a worker to free up.
+    async fn start_revocation(self: &Arc<Self>, running: &mut tokio::task::JoinSet<()>) {
+        let Ok(permit) = self.revocation_lane.clone().try_acquire_owned() else {
+            return;
+        };
+        let now = self.reconciler.clock.now();
+        let claimed = match self
+            .reconciler
+            .store
+            .claim_in(
+                &self.config.owner,
+                now,
+                self.config.lease,
+                1,
+                Lane::Revocations,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming due revocations failed");
+                return;
+            }
+        };
+        if let Some(claim) = claimed.into_iter().next() {
+            let me = self.clone();
+            running.spawn(async move {
+                me.run_one(claim).await;
+                drop(permit);
+            });
+        }
     }
 
     async fn sleep_for(&self) -> Duration {

@@ -17,6 +17,7 @@ mod setup;
 mod sql;
 
 pub use record::{Kind, Record, Ref, link_key};
+pub use schedule::Lane;
 pub use secrets::{SecretError, SecretKey};
 pub use setup::SetupProblem;
 pub use sql::{Backend, SqlStore};
@@ -344,6 +345,17 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease: SignedDuration,
         limit: u32,
+    ) -> Result<Vec<Claim>> {
+        self.claim_in(owner, now, lease, limit, Lane::All).await
+    }
+    /// [`Store::claim_due`] in one lane: everything, or only revocations.
+    async fn claim_in(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+        lane: Lane,
     ) -> Result<Vec<Claim>>;
     /// Extends a lease still held by `owner`; `false` when it was lost.
     async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool>;
@@ -378,7 +390,11 @@ pub trait Store: Send + Sync + 'static {
     async fn held_past(&self, subject: Option<&Subject>, limit: u32) -> Result<Vec<HeldPast>>;
     /// How many memberships each connection holds past their entitlement.
     async fn held_past_counts(&self) -> Result<BTreeMap<String, i64>>;
-    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        self.next_due_in(Lane::All).await
+    }
+    /// When the next subject in `lane` falls due.
+    async fn next_due_in(&self, lane: Lane) -> Result<Option<Timestamp>>;
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary>;
 
     async fn mirror_user(&self, connection: &str, subject: &Subject) -> Result<Option<MirrorUser>>;

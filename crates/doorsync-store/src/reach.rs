@@ -219,6 +219,8 @@ pub(crate) async fn reach_change(
     new: &Record,
 ) -> Result<Reach> {
     match (old, new) {
+        // Written again as it was (a nightly reconciliation): nobody's access can change.
+        (Some(o), n) if o == n => return Ok(Reach::default()),
         (Some(Record::Location(o)), Record::Location(n)) => {
             let renamed = Location {
                 name: n.name.clone(),
@@ -319,6 +321,28 @@ pub(crate) const MARK_DUE: &str = "INSERT INTO schedule (subject, next_due_at) V
         WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
         THEN excluded.next_due_at ELSE schedule.next_due_at END";
 
+/// How urgent a write's mark is. A write that may take access away (a change or a delete of
+/// what someone holds) is claimed with the revocations, ahead of grants and invitations due
+/// earlier: until its subject is reconciled nobody knows whether it revokes, and access that
+/// lingers is the worst failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Urgency {
+    /// Keeps the subject's priority (a new record only gives access).
+    Keep,
+    /// Revocation priority (0) until the reconcile sets the subject's own.
+    MayRevoke,
+}
+
+impl Urgency {
+    /// The column and value an insert adds, and what an update of a marked subject sets.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Urgency::Keep => ("", "", ""),
+            Urgency::MayRevoke => (", priority", ", 0", ", priority = 0"),
+        }
+    }
+}
+
 /// The channel on which PostgreSQL tells every instance that someone became due.
 pub const DUE_CHANNEL: &str = "doorsync_due";
 
@@ -334,9 +358,22 @@ pub(crate) async fn notify(conn: &mut AnyConnection, backend: Backend) -> Result
 }
 
 /// Marks every subject `reach` names or selects due at `now`, each set in one statement.
-pub(crate) async fn mark(conn: &mut AnyConnection, reach: Reach, bounds: &Bounds) -> Result<()> {
+pub(crate) async fn mark(
+    conn: &mut AnyConnection,
+    reach: Reach,
+    bounds: &Bounds,
+    urgency: Urgency,
+) -> Result<()> {
+    let (column, value, on_conflict) = urgency.sql();
+    let upsert = "ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
+            WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
+            THEN excluded.next_due_at ELSE schedule.next_due_at END";
     for s in reach.subjects {
-        sqlx::query(MARK_DUE)
+        let sql = format!(
+            "INSERT INTO schedule (subject, next_due_at{column}) VALUES ($1, $2{value})
+             {upsert}{on_conflict}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(s.key())
             .bind(bounds.now_ms)
             .execute(&mut *conn)
@@ -345,11 +382,9 @@ pub(crate) async fn mark(conn: &mut AnyConnection, reach: Reach, bounds: &Bounds
     for q in reach.queries {
         let now = format!("${}", q.params.len() + 1);
         let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at)
-             SELECT DISTINCT x.s, {now} FROM ({}) x WHERE x.s IS NOT NULL
-             ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-                WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-                THEN excluded.next_due_at ELSE schedule.next_due_at END",
+            "INSERT INTO schedule (subject, next_due_at{column})
+             SELECT DISTINCT x.s, {now}{value} FROM ({}) x WHERE x.s IS NOT NULL
+             {upsert}{on_conflict}",
             q.sql
         );
         bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &q, bounds)

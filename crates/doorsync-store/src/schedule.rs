@@ -17,12 +17,23 @@ pub(crate) async fn mark_due(store: &SqlStore, subject: &Subject, at: Timestamp)
     notify(&mut conn, store.backend).await
 }
 
+/// Which due subjects a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything due, revocations first.
+    All,
+    /// Only subjects at revocation priority: the lane kept free for them, so that a revocation
+    /// never waits for a worker busy with grants and invitations.
+    Revocations,
+}
+
 pub(crate) async fn claim_due(
     store: &SqlStore,
     owner: &str,
     now: Timestamp,
     lease: SignedDuration,
     limit: u32,
+    lane: Lane,
 ) -> Result<Vec<Claim>> {
     let lock = match store.backend {
         Backend::Sqlite => "",
@@ -31,18 +42,20 @@ pub(crate) async fn claim_due(
     let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
     // Two claims, each a plain indexed range: subjects whose owner died (lease expired, due
     // since it was claimed), then subjects due now. An OR of the two would scan the table.
-    let claims = [
-        "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
+    let expired = "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
          WHERE subject IN (
             SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
             ORDER BY lease_until LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at, drift_at",
-        "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
+         RETURNING subject, claimed_due_at, drift_at";
+    let due = "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
          WHERE subject IN (
-            SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3
+            SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3 {lane}
             ORDER BY priority, next_due_at LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at, drift_at",
-    ];
+         RETURNING subject, claimed_due_at, drift_at";
+    let claims = match lane {
+        Lane::All => vec![expired.to_owned(), due.replace("{lane}", "")],
+        Lane::Revocations => vec![due.replace("{lane}", "AND priority = 0")],
+    };
     let mut out = vec![];
     for sql in claims {
         let left = i64::from(limit) - out.len() as i64;
@@ -218,14 +231,20 @@ pub(crate) async fn schedule_row(
     row.as_ref().map(read_row).transpose()
 }
 
-pub(crate) async fn next_due_at(store: &SqlStore) -> Result<Option<Timestamp>> {
+pub(crate) async fn next_due_at(store: &SqlStore, lane: Lane) -> Result<Option<Timestamp>> {
     // A leased subject is next due when its lease runs out, whatever was marked meanwhile.
     let mut next: Option<i64> = None;
-    for sql in [
-        "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
-        "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
-    ] {
-        let row = sqlx::query(sql).fetch_one(&store.pool).await?;
+    let sqls: &[&str] = match lane {
+        Lane::All => &[
+            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
+            "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
+        ],
+        Lane::Revocations => {
+            &["SELECT MIN(next_due_at) FROM schedule WHERE priority = 0 AND lease_owner IS NULL"]
+        }
+    };
+    for sql in sqls {
+        let row = sqlx::query(*sql).fetch_one(&store.pool).await?;
         if let Some(t) = row.try_get::<Option<i64>, _>(0)? {
             next = Some(next.map_or(t, |n| n.min(t)));
         }

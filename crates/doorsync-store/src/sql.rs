@@ -2,7 +2,7 @@
 //! driver: the schema and statements are the same but for the lease claim, where PostgreSQL
 //! skips rows another instance holds.
 
-use crate::reach::{Bounds, DUE_CHANNEL, mark, notify, reach, reach_change};
+use crate::reach::{Bounds, DUE_CHANNEL, Urgency, mark, notify, reach, reach_change};
 use crate::record::{Kind, Record, link_key};
 use crate::secrets::{SecretError, SecretKey};
 use crate::*;
@@ -204,7 +204,12 @@ impl SqlStore {
             .await?;
         }
         let reached = reach_change(&mut *tx, old.as_ref(), &record).await?;
-        mark(&mut *tx, reached, &Bounds::at(now)).await?;
+        let urgency = if old.is_some() {
+            Urgency::MayRevoke
+        } else {
+            Urgency::Keep
+        };
+        mark(&mut *tx, reached, &Bounds::at(now), urgency).await?;
         Ok(Written {
             record,
             created: old.is_none(),
@@ -286,7 +291,7 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        mark(&mut *tx, reach_all, &Bounds::at(now)).await?;
+        mark(&mut *tx, reach_all, &Bounds::at(now), Urgency::MayRevoke).await?;
         Ok(true)
     }
 
@@ -804,14 +809,15 @@ impl Store for SqlStore {
         crate::schedule::mark_due(self, subject, at).await
     }
 
-    async fn claim_due(
+    async fn claim_in(
         &self,
         owner: &str,
         now: Timestamp,
         lease: SignedDuration,
         limit: u32,
+        lane: Lane,
     ) -> Result<Vec<Claim>> {
-        crate::schedule::claim_due(self, owner, now, lease, limit).await
+        crate::schedule::claim_due(self, owner, now, lease, limit, lane).await
     }
 
     async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()> {
@@ -866,8 +872,8 @@ impl Store for SqlStore {
         crate::mirror::held_past_counts(&self.pool).await
     }
 
-    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        crate::schedule::next_due_at(self).await
+    async fn next_due_in(&self, lane: Lane) -> Result<Option<Timestamp>> {
+        crate::schedule::next_due_at(self, lane).await
     }
 
     async fn due_summary(&self, now: Timestamp) -> Result<DueSummary> {

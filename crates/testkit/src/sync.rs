@@ -123,6 +123,24 @@ pub struct SyncApp {
 impl SyncApp {
     /// `lead` and `lag` are the location's buffers, e.g. "PT1S".
     pub async fn spawn(backend: Backend, lead: &str, lag: &str) -> Option<SyncApp> {
+        Self::spawn_with(backend, lead, lag, |store, clock| {
+            Arc::new(Engine::new(
+                store,
+                clock,
+                factory(),
+                fast_engine("test-engine"),
+            ))
+        })
+        .await
+    }
+
+    /// As [`SyncApp::spawn`], with the engine `engine` makes on the app's store and clock.
+    pub async fn spawn_with(
+        backend: Backend,
+        lead: &str,
+        lag: &str,
+        engine: impl FnOnce(Arc<dyn doorsync_store::Store>, Arc<dyn Clock>) -> Arc<Engine>,
+    ) -> Option<SyncApp> {
         let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind sim");
@@ -132,14 +150,7 @@ impl SyncApp {
         let account = sim.account();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine_clock = clock.clone();
-        let engine = move |store: Arc<dyn doorsync_store::Store>| {
-            Some(Arc::new(Engine::new(
-                store,
-                engine_clock,
-                factory(),
-                fast_engine("test-engine"),
-            )))
-        };
+        let engine = move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock));
         let app = App::spawn_with(backend, Some(clock.clone()), engine).await?;
         let run = Some(EngineRun::start(app.engine.clone().expect("engine")));
         let mut config = brivo_client::ClientConfig::new(

@@ -1074,6 +1074,81 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
     assert_eq!(subjects(first), vec![cust("leaving")]);
     let rest = store.claim_due("w", end, lease, 100).await.unwrap();
     assert_eq!(rest.len(), 20);
+    // A write that may take access away (a booking cut short) is claimed before a crowd of
+    // new customers due before it: until a reconcile nobody knows whether it revokes.
+    for s in (0..20)
+        .map(|i| format!("new-{i:02}"))
+        .chain(["leaving".into()])
+    {
+        store
+            .finish(
+                &cust(&s),
+                "w",
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store.put(location("L"), end).await.unwrap();
+    store.put(resource("R", "L"), end).await.unwrap();
+    store.put(customer("cut"), end).await.unwrap();
+    let cut = |end: &str| {
+        Record::Booking(Booking {
+            id: id("B"),
+            customer_id: id("cut"),
+            resource_id: id("R"),
+            start: t("2026-06-01T09:00:00Z"),
+            end: t(end),
+            status: BookingStatus::Confirmed,
+            cancelled_at: None,
+        })
+    };
+    store.put(cut("2026-06-01T18:00:00Z"), end).await.unwrap();
+    store
+        .claim_due("w", end, lease, 10)
+        .await
+        .unwrap()
+        .iter()
+        .for_each(|c| assert_eq!(c.subject, cust("cut")));
+    store
+        .finish(
+            &cust("cut"),
+            "w",
+            Outcome::Done {
+                next_due_at: None,
+                revokes: false,
+            },
+        )
+        .await
+        .unwrap();
+    let t1 = t("2026-06-01T11:00:00Z");
+    for i in 20..40 {
+        store
+            .put(customer(&format!("new-{i:02}")), t1)
+            .await
+            .unwrap();
+    }
+    let later = t("2026-06-01T11:00:01Z");
+    store.put(cut("2026-06-01T11:30:00Z"), later).await.unwrap();
+    let first = store.claim_due("w", later, lease, 1).await.unwrap();
+    assert_eq!(subjects(first), vec![cust("cut")]);
+    // Written again unchanged, a record reaches nobody.
+    store
+        .finish(
+            &cust("cut"),
+            "w",
+            Outcome::Done {
+                next_due_at: None,
+                revokes: false,
+            },
+        )
+        .await
+        .unwrap();
+    store.put(cut("2026-06-01T11:30:00Z"), later).await.unwrap();
+    assert_eq!(due_at(&store, &cust("cut")).await, None);
     store.close().await;
     db.drop_db().await;
 }
