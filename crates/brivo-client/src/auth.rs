@@ -259,7 +259,7 @@ async fn token_call(
     };
     let mut retries = 0;
     loop {
-        client.acquire_rate_slot().await;
+        client.acquire_rate_slot(TOKEN_ENDPOINT).await;
         let mut api_key = HeaderValue::from_str(&config.api_key).map_err(|e| {
             BrivoError::new(
                 ErrorKind::InvalidInput,

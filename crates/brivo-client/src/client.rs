@@ -193,7 +193,14 @@ impl BrivoClient {
         &self.inner.tokens
     }
 
-    pub(crate) async fn acquire_rate_slot(&self) {
+    /// Waits for a call slot of the key, behind the more urgent calls waiting for one.
+    pub(crate) async fn acquire_rate_slot(&self, endpoint: &str) {
+        let _turn = self
+            .inner
+            .limiter
+            .queue
+            .turn(crate::queue::Urgency::of(endpoint))
+            .await;
         match &self.inner.config.pacer {
             Some(p) => p.turn().await,
             None => self.inner.limiter.acquire().await,
@@ -286,7 +293,7 @@ impl BrivoClient {
         let mut renewed_token = false;
         loop {
             let token = inner.tokens.current(self).await?;
-            self.acquire_rate_slot().await;
+            self.acquire_rate_slot(call.endpoint).await;
             // Spring's resource server repeats a rejected token in its message: strip it.
             let result = self
                 .attempt(call, &token.value)

@@ -52,6 +52,7 @@ mod groups;
 mod invitations;
 mod model;
 mod paging;
+mod queue;
 mod ratelimit;
 mod retry;
 mod sites;

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     state: Mutex<State>,
+    /// The callers waiting for this key's slots, most urgent first.
+    pub(crate) queue: Arc<crate::queue::Queue>,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,7 @@ impl RateLimiter {
                 next_due: Instant::now(),
                 hold_until: None,
             }),
+            queue: Default::default(),
         }
     }
 

@@ -6,15 +6,15 @@ use crate::filter::{Filter, path_segment};
 use crate::model::{NewUser, SuspendedState, User, UserPatch};
 use crate::paging::Pager;
 
-const CREATE: &str = "POST /users";
-const GET: &str = "GET /users/{id}";
-const BY_EXTERNAL_ID: &str = "GET /users/{externalId}/external";
+pub(crate) const CREATE: &str = "POST /users";
+pub(crate) const GET: &str = "GET /users/{id}";
+pub(crate) const BY_EXTERNAL_ID: &str = "GET /users/{externalId}/external";
 const LIST: &str = "GET /users";
 const PUT: &str = "PUT /users/{id}";
 const PATCH: &str = "PATCH /users/{id}";
-const DELETE: &str = "DELETE /users/{id}";
-const GET_SUSPENDED: &str = "GET /users/{id}/suspended";
-const PUT_SUSPENDED: &str = "PUT /users/{id}/suspended";
+pub(crate) const DELETE: &str = "DELETE /users/{id}";
+pub(crate) const GET_SUSPENDED: &str = "GET /users/{id}/suspended";
+pub(crate) const PUT_SUSPENDED: &str = "PUT /users/{id}/suspended";
 
 #[derive(serde::Serialize)]
 struct SuspendedBody {

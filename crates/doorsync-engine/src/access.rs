@@ -121,7 +121,6 @@ pub async fn access_view(
         return Ok(None);
     }
     let view = load_subject(store, subject, now).await?;
-    let names = store.group_names().await?;
     let row = store.schedule_row(subject).await?;
     let error = row.as_ref().and_then(|r| r.last_error.clone());
     let held_past = store.held_past(Some(subject), 1000).await?;
@@ -146,6 +145,20 @@ pub async fn access_view(
             },
         );
     }
+
+    // Only the names this view shows: a directory may list thousands of groups.
+    let shown: BTreeSet<String> = view
+        .by_connection
+        .values()
+        .flatten()
+        .map(|e| e.group_id.clone())
+        .chain(
+            conns
+                .values()
+                .flat_map(|c| c.mirror.iter().flat_map(|m| m.groups.iter().cloned())),
+        )
+        .collect();
+    let names = store.group_names(&shown).await?;
 
     let mut groups = vec![];
     for g in explain(&view.entitlements, now) {

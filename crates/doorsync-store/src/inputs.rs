@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// `$first, $first+1, ...` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -21,7 +21,7 @@ fn placeholders(first: usize, n: usize) -> String {
 
 /// Customers read together: the bound parameters of one query stay well under what either
 /// backend allows, and a page's rows stay small.
-const PAGE: usize = 500;
+pub(crate) const PAGE: usize = 500;
 
 /// The whole catalog (locations, inventory and links), with the catalog version it was read at.
 pub(crate) type CatalogCache = std::sync::Mutex<Option<(i64, Arc<Catalog>)>>;

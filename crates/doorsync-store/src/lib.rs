@@ -427,8 +427,9 @@ pub trait Store: Send + Sync + 'static {
         entries: &[DirectoryEntry],
     ) -> Result<()>;
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
-    /// The name of every group read from any connection's provider, by group id.
-    async fn group_names(&self) -> Result<BTreeMap<String, String>>;
+    /// The names read from any connection's provider of the groups `ids`, by group id; a group
+    /// no directory lists is absent.
+    async fn group_names(&self, ids: &BTreeSet<String>) -> Result<BTreeMap<String, String>>;
     /// An operator asks for a new Mobile Pass invitation for `subject`; marks it due.
     async fn request_invitation(&self, subject: &Subject, now: Timestamp) -> Result<()>;
     /// When a new invitation was asked for and not yet sent.

@@ -1001,15 +1001,24 @@ impl Store for SqlStore {
         crate::setup::problems(&mut conn).await
     }
 
-    async fn group_names(&self) -> Result<BTreeMap<String, String>> {
-        let rows = sqlx::query(
-            "SELECT provider_id, name FROM provider_directory WHERE kind = 'group' ORDER BY connection_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+    async fn group_names(&self, ids: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
+        let ids: Vec<&String> = ids.iter().collect();
+        let mut names = BTreeMap::new();
+        for page in ids.chunks(crate::inputs::PAGE) {
+            let sql = format!(
+                "SELECT provider_id, name FROM provider_directory
+                 WHERE kind = 'group' AND provider_id IN ({}) ORDER BY connection_id",
+                crate::inputs::placeholders(1, page.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in page {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                names.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        Ok(names)
     }
 
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>> {

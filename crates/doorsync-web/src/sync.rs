@@ -98,7 +98,9 @@ pub async fn audit(
         None
     };
     // Names from the connection directories, beside each entry's group id.
-    let names = st.store.group_names().await?;
+    let shown: std::collections::BTreeSet<String> =
+        items.iter().filter_map(|e| e.group_id.clone()).collect();
+    let names = st.store.group_names(&shown).await?;
     let items: Vec<Value> = items
         .into_iter()
         .map(|e| {

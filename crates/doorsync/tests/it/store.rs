@@ -691,6 +691,59 @@ async fn inputs_gather_everything_that_decides_access(backend: Backend) {
     db.drop_db().await;
 }
 
+async fn group_names_are_read_for_the_groups_asked_only(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    // More groups than one page of parameters, so the read goes over pages.
+    let entries: Vec<DirectoryEntry> = (0..1200)
+        .map(|i| DirectoryEntry {
+            provider_id: format!("g{i}"),
+            name: format!("Group {i}"),
+            parent_id: None,
+        })
+        .collect();
+    store
+        .replace_directory("C", "group", &entries)
+        .await
+        .unwrap();
+    store
+        .replace_directory(
+            "C",
+            "site",
+            &[DirectoryEntry {
+                provider_id: "s1".into(),
+                name: "Site".into(),
+                parent_id: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let asked: std::collections::BTreeSet<String> = ["g3", "g1100", "s1", "unknown"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let names = store.group_names(&asked).await.unwrap();
+    let want: std::collections::BTreeMap<String, String> =
+        [("g3", "Group 3"), ("g1100", "Group 1100")]
+            .into_iter()
+            .map(|(a, b)| (a.into(), b.into()))
+            .collect();
+    assert_eq!(names, want, "a site or an unknown id has no group name");
+    let many: std::collections::BTreeSet<String> = (0..1200).map(|i| format!("g{i}")).collect();
+    assert_eq!(store.group_names(&many).await.unwrap().len(), 1200);
+    assert!(
+        store
+            .group_names(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
 testkit::on_both_backends!(
     records_round_trip_and_page,
     unknown_references_are_refused_and_leave_nothing,
@@ -707,6 +760,7 @@ testkit::on_both_backends!(
     credentials_are_never_dropped_unread_or_sent_to_a_new_host,
     records_stored_before_the_input_tables_are_projected_once,
     a_revocation_due_is_claimed_before_grants_due_earlier,
+    group_names_are_read_for_the_groups_asked_only,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
