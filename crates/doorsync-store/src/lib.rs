@@ -3,6 +3,7 @@
 //! migrations. Every write that changes a subject's inputs marks that subject due in the same
 //! transaction, so the engine can never miss a change.
 
+mod bulk;
 mod inputs;
 mod invitations;
 mod log;

@@ -70,7 +70,10 @@ impl SqlStore {
                 .max_lifetime(None)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        // Statement journals in memory and a 32 MiB page cache: a bulk load
+                        // wrote every multi-row insert's journal to a temporary file and read
+                        // its indexes back from the OS (medium load 58 s to 48 s).
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")
                             .execute(conn)
                             .await?;
                         Ok(())
@@ -698,6 +701,22 @@ impl Store for SqlStore {
         // (two statements fewer per write). Only if one fails is the chunk done again, each
         // write in a savepoint of its own.
         let mut tx = self.pool.begin().await?;
+        match crate::bulk::insert_new(&mut tx, &ops, now).await {
+            Ok(Some(written)) => {
+                notify(&mut tx, self.backend).await?;
+                tx.commit().await?;
+                return Ok(written
+                    .into_iter()
+                    .map(|w| Ok(BatchDone::Written(Box::new(w))))
+                    .collect());
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // PostgreSQL refuses anything more in a failed transaction: start again.
+                tx.rollback().await?;
+                tx = self.pool.begin().await?;
+            }
+        }
         let mut written = Vec::with_capacity(ops.len());
         let mut clean = true;
         for op in &ops {

@@ -744,6 +744,126 @@ async fn group_names_are_read_for_the_groups_asked_only(backend: Backend) {
     db.drop_db().await;
 }
 
+fn grant(g: &str, c: &str, p: &str) -> Record {
+    Record::PassGrant(PassGrant {
+        id: id(g),
+        customer_id: id(c),
+        pass_id: id(p),
+        valid_from: t("2026-06-01T00:00:00Z"),
+        valid_until: t("2026-07-01T00:00:00Z"),
+        uses: None,
+    })
+}
+
+fn put(r: Record) -> BatchOp {
+    BatchOp::Put(Box::new(r))
+}
+
+/// A chunk of new customers, bookings and grants goes in multi-row statements: what it leaves
+/// must be what writing them one at a time leaves, and a chunk the fast path cannot take fails
+/// item by item as before.
+async fn a_batch_of_new_records_is_stored_as_writing_each_would(backend: Backend) {
+    let (Some(bulk_db), Some(one_db)) = (TestDb::new(backend).await, TestDb::new(backend).await)
+    else {
+        return;
+    };
+    let (bulk, one) = (bulk_db.store().await, one_db.store().await);
+    let now = t("2026-06-01T09:00:00Z");
+    let pass = Record::Pass(Pass {
+        id: id("P"),
+        location_id: id("L"),
+        name: "Pass".into(),
+    });
+    for s in [&bulk, &one] {
+        seed(s, now).await;
+        s.put(pass.clone(), now).await.unwrap();
+        s.put(link(LinkKind::Resource, "R", "10"), now)
+            .await
+            .unwrap();
+        s.put(link(LinkKind::Pass, "P", "30"), now).await.unwrap();
+    }
+    let records = vec![
+        customer("d"),
+        customer("e"),
+        booking("B1", "d", "R"),
+        booking("B2", "a", "R"),
+        grant("G1", "e", "P"),
+        grant("G2", "d", "P"),
+    ];
+    let later = t("2026-06-01T09:30:00Z");
+    let done = bulk
+        .apply_batch(records.iter().cloned().map(put).collect(), later, false)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), records.len());
+    for (d, r) in done.iter().zip(&records) {
+        match d {
+            Ok(BatchDone::Written(w)) => {
+                assert!(w.created);
+                assert_eq!(w.record.key(), r.key());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for r in &records {
+        one.put(r.clone(), later).await.unwrap();
+    }
+    for c in ["a", "b", "c", "d", "e"] {
+        assert_eq!(
+            bulk.customer_inputs(&id(c), now).await.unwrap(),
+            one.customer_inputs(&id(c), now).await.unwrap(),
+            "{c}"
+        );
+        assert_eq!(
+            due_at(&bulk, &cust(c)).await,
+            due_at(&one, &cust(c)).await,
+            "{c}"
+        );
+    }
+    assert_eq!(due_at(&bulk, &cust("d")).await, Some(later));
+    assert_eq!(due_at(&bulk, &cust("e")).await, Some(later));
+    // The references were written: a customer with bookings cannot be deleted.
+    assert!(matches!(
+        bulk.delete(Kind::Customer, "d", now).await,
+        Err(StoreError::InUse { .. })
+    ));
+
+    // A missing reference, a booking ahead of its customer and a key written twice each go
+    // one at a time: the item fails, the others are written.
+    let done = bulk
+        .apply_batch(
+            vec![
+                put(booking("B3", "f", "R")),
+                put(customer("f")),
+                put(booking("B4", "nobody", "R")),
+                put(booking("B5", "f", "R")),
+                put(customer("g")),
+                put(customer("g")),
+            ],
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+    let failed: Vec<bool> = done.iter().map(|d| d.is_err()).collect();
+    assert_eq!(failed, [true, false, true, false, false, false], "{done:?}");
+    assert!(matches!(done[2], Err(StoreError::UnknownReference { .. })));
+    // A record already stored is an update, also one at a time: `created` says so.
+    let done = bulk
+        .apply_batch(vec![put(customer("g")), put(customer("h"))], now, false)
+        .await
+        .unwrap();
+    let created: Vec<bool> = done
+        .iter()
+        .map(|d| matches!(d, Ok(BatchDone::Written(w)) if w.created))
+        .collect();
+    assert_eq!(created, [false, true]);
+    bulk.close().await;
+    one.close().await;
+    bulk_db.drop_db().await;
+    one_db.drop_db().await;
+}
+
 testkit::on_both_backends!(
     records_round_trip_and_page,
     unknown_references_are_refused_and_leave_nothing,
@@ -761,6 +881,7 @@ testkit::on_both_backends!(
     records_stored_before_the_input_tables_are_projected_once,
     a_revocation_due_is_claimed_before_grants_due_earlier,
     group_names_are_read_for_the_groups_asked_only,
+    a_batch_of_new_records_is_stored_as_writing_each_would,
 );
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
