@@ -110,6 +110,34 @@ async fn wait_ready(http: &reqwest::Client, base: &str, server: &mut Server) -> 
     }
 }
 
+/// Waits until the engine has reconciled everyone due (a freshly loaded database makes every
+/// customer due), so that the requests meet a service in its steady state, not one catching up.
+async fn settle(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(1800);
+    loop {
+        let status: Value = http
+            .get(format!("{base}/api/v1/sync/status"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let due = status["due"].as_i64().context("sync status without due")?;
+        let in_flight = status["in_flight"].as_i64().unwrap_or(0);
+        eprint!("\rsettling: {due} due, {in_flight} in flight   ");
+        if due == 0 && in_flight == 0 {
+            eprintln!();
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the engine never settled: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -139,6 +167,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Value> {
     );
     let http = reqwest::Client::new();
     wait_ready(&http, &base, &mut server).await?;
+    let settle_seconds = settle(&http, &base, &token).await?;
     let mut rng = Rng::new(7);
     let customers = o.size.customers;
 
@@ -206,7 +235,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Value> {
     };
     Ok(json!({
         "size": o.size_name, "backend": backend, "requests": o.requests,
-        "directory_groups": o.directory_groups,
+        "directory_groups": o.directory_groups, "settle_seconds": settle_seconds,
         "get_access_ms": {"p50": pct(&mut gets, 50.0), "p99": pct(&mut gets, 99.0), "max": pct(&mut gets, 100.0)},
         "put_booking_ms": {"p50": pct(&mut puts, 50.0), "p99": pct(&mut puts, 99.0), "max": pct(&mut puts, 100.0)},
         "serve_peak_mib": peak,
