@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -31,6 +31,9 @@ pub enum FaultKind {
     Drop,
     /// 401 `invalid_token`, as if the access token had expired.
     InvalidToken,
+    /// 204 No Content without doing anything: a service that acknowledges a write and loses
+    /// it, so a test can check that its checker notices.
+    Ignore,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,7 +90,7 @@ impl FaultSpec {
             FaultKind::OverQps | FaultKind::TooManyRequests => {
                 self.retry_after_secs.get_or_insert(1);
             }
-            FaultKind::Drop | FaultKind::InvalidToken => {}
+            FaultKind::Drop | FaultKind::InvalidToken | FaultKind::Ignore => {}
         }
         if self.count == Some(0) {
             return Err("count must be at least 1".into());
@@ -189,6 +192,7 @@ pub fn decide(sim: &Sim, method: &Method, path: &str) -> Action {
         }
         FaultKind::Drop => Action::Drop,
         FaultKind::InvalidToken => Action::Respond(invalid_token("Access token expired")),
+        FaultKind::Ignore => Action::Respond(StatusCode::NO_CONTENT.into_response()),
     }
 }
 

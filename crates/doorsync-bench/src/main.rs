@@ -1,11 +1,13 @@
 //! `doorsync-bench`: makes a seeded operator (`generate`) and measures doorsync against it
 //! (`run`): loading it through the bulk intake, and planning every customer's access from the
 //! store; `sync` measures the engine against brivo-sim, `api` a `doorsync serve` process. It
-//! reports JSON and a Markdown table. Not a test: speed targets live here.
+//! reports JSON and a Markdown table; `soak` runs the access-integrity soak. Not a test: speed
+//! targets live here.
 
 mod api;
 mod sync;
-mod workload;
+
+use doorsync_bench::{soak, workload};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -98,6 +100,37 @@ enum Command {
         doorsync: Option<std::path::PathBuf>,
         /// Where the JSON report goes
         #[arg(long, default_value = "target/bench/api.json")]
+        report: std::path::PathBuf,
+    },
+    /// The access-integrity soak: doorsync serve processes against brivo-sim with faults,
+    /// outages and SIGKILLs under a random booking workload, judged from brivo-sim's membership
+    /// history and the acknowledged writes alone. Exits non-zero when it finds a breach.
+    Soak {
+        /// sqlite, or postgres (a fresh database on the server DOORSYNC_TEST_PG_URL names)
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        /// Instances sharing the database [default: 2 on PostgreSQL, 1 on SQLite]
+        #[arg(long)]
+        instances: Option<usize>,
+        /// Seconds of workload [default: 360, or 40 with --short]
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// The form scripts/test runs: 40 s, 2 kills, an 8 s outage
+        #[arg(long)]
+        short: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds a change may take to reach Brivo before it counts
+        #[arg(long)]
+        tolerance: Option<f64>,
+        /// brivo-sim acknowledges removals and keeps the memberships (the soak must fail)
+        #[arg(long)]
+        lose_revocations: bool,
+        /// The doorsync binary [default: the one beside this binary]
+        #[arg(long)]
+        doorsync: Option<std::path::PathBuf>,
+        /// Where the JSON report goes
+        #[arg(long, default_value = "target/bench/soak.json")]
         report: std::path::PathBuf,
     },
 }
@@ -215,6 +248,53 @@ async fn main() -> anyhow::Result<()> {
             let out = api::run(&options).await?;
             write_report(&report, &out)?;
             println!("{}", api::table(&out));
+            Ok(())
+        }
+        Command::Soak {
+            database,
+            instances,
+            seconds,
+            short,
+            seed,
+            tolerance,
+            lose_revocations,
+            doorsync,
+            report,
+        } => {
+            let backend = match database.as_str() {
+                "sqlite" => testkit::Backend::Sqlite,
+                "postgres" | "pg" => testkit::Backend::Postgres,
+                other => anyhow::bail!("--database {other:?}: sqlite or postgres"),
+            };
+            let binary = doorsync.unwrap_or_else(api::default_binary);
+            let mut o = if short {
+                soak::Options {
+                    backend,
+                    ..soak::Options::short(binary)
+                }
+            } else {
+                soak::Options::long(backend, binary)
+            };
+            o.instances = instances.unwrap_or(o.instances);
+            o.seconds = seconds.unwrap_or(o.seconds);
+            o.tolerance = tolerance.unwrap_or(o.tolerance);
+            o.seed = seed;
+            o.lose_revocations = lose_revocations;
+            let out = soak::run(&o).await?;
+            write_report(&report, &out.json(&o))?;
+            println!("{}", out.table(&o));
+            for v in &out.figures.violations {
+                println!(
+                    "{} {} in group {} from {:.1} s to {:.1} s",
+                    v.customer, v.kind, v.group, v.from, v.until
+                );
+            }
+            anyhow::ensure!(
+                out.pass(),
+                "the soak found a breach (report {}, logs {})",
+                report.display(),
+                out.logs.display()
+            );
             Ok(())
         }
     }

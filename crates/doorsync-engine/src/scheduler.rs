@@ -298,7 +298,8 @@ impl Engine {
 
     /// Pauses a connection whose provider is down, once for all the workers that fail
     /// together: a pause already running is returned as it is. Each new pause (after a probe
-    /// that failed) lasts twice the one before, up to `pause_max`.
+    /// that failed) lasts twice the one before, up to `pause_max`; refused credentials pause
+    /// three times `pause_max`.
     pub(crate) async fn pause(
         &self,
         connection: &str,
@@ -313,15 +314,17 @@ impl Engine {
             return until;
         }
         let n = state.pauses.clamp(0, 16) as u32;
-        let base = if kind == ErrorKind::Auth {
-            self.config.pause_max
+        // Refused credentials are not fixed by waiting, and each probe is one more refused
+        // sign-in on the administrator's account: those probes come three times as seldom.
+        let d = if kind == ErrorKind::Auth {
+            self.config.pause_max.saturating_mul(3)
         } else {
-            self.config.pause_base
-        };
-        let d = base
-            .saturating_mul(1 << n)
-            .min(self.config.pause_max)
-            .max(retry_after.unwrap_or_default());
+            self.config
+                .pause_base
+                .saturating_mul(1 << n)
+                .min(self.config.pause_max)
+        }
+        .max(retry_after.unwrap_or_default());
         let until = after_now(now, d);
         let change = StateChange::Paused {
             until,

@@ -395,6 +395,23 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Ends every lease on subjects and on connection-wide work, so that what a killed
+    /// predecessor held is claimed at once instead of when its lease runs out. Only for a
+    /// process that knows it is the one instance on the database (see `doorsync serve` on
+    /// SQLite, which holds a lock file for that): another live instance would lose its leases.
+    pub async fn expire_leases(&self) -> Result<u64> {
+        let subjects = sqlx::query(
+            "UPDATE schedule SET lease_until = 0 WHERE lease_owner IS NOT NULL AND lease_until > 0",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM work_leases")
+            .execute(&self.pool)
+            .await?;
+        Ok(subjects)
+    }
+
     /// Names the record that made a delete fail, when the failure came from the database.
     async fn name_user(&self, e: StoreError) -> StoreError {
         match e {

@@ -71,10 +71,12 @@ pub async fn run(
     )
     .await?;
     let url = format!("sqlite://{}", dir.join("doorsync.db").display());
+    let _only = crate::sole_instance(&url)?;
     let store = SqlStore::connect(&url)
         .await?
         .with_secret_key(secret_key(&dir)?);
     store.migrate(Timestamp::now()).await?;
+    store.expire_leases().await?;
     let account = sim.account();
     let brivo = BrivoClient::new(ClientConfig::new(
         sim.api_url(),

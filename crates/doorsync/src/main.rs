@@ -340,6 +340,34 @@ async fn open(config: &Config, needs_key: bool) -> anyhow::Result<SqlStore> {
     })
 }
 
+/// On SQLite one `doorsync serve` runs per database: a lock on a file beside it, held while
+/// serving, refuses a second one, and lets the one that holds it know that any lease in the
+/// database belongs to a process that is gone (a crash, a `kill -9`).
+fn sole_instance(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock = format!("{path}.serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .with_context(|| format!("opening {lock}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another doorsync serve is running on {path} (it holds {lock}); one instance serves an SQLite database, use PostgreSQL for several"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {lock}")),
+    }
+}
+
 /// A URL with its password hidden, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -362,7 +390,14 @@ fn new_token() -> anyhow::Result<String> {
 
 async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = listen.unwrap_or(config.listen.clone());
+    let _only = sole_instance(&config.database_url)?;
     let store = open(&config, true).await?;
+    if _only.is_some() {
+        let freed = store.expire_leases().await?;
+        if freed > 0 {
+            tracing::info!(subjects = freed, "leases left by the previous run freed");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

@@ -146,6 +146,26 @@ async fn drop_faults_close_the_connection_without_an_answer() {
 }
 
 #[tokio::test]
+async fn an_ignore_fault_answers_204_and_changes_nothing() {
+    let h = Harness::start().await;
+    let u = h.create_user("a", "b", None).await;
+    let g = h.create_group("G").await;
+    assert_eq!(
+        h.put(&format!("/groups/{g}/users/{u}"), None).await.status,
+        204
+    );
+    add_fault(
+        &h,
+        json!({"path": "/v1/api/groups/*/users/*", "method": "DELETE", "kind": "ignore"}),
+    )
+    .await;
+    let r = h.delete(&format!("/groups/{g}/users/{u}")).await;
+    assert_eq!(r.status, 204);
+    let members = h.get(&format!("/groups/{g}/users")).await.json();
+    assert_eq!(members["count"], 1, "{members}");
+}
+
+#[tokio::test]
 async fn invalid_token_faults_and_faults_on_the_token_endpoint() {
     let h = Harness::start().await;
     add_fault(

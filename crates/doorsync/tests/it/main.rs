@@ -3,5 +3,6 @@
 
 mod api;
 mod cli;
+mod soak;
 mod store;
 mod sync;
