@@ -420,6 +420,69 @@ async fn serve_starts_in_an_empty_directory_with_the_default_database() {
 
 testkit::on_both_backends!(the_readme_session_works_against_serve);
 
+/// One `doorsync serve` per SQLite file: a second is refused with a reason, and one started after
+/// a `kill -9` takes back at once what the killed one had leased.
+#[tokio::test]
+async fn serve_on_sqlite_is_one_instance_and_frees_a_killed_ones_leases() {
+    use sqlx::Connection as _;
+    let dir = tempdir("sole");
+    let url = format!("sqlite://{}", dir.join("doorsync.db").display());
+    let mut first = start_serve(&dir, &url);
+    let second = doorsync(&dir, &url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(err.contains("another doorsync serve is running"), "{err}");
+    first.child.0.kill().unwrap();
+    first.child.0.wait().unwrap();
+
+    // What the killed process held, as it left it: leases far in the future.
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let far = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+    sqlx::query("INSERT INTO schedule (subject, lease_owner, lease_until) VALUES ('customer:gone', 'killed', $1)")
+        .bind(far)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO work_leases (name, owner, lease_until) VALUES ('probe:brivo', 'killed', $1)",
+    )
+    .bind(far)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let _again = start_serve(&dir, &url);
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let work: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM work_leases WHERE owner = 'killed'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(work, 0);
+    // The subject is claimed again at once, not in an hour.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT lease_owner FROM schedule WHERE subject = 'customer:gone'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        if owner.as_deref() != Some("killed") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead lease was never taken back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.close().await.unwrap();
+}
+
 struct Demo {
     child: Guard,
     api: String,
