@@ -170,6 +170,13 @@ fn peak_mib() -> Option<f64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The in-process engine's warnings (pauses, failed reconciles) when DOORSYNC_LOG asks.
+    if let Ok(filter) = std::env::var("DOORSYNC_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter)?)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().command {
         Command::Generate { size: s, seed } => {
             let w = Workload {

@@ -212,7 +212,8 @@ pub(crate) async fn reach(conn: &mut AnyConnection, record: &Record) -> Result<R
 }
 
 /// Whom replacing `old` with `new` reaches: a change of name only reaches nobody, nor does a
-/// change of where or how a connection signs in (its directory is read again instead).
+/// change of where or how a connection signs in (its directory is read again instead), of its
+/// call budget or rate, or of whether the member app lists doors.
 pub(crate) async fn reach_change(
     conn: &mut AnyConnection,
     old: Option<&Record>,
@@ -237,6 +238,8 @@ pub(crate) async fn reach_change(
                 auth_url: n.auth_url.clone(),
                 credentials: n.credentials.clone(),
                 monthly_call_budget: n.monthly_call_budget,
+                requests_per_second: n.requests_per_second,
+                list_doors_in_app: n.list_doors_in_app,
                 ..o.clone()
             };
             if &same_policy == n {

@@ -387,13 +387,61 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     }
     let t5 = t("2026-06-01T09:05:00Z");
     l.lead = SignedDuration::from_mins(30);
-    store.put(Record::Location(l), t5).await.unwrap();
+    store.put(Record::Location(l.clone()), t5).await.unwrap();
     for c in ["a", "b", "c"] {
         assert_eq!(due_at(&store, &cust(c)).await, Some(t5), "{c}");
     }
     assert_eq!(due_at(&store, &cust("elsewhere")).await, None);
+
+    // The key's rate and the member app's door list change nobody's access; the no-access
+    // policy changes everyone's on the connection.
+    let mut conn = connection_with("brivo", Credentials::default());
+    store
+        .put(Record::Connection(conn.clone()), t5)
+        .await
+        .unwrap();
+    l.connection_id = Some(id("brivo"));
+    store.put(Record::Location(l), t5).await.unwrap();
+    let t6 = t("2026-06-01T09:06:00Z");
+    finish_due(&store, owner, t6).await;
+    conn.requests_per_second = 3;
+    conn.list_doors_in_app = false;
+    store
+        .put(Record::Connection(conn.clone()), t6)
+        .await
+        .unwrap();
+    for c in ["a", "b", "c"] {
+        assert_eq!(due_at(&store, &cust(c)).await, None, "{c} marked by a rate");
+    }
+    let t7 = t("2026-06-01T09:07:00Z");
+    conn.no_access_policy = NoAccessPolicy::Suspend;
+    store.put(Record::Connection(conn), t7).await.unwrap();
+    for c in ["a", "b", "c"] {
+        assert_eq!(due_at(&store, &cust(c)).await, Some(t7), "{c}");
+    }
     store.close().await;
     db.drop_db().await;
+}
+
+/// Claims everyone due at `at` and finishes them with nothing coming.
+async fn finish_due(store: &SqlStore, owner: &str, at: Timestamp) {
+    for s in store
+        .claim_due(owner, at, SignedDuration::from_secs(30), 100)
+        .await
+        .unwrap()
+    {
+        store
+            .finish(
+                &s.subject,
+                owner,
+                Outcome::Done {
+                    next_due_at: None,
+                    revokes: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
 }
 
 async fn the_store_keeps_status_times(backend: Backend) {
