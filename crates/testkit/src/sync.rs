@@ -110,6 +110,25 @@ impl EngineRun {
 
 /// doorsync (API and engine) and a brivo-sim, with a connection and a location linked to the
 /// sim's demo groups.
+/// A Brivo client on brivo-sim's account with short timeouts and no pacing, for setting up
+/// and looking at the sim from a test or a benchmark.
+pub fn sim_client(sim: &SimHandle) -> brivo_client::BrivoClient {
+    let account = sim.account();
+    let mut config = brivo_client::ClientConfig::new(
+        sim.api_url(),
+        sim.auth_url(),
+        account.api_key,
+        account.client_id,
+        account.client_secret,
+        brivo_client::Grant::Password {
+            username: account.admin_id,
+            password: account.password,
+        },
+    );
+    fast_client(&mut config);
+    brivo_client::BrivoClient::new(config).expect("client")
+}
+
 pub struct SyncApp {
     pub app: App,
     pub sim: SimHandle,
@@ -153,19 +172,7 @@ impl SyncApp {
         let engine = move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock));
         let app = App::spawn_with(backend, Some(clock.clone()), engine).await?;
         let run = Some(EngineRun::start(app.engine.clone().expect("engine")));
-        let mut config = brivo_client::ClientConfig::new(
-            sim.api_url(),
-            sim.auth_url(),
-            account.api_key.clone(),
-            account.client_id.clone(),
-            account.client_secret.clone(),
-            brivo_client::Grant::Password {
-                username: account.admin_id.clone(),
-                password: account.password.clone(),
-            },
-        );
-        fast_client(&mut config);
-        let brivo = brivo_client::BrivoClient::new(config).expect("client");
+        let brivo = sim_client(&sim);
         let groups = brivo
             .list_groups(None)
             .await

@@ -367,8 +367,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Report> {
     let span = o.seconds as f64;
     let mut last_progress = 0.0;
     while secs() < span {
-        while let Some((at, event)) = events.get(next_event).filter(|(at, _)| *at <= secs()) {
-            let _ = at;
+        while let Some((_, event)) = events.get(next_event).filter(|(at, _)| *at <= secs()) {
             next_event += 1;
             match event {
                 Event::Fault(f) => {
@@ -516,19 +515,7 @@ async fn configure(
     o: &Options,
 ) -> anyhow::Result<Vec<u64>> {
     let account = sim.account();
-    let mut config = brivo_client::ClientConfig::new(
-        sim.api_url(),
-        sim.auth_url(),
-        account.api_key.clone(),
-        account.client_id.clone(),
-        account.client_secret.clone(),
-        brivo_client::Grant::Password {
-            username: account.admin_id.clone(),
-            password: account.password.clone(),
-        },
-    );
-    config.requests_per_second = 0.0;
-    let brivo = brivo_client::BrivoClient::new(config)?;
+    let brivo = testkit::sync::sim_client(sim);
     let by_name: BTreeMap<String, u64> = brivo
         .list_groups(None)
         .await?

@@ -301,23 +301,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     store.put(contract("K", "b", &["D"]), t1).await.unwrap();
     store.put(team("T", "b", &["c"]), t1).await.unwrap();
     let t2 = t("2026-06-01T09:02:00Z");
-    for s in store
-        .claim_due(owner, t2, SignedDuration::from_secs(30), 10)
-        .await
-        .unwrap()
-    {
-        store
-            .finish(
-                &s.subject,
-                owner,
-                Outcome::Done {
-                    next_due_at: None,
-                    revokes: false,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    finish_due(&store, owner, t2).await;
     store
         .put(link(LinkKind::Desk, "D", "20"), t2)
         .await
@@ -332,23 +316,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
 
     // Leaving a team reaches the one who left.
     let t3 = t("2026-06-01T09:03:00Z");
-    for s in store
-        .claim_due(owner, t3, SignedDuration::from_secs(30), 10)
-        .await
-        .unwrap()
-    {
-        store
-            .finish(
-                &s.subject,
-                owner,
-                Outcome::Done {
-                    next_due_at: None,
-                    revokes: false,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    finish_due(&store, owner, t3).await;
     store.put(team("T", "b", &[]), t3).await.unwrap();
     assert_eq!(due_at(&store, &cust("c")).await, Some(t3));
 
@@ -356,23 +324,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     // there (a's booking, b's contract and c, who was in b's team), and nobody else.
     let t4 = t("2026-06-01T09:04:00Z");
     store.put(customer("elsewhere"), t4).await.unwrap();
-    for s in store
-        .claim_due(owner, t4, SignedDuration::from_secs(30), 10)
-        .await
-        .unwrap()
-    {
-        store
-            .finish(
-                &s.subject,
-                owner,
-                Outcome::Done {
-                    next_due_at: None,
-                    revokes: false,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    finish_due(&store, owner, t4).await;
     let Record::Location(mut l) = location("L") else {
         panic!()
     };
