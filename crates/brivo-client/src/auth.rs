@@ -90,6 +90,10 @@ enum TokenGrant<'a> {
         password: &'a str,
     },
     Refresh(&'a str),
+    Code {
+        code: &'a str,
+        redirect_uri: Option<&'a str>,
+    },
 }
 
 impl Tokens {
@@ -229,6 +233,24 @@ impl Tokens {
     }
 }
 
+/// Exchanges the code Brivo's sign-in page handed back (the authorization-code grant of a
+/// 3-legged application) for tokens, and returns the refresh token to keep: the connection signs
+/// in with it from then on.
+pub(crate) async fn exchange_code(
+    client: &BrivoClient,
+    code: &str,
+    redirect_uri: Option<&str>,
+) -> Result<String, BrivoError> {
+    let answer = token_call(client, TokenGrant::Code { code, redirect_uri }).await?;
+    answer.refresh_token.ok_or_else(|| {
+        BrivoError::new(
+            ErrorKind::Decode,
+            TOKEN_ENDPOINT,
+            "the token answer carried no refresh token",
+        )
+    })
+}
+
 /// How long before expiry to renew: 30 s or a tenth of the lifetime, whichever is longer, but
 /// never more than half the lifetime.
 pub(crate) fn renewal_margin(lifetime: Duration) -> Duration {
@@ -252,10 +274,16 @@ async fn token_call(
         TokenGrant::Refresh(token) => {
             vec![("grant_type", "refresh_token"), ("refresh_token", token)]
         }
+        TokenGrant::Code { code, redirect_uri } => {
+            let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
+            form.extend(redirect_uri.map(|u| ("redirect_uri", u)));
+            form
+        }
     };
     let secret = match grant {
         TokenGrant::Password { password, .. } => password,
         TokenGrant::Refresh(token) => token,
+        TokenGrant::Code { code, .. } => code,
     };
     let mut retries = 0;
     loop {

@@ -178,6 +178,17 @@ impl BrivoClient {
         self.inner.tokens.current(self).await.map(|_| ())
     }
 
+    /// Exchanges the code that Brivo's sign-in page sent back to `redirect_uri` (a 3-legged
+    /// application's authorization-code grant) and returns the refresh token to keep; the
+    /// `redirect_uri` must repeat the one the sign-in was started with, if it named one.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<String, BrivoError> {
+        crate::auth::exchange_code(self, code, redirect_uri).await
+    }
+
     /// The refresh token currently held, to persist for a later process (the authorization-code
     /// flow cannot be repeated unattended). Handle it as a secret.
     pub fn refresh_token(&self) -> Option<String> {

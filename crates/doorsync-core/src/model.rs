@@ -39,6 +39,10 @@ pub struct Credentials {
     pub client_secret: Option<String>,
     pub admin_id: Option<String>,
     pub password: Option<String>,
+    /// Kept from Brivo's sign-in page (a 3-legged application's authorization-code grant),
+    /// used when no password is set. Set by the dashboard's Connect, never through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 impl Credentials {
@@ -50,6 +54,7 @@ impl Credentials {
             &self.client_secret,
             &self.admin_id,
             &self.password,
+            &self.refresh_token,
         ]
         .iter()
         .any(|c| c.is_some())
@@ -286,4 +291,7 @@ pub struct Door {
     pub location_id: Id,
     pub name: String,
     pub presence_role: PresenceRole,
+    /// The provider's id of the access point this door is.
+    #[serde(default)]
+    pub provider_door_id: Option<ProviderId>,
 }

@@ -305,6 +305,16 @@ impl Provider for BrivoProvider {
 
 /// The authorization server that goes with an API base URL: Brivo's regions pair up; anything
 /// else (a brivo-sim, a proxy) serves both under one host.
+/// A connection's API and sign-in URLs, the US region's when it names none.
+pub fn endpoints(c: &Connection) -> (String, String) {
+    let api_url = c
+        .api_url
+        .clone()
+        .unwrap_or_else(|| brivo_client::US_API_URL.to_owned());
+    let auth_url = c.auth_url.clone().unwrap_or_else(|| auth_url_for(&api_url));
+    (api_url, auth_url)
+}
+
 fn auth_url_for(api_url: &str) -> String {
     match api_url {
         brivo_client::US_API_URL => brivo_client::US_AUTH_URL.to_owned(),
@@ -407,26 +417,30 @@ impl BrivoFactory {
 impl ProviderFactory for BrivoFactory {
     fn provider(&self, c: &Connection) -> ProviderResult<Arc<dyn Provider>> {
         let cr = &c.credentials;
-        let (Some(api_key), Some(client_id), Some(client_secret), Some(admin_id), Some(password)) = (
-            &cr.api_key,
-            &cr.client_id,
-            &cr.client_secret,
-            &cr.admin_id,
-            &cr.password,
-        ) else {
-            return Err(ProviderError::new(
+        let lacks = || {
+            ProviderError::new(
                 ErrorKind::Auth,
                 format!(
-                    "connection {} lacks credentials: set api_key, client_id, client_secret, admin_id and password",
+                    "connection {} lacks credentials: set api_key, client_id and client_secret, and admin_id and password (or connect through Brivo's sign-in page in the dashboard)",
                     c.id
                 ),
-            ));
+            )
         };
-        let api_url = c
-            .api_url
-            .clone()
-            .unwrap_or_else(|| brivo_client::US_API_URL.to_owned());
-        let auth_url = c.auth_url.clone().unwrap_or_else(|| auth_url_for(&api_url));
+        let (Some(api_key), Some(client_id), Some(client_secret)) =
+            (&cr.api_key, &cr.client_id, &cr.client_secret)
+        else {
+            return Err(lacks());
+        };
+        // A password, when set, wins: it can always sign in again, a refresh token cannot.
+        let grant = match (&cr.admin_id, &cr.password, &cr.refresh_token) {
+            (Some(admin_id), Some(password), _) => Grant::Password {
+                username: admin_id.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(refresh)) => Grant::RefreshToken(refresh.clone()),
+            _ => return Err(lacks()),
+        };
+        let (api_url, auth_url) = endpoints(c);
         let mut h = DefaultHasher::new();
         (
             &api_url,
@@ -434,8 +448,9 @@ impl ProviderFactory for BrivoFactory {
             api_key,
             client_id,
             client_secret,
-            admin_id,
-            password,
+            &cr.admin_id,
+            &cr.password,
+            &cr.refresh_token,
             c.requests_per_second,
         )
             .hash(&mut h);
@@ -446,10 +461,6 @@ impl ProviderFactory for BrivoFactory {
         {
             return Ok(p.clone());
         }
-        let grant = Grant::Password {
-            username: admin_id.clone(),
-            password: password.clone(),
-        };
         let mut config = ClientConfig::new(
             api_url,
             auth_url,

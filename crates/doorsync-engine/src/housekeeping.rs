@@ -353,6 +353,27 @@ impl Engine {
         Ok(report)
     }
 
+    /// Signs in to a connection's provider and reads its groups, sites and doors now, enabled or
+    /// not (the dashboard's Connect): the provider's refusal comes back to the operator at once.
+    pub async fn read_directory(
+        &self,
+        connection: &doorsync_core::Connection,
+    ) -> Result<(usize, usize, usize), ReconcileError> {
+        let c = connection.id.as_str();
+        let now = self.reconciler.clock.now();
+        let counts = drift::sync_directory(&self.reconciler, connection).await?;
+        let store = &self.reconciler.store;
+        store
+            .change_connection_state(c, StateChange::DirectoryRead { at: now })
+            .await?;
+        // Signed in: a pause for refused credentials is over.
+        store
+            .change_connection_state(c, StateChange::Resumed { now })
+            .await?;
+        self.wake();
+        Ok(counts)
+    }
+
     /// Reads the directory and audits every enabled connection now (`POST /api/v1/sync/resync`).
     pub async fn resync(&self) -> Vec<Result<AuditReport, (String, String)>> {
         let mut out = vec![];

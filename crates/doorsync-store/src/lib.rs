@@ -3,6 +3,7 @@
 //! migrations. Every write that changes a subject's inputs marks that subject due in the same
 //! transaction, so the engine can never miss a change.
 
+mod admins;
 mod bulk;
 mod inputs;
 mod invitations;
@@ -17,6 +18,7 @@ mod secrets;
 mod setup;
 mod sql;
 
+pub use admins::{Admin, AdminSession, OAuthState};
 pub use record::{Kind, Record, Ref, link_key};
 pub use schedule::Lane;
 pub use secrets::{SecretError, SecretKey};
@@ -163,7 +165,10 @@ pub struct AuditFilter {
     pub subject: Option<String>,
     pub group_id: Option<String>,
     pub operation: Option<String>,
+    /// `ok`, `error` (every failure), or one failure's whole text.
     pub outcome: Option<String>,
+    /// The beginning of the cause.
+    pub cause: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }
@@ -310,6 +315,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>>;
     /// Records of `kind` in key order, after the key `after`.
     async fn list(&self, kind: Kind, after: Option<&str>, limit: u32) -> Result<Vec<Record>>;
+    /// Records of `kind` with the id `text`, then those whose fields contain it (any case).
+    async fn search(&self, kind: Kind, text: &str, limit: u32) -> Result<Vec<Record>>;
     /// Deletes a record (and the link of an inventory item); `false` when there was none.
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool>;
 
@@ -330,6 +337,53 @@ pub trait Store: Send + Sync + 'static {
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
 
     /// Stores a token's hash; the token itself is never stored.
+    /// How many dashboard administrators exist (none: the first run asks for one).
+    async fn admin_count(&self) -> Result<i64>;
+    /// `None` when an administrator with that e-mail exists already.
+    async fn create_admin(
+        &self,
+        id: &str,
+        email: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Admin>>;
+    async fn admins(&self) -> Result<Vec<Admin>>;
+    /// The administrator with that e-mail, with their password hash.
+    async fn admin_credentials(&self, email: &str) -> Result<Option<(Admin, String)>>;
+    /// Removes an administrator and ends their sessions.
+    async fn delete_admin(&self, id: &str) -> Result<bool>;
+    async fn create_admin_session(
+        &self,
+        token_hash: &str,
+        admin_id: &str,
+        csrf: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    async fn admin_session(&self, token_hash: &str, now: Timestamp)
+    -> Result<Option<AdminSession>>;
+    async fn end_admin_session(&self, token_hash: &str) -> Result<()>;
+    async fn signin_failures(&self, key: &str, since: Timestamp) -> Result<i64>;
+    async fn record_signin_failure(
+        &self,
+        keys: &[&str],
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<()>;
+    async fn clear_signin_failures(&self, key: &str) -> Result<()>;
+    async fn put_oauth_state(
+        &self,
+        state_hash: &str,
+        state: &OAuthState,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The Brivo sign-in under way with that state, once.
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<OAuthState>>;
+
     async fn create_token(&self, name: &str, token_hash: &str, now: Timestamp)
     -> Result<TokenInfo>;
     async fn token_by_hash(&self, token_hash: &str, now: Timestamp) -> Result<Option<TokenInfo>>;

@@ -107,13 +107,34 @@ pub(crate) async fn audit(
         ("subject", &f.subject),
         ("group_id", &f.group_id),
         ("operation", &f.operation),
-        ("outcome", &f.outcome),
     ] {
         if let Some(v) = v {
             n += 1;
             clauses.push(format!("{col} = ${n}"));
             texts.insert(n, v.clone());
         }
+    }
+    // Failed outcomes read `error: what went wrong`: `error` finds them all.
+    if let Some(v) = &f.outcome {
+        n += 1;
+        if v == "error" {
+            clauses.push(format!("outcome LIKE ${n}"));
+            texts.insert(n, "error%".into());
+        } else {
+            clauses.push(format!("outcome = ${n}"));
+            texts.insert(n, v.clone());
+        }
+    }
+    // A cause names what gave or ended access (`booking b1`, `drift: not entitled`): a
+    // filter matches its beginning.
+    if let Some(v) = &f.cause {
+        n += 1;
+        clauses.push(format!("cause LIKE ${n} ESCAPE '\\'"));
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        texts.insert(n, format!("{escaped}%"));
     }
     for (cond, v) in [
         ("at >=", f.since.map(ms)),

@@ -57,6 +57,11 @@ const SQLITE: &[Migration] = &[
         name: "schedule_priority",
         sql: include_str!("../migrations/sqlite/0009_schedule_priority.sql"),
     },
+    Migration {
+        version: 10,
+        name: "admins",
+        sql: include_str!("../migrations/sqlite/0010_admins.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -104,6 +109,11 @@ const POSTGRES: &[Migration] = &[
         version: 9,
         name: "schedule_priority",
         sql: include_str!("../migrations/postgres/0009_schedule_priority.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "admins",
+        sql: include_str!("../migrations/postgres/0010_admins.sql"),
     },
 ];
 

@@ -691,6 +691,38 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn search(&self, kind: Kind, text: &str, limit: u32) -> Result<Vec<Record>> {
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        // The exact id first, then any whose fields hold the text; a scan of the kind, which
+        // an operator's search can afford.
+        let rows = sqlx::query(
+            "SELECT id, body FROM records WHERE kind = $1 AND id = $2
+             UNION ALL
+             SELECT id, body FROM (
+                SELECT id, body FROM records
+                WHERE kind = $1 AND id <> $2 AND LOWER(body) LIKE $3 ESCAPE '\\'
+                ORDER BY id LIMIT $4
+             ) found",
+        )
+        .bind(kind.as_str())
+        .bind(text)
+        .bind(format!("%{escaped}%"))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .take(limit as usize)
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                self.open(kind, &id, &row.try_get::<String, _>("body")?)
+            })
+            .collect()
+    }
+
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         match self.delete_in(&mut tx, kind, key, now).await {
@@ -818,6 +850,89 @@ impl Store for SqlStore {
 
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>> {
         crate::inputs::visitor_inputs(self, id).await
+    }
+
+    async fn admin_count(&self) -> Result<i64> {
+        crate::admins::count(self).await
+    }
+
+    async fn create_admin(
+        &self,
+        id: &str,
+        email: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Admin>> {
+        crate::admins::create(self, id, email, password_hash, now).await
+    }
+
+    async fn admins(&self) -> Result<Vec<Admin>> {
+        crate::admins::list(self).await
+    }
+
+    async fn admin_credentials(&self, email: &str) -> Result<Option<(Admin, String)>> {
+        crate::admins::credentials(self, email).await
+    }
+
+    async fn delete_admin(&self, id: &str) -> Result<bool> {
+        crate::admins::delete(self, id).await
+    }
+
+    async fn create_admin_session(
+        &self,
+        token_hash: &str,
+        admin_id: &str,
+        csrf: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::admins::create_session(self, token_hash, admin_id, csrf, now, expires_at).await
+    }
+
+    async fn admin_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<AdminSession>> {
+        crate::admins::session(self, token_hash, now).await
+    }
+
+    async fn end_admin_session(&self, token_hash: &str) -> Result<()> {
+        crate::admins::end_session(self, token_hash).await
+    }
+
+    async fn signin_failures(&self, key: &str, since: Timestamp) -> Result<i64> {
+        crate::admins::failures(self, key, since).await
+    }
+
+    async fn record_signin_failure(
+        &self,
+        keys: &[&str],
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<()> {
+        crate::admins::record_failure(self, keys, now, forget_before).await
+    }
+
+    async fn clear_signin_failures(&self, key: &str) -> Result<()> {
+        crate::admins::clear_failures(self, key).await
+    }
+
+    async fn put_oauth_state(
+        &self,
+        state_hash: &str,
+        state: &OAuthState,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::admins::put_oauth_state(self, state_hash, state, expires_at).await
+    }
+
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<OAuthState>> {
+        crate::admins::take_oauth_state(self, state_hash, now).await
     }
 
     async fn create_token(

@@ -229,6 +229,7 @@ impl Collection for Connections {
                 client_secret: b.client_secret,
                 admin_id: b.admin_id,
                 password: b.password,
+                refresh_token: None,
             },
             no_access_policy: b.no_access_policy,
             visitor_group_ids: provider_ids("visitor_group_ids", b.visitor_group_ids)?,
@@ -279,6 +280,7 @@ impl Collection for Connections {
             ("client_secret", &cr.client_secret),
             ("admin_id", &cr.admin_id),
             ("password", &cr.password),
+            ("refresh_token", &cr.refresh_token),
         ]
         .into_iter()
         .filter(|(_, v)| v.is_some())
@@ -451,6 +453,9 @@ pub struct DoorBody {
     #[serde(default)]
     #[schema(schema_with = presence_role_schema)]
     pub presence_role: PresenceRole,
+    /// The provider's id of the access point (Brivo's numeric id, as text).
+    #[serde(default)]
+    pub provider_door_id: Option<String>,
 }
 
 pub struct Doors;
@@ -465,6 +470,14 @@ impl Collection for Doors {
             location_id: b.location_id,
             name: name("name", b.name)?,
             presence_role: b.presence_role,
+            provider_door_id: match b.provider_door_id {
+                Some(d) => Some(
+                    provider_ids("provider_door_id", vec![d])?
+                        .pop()
+                        .unwrap_or_default(),
+                ),
+                None => None,
+            },
         }))
     }
 }

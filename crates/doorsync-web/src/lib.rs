@@ -1,5 +1,7 @@
-//! doorsync's HTTP face: the REST API of DESIGN.md §3 with its OpenAPI description, and health.
+//! doorsync's HTTP face: the REST API of DESIGN.md §3 with its OpenAPI description, the operator's
+//! dashboard under `/admin`, and health.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod batch;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The sync engine, when this process runs one; writes wake it.
     pub engine: Option<Arc<doorsync_engine::Engine>>,
+    /// What the dashboard keeps in this process.
+    pub admin: admin::SharedState,
 }
 
 impl AppState {
@@ -46,10 +50,14 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ));
     Router::new()
-        .route("/", get(landing))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/admin") }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(api)
+        .merge(admin::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -60,11 +68,6 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
         .with_state(state)
-}
-
-/// The front page, until the dashboard lands: what this is and where to go.
-async fn landing() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("landing.html"))
 }
 
 async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {

@@ -637,7 +637,14 @@ fn engine_paths(mut doc: Doc) -> Doc {
                 "operation",
                 "add_to_group, remove_from_group, create_user, suspend_user, ...",
             ),
-            q("outcome", "ok, or the error text"),
+            q(
+                "outcome",
+                "ok; error for every failure; or one failure's whole text",
+            ),
+            q(
+                "cause",
+                "The beginning of the cause: booking:ID, contract:ID, pass_grant:ID, drift, ...",
+            ),
             q("since", "RFC 3339 instant, inclusive"),
             q("until", "RFC 3339 instant, exclusive"),
             query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer),

@@ -56,6 +56,7 @@ pub async fn audit(
             "group_id" => filter.group_id = Some(v),
             "operation" => filter.operation = Some(v),
             "outcome" => filter.outcome = Some(v),
+            "cause" => filter.cause = Some(v),
             "since" => filter.since = Some(instant(&k, &v)?),
             "until" => filter.until = Some(instant(&k, &v)?),
             "limit" => {
@@ -84,7 +85,7 @@ pub async fn audit(
                 return Err(ApiError::bad_request(
                     "invalid_query",
                     other.to_owned(),
-                    "unknown query parameter; use subject, customer_id, group_id, operation, outcome, since, until, limit, cursor",
+                    "unknown query parameter; use subject, customer_id, group_id, operation, outcome, cause, since, until, limit, cursor",
                 ));
             }
         }

@@ -51,6 +51,7 @@ pub async fn run(
         store: shared,
         clock,
         engine: Some(engine),
+        admin: Default::default(),
     };
     let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
     let _ = stop_tx.send(true);

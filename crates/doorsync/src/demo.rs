@@ -42,6 +42,28 @@ fn secret_key(dir: &Path) -> anyhow::Result<SecretKey> {
     Ok(SecretKey::parse(&key)?)
 }
 
+/// The demo's administrator, whose password is kept beside the demo's database so that a resumed
+/// demo prints one that works (a real installation keeps only the hash).
+async fn demo_admin(store: &SqlStore, dir: &Path) -> anyhow::Result<(String, String)> {
+    const EMAIL: &str = "admin@example.com";
+    let file = dir.join("dashboard-password");
+    let kept = std::fs::read_to_string(&file).ok();
+    let known = store.admin_credentials(EMAIL).await?;
+    if let (Some(p), Some(_)) = (&kept, &known) {
+        return Ok((EMAIL.into(), p.trim().to_owned()));
+    }
+    if let Some((a, _)) = known {
+        store.delete_admin(&a.id).await?;
+    }
+    let password = doorsync_web::admin::new_password();
+    let hash = doorsync_web::admin::hash_password(&password);
+    store
+        .create_admin("adm_demo", EMAIL, &hash, Timestamp::now())
+        .await?;
+    std::fs::write(&file, &password).with_context(|| format!("writing {}", file.display()))?;
+    Ok((EMAIL.into(), password))
+}
+
 pub async fn run(
     args: DemoArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -62,10 +84,13 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("doorsync cannot listen on {} (use --listen)", args.listen))?;
+    let addr = listener.local_addr()?;
     let sim = spawn(
         sim_listener,
         SimOptions {
             state_file: Some(dir.join("brivo-sim.json")),
+            // The dashboard's "Sign in with Brivo" comes back here.
+            redirect_uri: format!("http://{addr}/admin/oauth/callback"),
             ..Default::default()
         },
     )
@@ -114,14 +139,14 @@ pub async fn run(
     store
         .create_token("demo", &doorsync_web::auth::hash(&token), Timestamp::now())
         .await?;
-    let addr = listener.local_addr()?;
+    let (admin_email, admin_password) = demo_admin(&store, &dir).await?;
     println!("doorsync demo: a coworking space kept in step with brivo-sim (Ctrl-C stops it)");
     println!(
         "  data:       {} ({})",
         dir.display(),
         if fresh { "new" } else { "resumed" }
     );
-    println!("  dashboard:  http://{addr}/");
+    println!("  dashboard:  http://{addr}/admin");
     println!("  api:        http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
     println!(
         "  brivo-sim:  {} (admin surface under /__sim/)",
@@ -134,6 +159,7 @@ pub async fn run(
     println!(
         "  try:        curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/customers/jo/access"
     );
+    println!("dashboard sign-in: {admin_email} {admin_password}");
     println!("api token: {token}");
     let feed = tokio::spawn(feed(store.clone()));
     let result = app::run(store, listener, app::Options::default(), shutdown).await;
@@ -235,6 +261,7 @@ async fn seed(
             client_secret: Some(account.client_secret),
             admin_id: Some(account.admin_id),
             password: Some(account.password),
+            refresh_token: None,
         },
         no_access_policy: NoAccessPolicy::RemoveFromGroups,
         visitor_group_ids: vec![visitors.to_string()],

@@ -86,6 +86,23 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the dashboard's administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator with a generated password, printed once on the last line.
+    Create {
+        /// The administrator's e-mail address, which they sign in with
+        #[arg(long)]
+        email: String,
+    },
+    /// List the administrators.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +179,43 @@ async fn main() -> anyhow::Result<()> {
             command: KeyCommand::Generate,
         } => {
             println!("{}", doorsync_store::SecretKey::generate());
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email },
+        } => {
+            let email = email.trim().to_lowercase();
+            anyhow::ensure!(
+                doorsync_core::Email::parse(&email).is_ok(),
+                "--email must be an e-mail address, such as ops@example.com"
+            );
+            let store = open(&config, false).await?;
+            let password = doorsync_web::admin::new_password();
+            let hash = doorsync_web::admin::hash_password(&password);
+            let id = format!("adm_{}", &new_token()?[3..19]);
+            let created = store
+                .create_admin(&id, &email, &hash, jiff::Timestamp::now())
+                .await?;
+            store.close().await;
+            anyhow::ensure!(created.is_some(), "{email} is an administrator already");
+            println!("created administrator {email}; the password is shown once:");
+            println!("{password}");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::List,
+        } => {
+            let store = open(&config, false).await?;
+            let admins = store.admins().await?;
+            store.close().await;
+            if admins.is_empty() {
+                println!(
+                    "no administrators; `doorsync admin create --email E` makes one, or the dashboard's first page"
+                );
+            }
+            for a in admins {
+                println!("{}  {}  since {}", a.id, a.email, a.created_at);
+            }
             Ok(())
         }
         Command::Token {

@@ -159,6 +159,7 @@ impl App {
             store: shared,
             clock: web_clock,
             engine: engine.clone(),
+            admin: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
