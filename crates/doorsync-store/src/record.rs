@@ -214,7 +214,7 @@ impl Record {
     /// and secrets a caller did not resend (they are write-only, so a read-modify-write cannot
     /// carry them).
     pub fn carry_over(&mut self, old: Option<&Record>, now: jiff::Timestamp) {
-        match (self, old) {
+        match (&mut *self, old) {
             (Record::Customer(new), old) => {
                 new.status_since = match old {
                     Some(Record::Customer(o)) if o.status == new.status => o.status_since,
@@ -255,6 +255,7 @@ impl Record {
                     (&mut n.client_secret, &o.client_secret),
                     (&mut n.admin_id, &o.admin_id),
                     (&mut n.password, &o.password),
+                    (&mut n.refresh_token, &o.refresh_token),
                 ] {
                     if field.is_none() {
                         field.clone_from(old);
@@ -262,6 +263,22 @@ impl Record {
                 }
             }
             _ => {}
+        }
+        // An empty credential clears it (left out, it would be kept).
+        if let Record::Connection(c) = self {
+            let cr = &mut c.credentials;
+            for field in [
+                &mut cr.api_key,
+                &mut cr.client_id,
+                &mut cr.client_secret,
+                &mut cr.admin_id,
+                &mut cr.password,
+                &mut cr.refresh_token,
+            ] {
+                if field.as_deref() == Some("") {
+                    *field = None;
+                }
+            }
         }
     }
 }

@@ -110,6 +110,7 @@ impl SqlStore {
             ("client_secret", &cr.client_secret),
             ("admin_id", &cr.admin_id),
             ("password", &cr.password),
+            ("refresh_token", &cr.refresh_token),
         ];
         let Some((first, _)) = set.iter().find(|(_, v)| v.is_some()) else {
             return Ok(record.to_json());

@@ -171,6 +171,7 @@ pub struct ConnectionBody {
     pub api_url: Option<String>,
     /// The provider's OAuth base URL; the provider's default when absent.
     pub auth_url: Option<String>,
+    /// Credentials are write-only: one left out keeps the stored one, an empty string clears it.
     #[schema(write_only)]
     pub api_key: Option<String>,
     #[schema(write_only)]

@@ -140,6 +140,20 @@ impl App {
         clock: Option<Arc<dyn Clock>>,
         engine: impl FnOnce(Arc<dyn Store>) -> Option<Arc<doorsync_engine::Engine>>,
     ) -> Option<App> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        App::spawn_on(listener, backend, clock, engine).await
+    }
+
+    /// As [`App::spawn_with`], serving on `listener` (bound first, so that its address can be
+    /// given to others before the app starts).
+    pub async fn spawn_on(
+        listener: tokio::net::TcpListener,
+        backend: Backend,
+        clock: Option<Arc<dyn Clock>>,
+        engine: impl FnOnce(Arc<dyn Store>) -> Option<Arc<doorsync_engine::Engine>>,
+    ) -> Option<App> {
         let db = TestDb::new(backend).await?;
         let store = Arc::new(db.store().await);
         let manual = Arc::new(ManualClock::new(
@@ -161,9 +175,6 @@ impl App {
             engine: engine.clone(),
             admin: Default::default(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

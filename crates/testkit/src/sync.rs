@@ -163,14 +163,25 @@ impl SyncApp {
         let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind sim");
-        let sim = brivo_sim::spawn(sim_listener, SimOptions::default())
+        let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("sim");
+            .expect("bind app");
+        let app_addr = app_listener.local_addr().expect("addr");
+        let sim = brivo_sim::spawn(
+            sim_listener,
+            SimOptions {
+                // The dashboard's "Sign in with Brivo" comes back to the app.
+                redirect_uri: format!("http://{app_addr}/admin/oauth/callback"),
+                ..SimOptions::default()
+            },
+        )
+        .await
+        .expect("sim");
         let account = sim.account();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine_clock = clock.clone();
         let engine = move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock));
-        let app = App::spawn_with(backend, Some(clock.clone()), engine).await?;
+        let app = App::spawn_on(app_listener, backend, Some(clock.clone()), engine).await?;
         let run = Some(EngineRun::start(app.engine.clone().expect("engine")));
         let brivo = sim_client(&sim);
         let groups = brivo

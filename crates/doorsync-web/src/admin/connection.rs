@@ -537,7 +537,8 @@ pub(super) async fn connect_with_password(
     // Try before keeping: credentials Brivo refuses would only pause the connection.
     match read_directory(&st, &trial).await {
         Ok(notice) => {
-            trial.credentials.refresh_token = None;
+            // Empty clears: a typed password replaces an earlier sign-in through Brivo's page.
+            trial.credentials.refresh_token = Some(String::new());
             st.store
                 .put(Record::Connection(trial), st.clock.now())
                 .await?;
@@ -650,10 +651,15 @@ pub(super) async fn callback(
     };
     c.credentials.refresh_token = Some(refresh);
     // The page's sign-in replaces a typed password: the password would win otherwise.
-    c.credentials.password = None;
-    st.store
-        .put(Record::Connection(c.clone()), st.clock.now())
-        .await?;
+    c.credentials.password = Some(String::new());
+    let Record::Connection(c) = st
+        .store
+        .put(Record::Connection(c), st.clock.now())
+        .await?
+        .record
+    else {
+        return Err(PageError::bad("the connection could not be kept"));
+    };
     let notice = match read_directory(&st, &c).await {
         Ok(n) => n,
         Err(e) => return connection_page(&st, &ctx, &c, None, Some(e)).await,

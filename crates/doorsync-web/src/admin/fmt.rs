@@ -65,6 +65,9 @@ impl Zoned {
 pub(crate) fn relative(now: Timestamp, t: Timestamp) -> String {
     let secs = t.as_second() - now.as_second();
     let n = secs.unsigned_abs();
+    if n == 0 {
+        return "just now".into();
+    }
     let amount = match n {
         0..=59 => format!("{n} s"),
         60..=5_999 => format!("{} min", n / 60),

@@ -538,6 +538,15 @@ fn count(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// `person` or `3 people`, after "the".
+fn the(n: usize) -> String {
+    if n == 1 {
+        "person".into()
+    } else {
+        format!("{n} people")
+    }
+}
+
 fn join(parts: &[String]) -> String {
     match parts {
         [] => String::new(),
@@ -585,7 +594,7 @@ pub(crate) fn plan_in_words(
             } else {
                 removes.push(format!(
                     "takes the {} doorsync put in {} out of it, since nothing controls it any more",
-                    count(*remove, "person", "people"),
+                    the(*remove),
                     name(g)
                 ));
             }
@@ -593,7 +602,7 @@ pub(crate) fn plan_in_words(
         if *release > 0 {
             untouched.push(format!(
                 "leaves the {} in {} that doorsync did not add as they are",
-                count(*release, "person", "people"),
+                the(*release),
                 name(g)
             ));
         }

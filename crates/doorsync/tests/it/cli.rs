@@ -509,10 +509,19 @@ fn start_demo(dir: &Path) -> Demo {
             .find_map(|l| l.trim().strip_prefix(prefix))
             .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
     };
-    let api = field("dashboard:")
-        .expect("dashboard line")
-        .trim_end_matches('/')
+    let api = field("api:")
+        .expect("api line")
+        .trim_end_matches("/api/v1")
         .to_owned();
+    assert_eq!(
+        field("dashboard:").expect("dashboard line"),
+        format!("{api}/admin")
+    );
+    let sign_in = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("dashboard sign-in: "))
+        .expect("a dashboard sign-in line");
+    assert_eq!(sign_in.split_whitespace().count(), 2, "{sign_in}");
     let sim = field("brivo-sim:").expect("brivo-sim line");
     let token = lines
         .last()

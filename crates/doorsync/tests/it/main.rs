@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod dashboard;
 mod soak;
 mod store;
 mod sync;

@@ -1,0 +1,789 @@
+//! The operator's dashboard over real HTTP: the first run, sign-in and its limits, sessions, CSRF
+//! on every form, every page without a session, step 1 and step 2 against brivo-sim, and the
+//! operations pages.
+
+use doorsync_core::Clock;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use testkit::sync::SyncApp;
+use testkit::{App, Backend};
+
+/// A browser without JavaScript: keeps cookies, follows no redirect by itself.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token the page's forms carry.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no form with a csrf token in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("end of value")].to_owned()
+    }
+
+    fn has(&self, text: &str) -> bool {
+        self.body.contains(text)
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let res = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        for c in res.headers().get_all(SET_COOKIE) {
+            let c = c.to_str().expect("cookie");
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Page {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    /// Posts `fields` with the CSRF token of the page at `from`.
+    async fn submit(&mut self, from: &str, to: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.get(from).await.csrf();
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post(to, &form).await
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.submit(
+            "/admin/signin",
+            "/admin/signin",
+            &[("email", email), ("password", password), ("next", "/admin")],
+        )
+        .await
+    }
+}
+
+const PASSWORD: &str = "a long enough password";
+
+async fn admin(app: &App, email: &str) -> Browser {
+    let hash = doorsync_web::admin::hash_password(PASSWORD);
+    doorsync_store::Store::create_admin(
+        app.store.as_ref(),
+        &format!("adm_{}", email.replace(['@', '.'], "_")),
+        email,
+        &hash,
+        app.clock.now(),
+    )
+    .await
+    .expect("admin")
+    .expect("new");
+    let mut b = Browser::new(&app.base);
+    let p = b.sign_in(email, PASSWORD).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), "/admin");
+    b
+}
+
+/// Every page a signed-in administrator can open, with what each must show.
+const PAGES: [&str; 10] = [
+    "/admin",
+    "/admin/connections",
+    "/admin/locations",
+    "/admin/sync",
+    "/admin/sync/live",
+    "/admin/audit",
+    "/admin/drift",
+    "/admin/customers",
+    "/admin/admins",
+    "/admin/customers?q=x",
+];
+
+/// Every form, with fields that would change something if the token were not checked.
+const FORMS: [(&str, &[(&str, &str)]); 12] = [
+    ("/admin/signout", &[]),
+    ("/admin/admins", &[("email", "new@example.com")]),
+    ("/admin/admins/adm_x/delete", &[]),
+    ("/admin/connections", &[("id", "other")]),
+    ("/admin/connections/brivo/settings", &[("enabled", "on")]),
+    (
+        "/admin/connections/brivo/password",
+        &[("admin_id", "a"), ("password", "b")],
+    ),
+    ("/admin/connections/brivo/authorize", &[]),
+    ("/admin/connections/brivo/sites", &[("site:hq", "")]),
+    (
+        "/admin/locations",
+        &[("id", "l2"), ("name", "L2"), ("timezone", "UTC")],
+    ),
+    ("/admin/locations/hq/review", &[("resource:room-1", "")]),
+    ("/admin/locations/hq/apply", &[("resource:room-1", "")]),
+    ("/admin/sync/now", &[]),
+];
+
+async fn first_run_asks_for_an_administrator(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut b = Browser::new(&app.base);
+    // Before any administrator exists, every page leads to the first-run form.
+    for path in ["/admin", "/admin/sync", "/admin/signin"] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 303, "{path}");
+        assert_eq!(p.location(), "/admin/setup", "{path}");
+    }
+    let setup = b.get("/admin/setup").await;
+    assert_eq!(setup.status, 200);
+    assert!(setup.has("Create the account"));
+    let csrf = setup.csrf();
+    // The token is bound to this browser's cookie: another client's post is refused.
+    let mut stranger = Browser::new(&app.base);
+    let p = stranger
+        .post(
+            "/admin/setup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "eve@example.com"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+    let p = b
+        .post(
+            "/admin/setup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "ops@example.com"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("at least 12 characters"), "{}", p.body);
+    let p = b
+        .post(
+            "/admin/setup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "Ops@Example.com"),
+                ("password", PASSWORD),
+                ("confirm", "another long password"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("differ"));
+    assert_eq!(
+        doorsync_store::Store::admin_count(app.store.as_ref())
+            .await
+            .unwrap(),
+        0
+    );
+    let p = b
+        .post(
+            "/admin/setup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "Ops@Example.com"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), "/admin");
+    let session = b
+        .cookies
+        .get("doorsync_admin")
+        .expect("session cookie")
+        .clone();
+    let home = b.get("/admin").await;
+    assert_eq!(home.status, 200);
+    assert!(home.has("ops@example.com") && home.has("Connect Brivo Access"));
+    // The session cookie is out of scripts' reach and kept to the dashboard.
+    let p = Browser::new(&app.base)
+        .submit(
+            "/admin/signin",
+            "/admin/signin",
+            &[("email", "ops@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let set = p
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("doorsync_admin="))
+        .expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/admin"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "{set}");
+    // The first-run form is gone once an administrator exists.
+    assert_eq!(b.get("/admin/setup").await.location(), "/admin/signin");
+    let p = b
+        .post(
+            "/admin/setup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "eve@example.com"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_ne!(p.status, 303);
+    assert_eq!(
+        doorsync_store::Store::admin_count(app.store.as_ref())
+            .await
+            .unwrap(),
+        1
+    );
+    // Only a hash is stored.
+    let (_, hash) = doorsync_store::Store::admin_credentials(app.store.as_ref(), "ops@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(PASSWORD));
+    assert!(!session.is_empty());
+    app.stop().await;
+}
+
+async fn pages_and_forms_need_a_session_and_their_token(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut signed_in = admin(&app, "ops@example.com").await;
+    for path in PAGES {
+        let p = signed_in.get(path).await;
+        assert_eq!(p.status, 200, "{path}: {}", p.body);
+        assert!(
+            p.has("<main id=\"main\">") || path == "/admin/sync/live",
+            "{path}"
+        );
+    }
+    let mut anonymous = Browser::new(&app.base);
+    for path in PAGES {
+        let p = anonymous.get(path).await;
+        assert_eq!(p.status, 303, "{path}");
+        assert!(
+            p.location().starts_with("/admin/signin"),
+            "{path}: {}",
+            p.location()
+        );
+    }
+    assert_eq!(
+        anonymous.get("/admin/sync").await.location(),
+        "/admin/signin?next=%2Fadmin%2Fsync"
+    );
+    // htmx's live updates are told to load the sign-in page whole.
+    let res = reqwest::Client::new()
+        .get(app.url("/admin/sync/live"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["hx-redirect"],
+        "/admin/signin?next=%2Fadmin%2Fsync%2Flive"
+    );
+    for (path, fields) in FORMS {
+        let p = anonymous.post(path, fields).await;
+        assert_eq!(p.status, 303, "{path}");
+        assert_eq!(p.location(), "/admin/signin", "{path}");
+        // Signed in, without the token or with another one: refused, nothing done.
+        let p = signed_in.post(path, fields).await;
+        assert_eq!(p.status, 403, "{path}: {}", p.body);
+        assert!(p.has("did not come from this dashboard"), "{path}");
+        let mut wrong = vec![("csrf", "0000")];
+        wrong.extend_from_slice(fields);
+        assert_eq!(signed_in.post(path, &wrong).await.status, 403, "{path}");
+    }
+    assert_eq!(
+        doorsync_store::Store::admins(app.store.as_ref())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(signed_in.get("/admin").await.status, 200, "still signed in");
+    // The sign-in form checks its token too.
+    assert_eq!(
+        anonymous
+            .post(
+                "/admin/signin",
+                &[("email", "ops@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .status,
+        403
+    );
+    // Security headers on every page.
+    let p = signed_in.get("/admin/sync").await;
+    assert_eq!(p.headers["x-frame-options"], "DENY");
+    assert!(
+        p.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(p.headers["cache-control"], "no-store");
+    app.stop().await;
+}
+
+async fn sign_in_is_rate_limited_and_sessions_end(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut ana = admin(&app, "ana@example.com").await;
+    let mut ben = admin(&app, "ben@example.com").await;
+    let mut b = Browser::new(&app.base);
+    for _ in 0..5 {
+        let p = b.sign_in("ana@example.com", "wrong password!").await;
+        assert_eq!(p.status, 401);
+        assert!(p.has("do not match an administrator"));
+    }
+    // Beyond five failures in 15 minutes the account waits, even with the right password.
+    let p = b.sign_in("ana@example.com", PASSWORD).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.has("Too many failed sign-ins"));
+    // An unknown e-mail reads as a wrong password.
+    let p = b.sign_in("nobody@example.com", PASSWORD).await;
+    assert_eq!(p.status, 401);
+    // Another account from the same address still signs in until the address's limit.
+    let mut ben_again = Browser::new(&app.base);
+    assert_eq!(
+        ben_again.sign_in("ben@example.com", PASSWORD).await.status,
+        303
+    );
+    for i in 0..14 {
+        let p = b
+            .sign_in(&format!("x{i}@example.com"), "wrong password!")
+            .await;
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    let p = Browser::new(&app.base)
+        .sign_in("ben@example.com", PASSWORD)
+        .await;
+    assert_eq!(p.status, 429, "twenty failures from one address");
+    app.clock.advance(jiff::SignedDuration::from_mins(16));
+    let mut later = Browser::new(&app.base);
+    assert_eq!(later.sign_in("ana@example.com", PASSWORD).await.status, 303);
+    // Sessions last 12 hours from sign-in: 11 hours on, all still good.
+    app.clock.advance(jiff::SignedDuration::from_hours(11));
+    assert_eq!(ana.get("/admin").await.status, 200);
+    // Another admin's session expires: back to the sign-in; the later session is unaffected.
+    app.clock.advance(jiff::SignedDuration::from_mins(50));
+    for expired in [&mut ben, &mut ben_again, &mut ana] {
+        let p = expired.get("/admin/audit").await;
+        assert_eq!(p.status, 303);
+        assert!(p.location().starts_with("/admin/signin"));
+    }
+    assert_eq!(
+        later.get("/admin").await.status,
+        200,
+        "signed in 11 h 50 min ago"
+    );
+    // Signing out ends the session on the server, not just in the browser.
+    let stolen = later.cookies.get("doorsync_admin").cloned().unwrap();
+    let p = later.submit("/admin", "/admin/signout", &[]).await;
+    assert_eq!(p.location(), "/admin/signin");
+    assert!(!later.cookies.contains_key("doorsync_admin"));
+    let mut thief = Browser::new(&app.base);
+    thief.cookies.insert("doorsync_admin".into(), stolen);
+    assert_eq!(thief.get("/admin").await.status, 303);
+    let mut ana = Browser::new(&app.base);
+    assert_eq!(ana.sign_in("ana@example.com", PASSWORD).await.status, 303);
+    // Administrators: add one (its password shown once), refuse removing the last.
+    let p = ana
+        .submit(
+            "/admin/admins",
+            "/admin/admins",
+            &[("email", "cy@example.com")],
+        )
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(p.has("It is shown once"));
+    let at = p.body.find("class=\"secret\">").unwrap() + "class=\"secret\">".len();
+    let password = p.body[at..at + 20].to_owned();
+    let mut cy = Browser::new(&app.base);
+    assert_eq!(cy.sign_in("cy@example.com", &password).await.status, 303);
+    let p = ana
+        .submit(
+            "/admin/admins",
+            "/admin/admins",
+            &[("email", "cy@example.com")],
+        )
+        .await;
+    assert!(p.has("is an administrator already"));
+    for id in ["adm_ben_example_com", "adm_ana_example_com"] {
+        let p = cy
+            .submit("/admin/admins", &format!("/admin/admins/{id}/delete"), &[])
+            .await;
+        assert_eq!(p.status, 303);
+    }
+    assert_eq!(ana.get("/admin").await.status, 303, "removed: signed out");
+    let cy_id = doorsync_store::Store::admins(app.store.as_ref())
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let p = cy
+        .submit(
+            "/admin/admins",
+            &format!("/admin/admins/{cy_id}/delete"),
+            &[],
+        )
+        .await;
+    assert!(
+        p.has("The last administrator cannot be removed"),
+        "{}",
+        p.body
+    );
+    app.stop().await;
+}
+
+/// Step 1 and step 2 against brivo-sim: settings, Connect (with the e-mail mistake explained,
+/// then through Brivo's sign-in page), sites, a room and a door linked through the plan, and
+/// the customer page showing the access it gives.
+async fn setting_up_a_space_against_brivo_sim(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
+        return;
+    };
+    let mut b = admin(&s.app, "ops@example.com").await;
+    let account = s.sim.account();
+    let page = "/admin/connections/brivo";
+    let visitors = s.group("Visitors").to_string();
+    let (api_url, auth_url) = (s.sim.api_url(), s.sim.auth_url());
+    // Step 1 as the guide has it; the application (a Password one first) under it.
+    let settings = |client_id: &str, client_secret: &str| {
+        [
+            ("enabled", "on"),
+            ("list_doors_in_app", "on"),
+            ("no_access_policy", "suspend"),
+            ("api_key", ""),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("visitor_group_ids", visitors.as_str()),
+            ("exempt_user_ids", "111\n222"),
+            ("api_url", api_url.as_str()),
+            ("auth_url", auth_url.as_str()),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+    };
+    let post = |fields: [(&'static str, String); 10]| fields;
+    let fields = post(settings(&account.client_id, &account.client_secret));
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = b
+        .submit(page, "/admin/connections/brivo/settings", &form)
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let (_, c) = s.app.get_json("/api/v1/connections/brivo").await;
+    assert_eq!(c["no_access_policy"], "suspend");
+    assert_eq!(c["list_doors_in_app"], true);
+    assert_eq!(c["redeem_passes_automatically"], false);
+    assert_eq!(c["exempt_user_ids"], json!(["111", "222"]));
+    // The API key was left empty: kept, shown masked, never in the page whole.
+    let shown = b.get(page).await;
+    assert!(
+        c["credentials_set"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("api_key"))
+    );
+    assert!(
+        !shown.has(&account.api_key),
+        "the key itself is never sent back"
+    );
+    assert!(shown.has(&format!(
+        "••••{}",
+        &account.api_key[account.api_key.len() - 4..]
+    )));
+    assert!(!shown.has(&account.code_client_secret));
+    // An e-mail typed for the Admin ID: Brivo's refusal in words, nothing kept.
+    let p = b
+        .submit(
+            page,
+            "/admin/connections/brivo/password",
+            &[("admin_id", "ops@example.com"), ("password", "whatever")],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(
+        p.has("use the Admin ID shown under your icon in Brivo Access, not your e-mail address"),
+        "{}",
+        p.body
+    );
+    // A 3-legged application signs in through Brivo's page instead.
+    let fields = post(settings(
+        &account.code_client_id,
+        &account.code_client_secret,
+    ));
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = b
+        .submit(page, "/admin/connections/brivo/settings", &form)
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = b
+        .submit(
+            page,
+            "/admin/connections/brivo/password",
+            &[
+                ("admin_id", &account.admin_id),
+                ("password", &account.password),
+            ],
+        )
+        .await;
+    assert!(p.has("cannot sign in that way"), "{}", p.body);
+    // Through Brivo's sign-in page: doorsync sends the browser there with a state.
+    let p = b
+        .submit(page, "/admin/connections/brivo/authorize", &[])
+        .await;
+    assert_eq!(p.status, 303);
+    let to = reqwest::Url::parse(p.location()).unwrap();
+    assert!(
+        to.as_str()
+            .starts_with(&format!("{}/oauth/authorize", s.sim.auth_url()))
+    );
+    let query: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], account.code_client_id);
+    let sim = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = sim.get(to.clone()).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("Admin ID"));
+    let mut fields: Vec<(String, String)> = query.clone().into_iter().collect();
+    fields.push(("username".into(), account.admin_id.clone()));
+    fields.push(("password".into(), account.password.clone()));
+    let back = sim
+        .post(format!("{}/oauth/authorize", s.sim.auth_url()))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    let back = reqwest::Url::parse(back.headers()[LOCATION].to_str().unwrap()).unwrap();
+    assert_eq!(back.path(), "/admin/oauth/callback");
+    let callback = format!("{}?{}", back.path(), back.query().unwrap());
+    // Another browser cannot use this answer: it has no session.
+    assert_eq!(Browser::new(&s.app.base).get(&callback).await.status, 303);
+    let p = b.get(&callback).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(
+        p.location()
+            .starts_with("/admin/connections/brivo?done=Connected"),
+        "{}",
+        p.location()
+    );
+    let p = b.get(p.location()).await;
+    assert!(p.has("Connected: Brivo lists"), "{}", p.body);
+    assert!(p.has("Signs in with brivo sign-in."), "{}", p.body);
+    // The same answer twice is refused.
+    assert_eq!(b.get(&callback).await.status, 400);
+    let (_, c) = s.app.get_json("/api/v1/connections/brivo").await;
+    let set = c["credentials_set"].as_array().unwrap();
+    assert!(
+        set.contains(&json!("refresh_token")) && !set.contains(&json!("password")),
+        "{c}"
+    );
+    // The location's site, then step 2: Meeting Room 2 unlinked and relinked to Room 3's
+    // group, the front door set to check in, through the plan.
+    let sites = s.brivo.list_sites(None).await.unwrap();
+    let site = sites[0].id.to_string();
+    let p = b
+        .submit(
+            page,
+            "/admin/connections/brivo/sites",
+            &[("site:hq", site.as_str())],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    s.customer("mia").await;
+    let start = jiff::Timestamp::now();
+    let end = start
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    s.put_ok(
+        "/api/v1/bookings/mia-1",
+        json!({"customer_id": "mia", "resource_id": "room-2", "start": start, "end": end}),
+    )
+    .await;
+    assert!(
+        s.eventually(Duration::from_secs(20), || async {
+            s.members("Meeting Room 2").await == ["mia"]
+        })
+        .await
+    );
+    let loc = b.get("/admin/locations/hq").await;
+    assert!(
+        loc.has("Entry locks activity")
+            && loc.has("Room locks")
+            && loc.has("Desks and offices")
+            && loc.has("Passes")
+    );
+    let doors = s.brivo.list_access_points(None).await.unwrap();
+    let door = doors
+        .iter()
+        .find(|d| d.site_id == Some(sites[0].id))
+        .expect("a door at the site");
+    let door_key = format!("door:{}", door.id);
+    let room3 = s.group("Meeting Room 3").to_string();
+    let fields = [
+        ("resource:room-2", room3.as_str()),
+        (door_key.as_str(), "check_in"),
+    ];
+    let review = b
+        .submit("/admin/locations/hq", "/admin/locations/hq/review", &fields)
+        .await;
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(
+        review.has("Saving adds 1 customer to Meeting Room 3 now, and takes the person doorsync put in Meeting Room 2 out of it, since nothing controls it any more."),
+        "{}",
+        review.body
+    );
+    assert!(review.has("Check in"));
+    // Nothing is applied before the confirmation.
+    assert_eq!(s.members("Meeting Room 2").await, ["mia"]);
+    let csrf = review.csrf();
+    let mut confirm = vec![("csrf", csrf.as_str())];
+    confirm.extend_from_slice(&fields);
+    let p = b.post("/admin/locations/hq/apply", &confirm).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(
+        s.eventually(Duration::from_secs(20), || async {
+            s.members("Meeting Room 3").await == ["mia"]
+                && s.members("Meeting Room 2").await.is_empty()
+        })
+        .await
+    );
+    let (_, doors_now) = s.app.get_json("/api/v1/doors").await;
+    assert_eq!(
+        doors_now["items"][0]["presence_role"], "check_in",
+        "{doors_now}"
+    );
+    assert_eq!(
+        doors_now["items"][0]["provider_door_id"],
+        door.id.to_string()
+    );
+    // The customer page: found by e-mail, the group held and why.
+    let found = b.get("/admin/customers?q=MIA%40example").await;
+    assert!(found.has("/admin/customers/mia"), "{}", found.body);
+    let mia = b.get("/admin/customers/mia").await;
+    assert!(
+        mia.has("Meeting Room 3") && mia.has("booking mia-1 of room-2"),
+        "{}",
+        mia.body
+    );
+    assert!(mia.has("Brivo user"), "{}", mia.body);
+    let p = b
+        .submit(
+            "/admin/customers/mia",
+            "/admin/customers/mia/resend-invitation",
+            &[],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(
+        b.get(p.location())
+            .await
+            .has("A new invitation is on its way")
+    );
+    // The audit log filters by customer and cause, with group names.
+    let audit = b
+        .get("/admin/audit?customer_id=mia&cause=booking%3Amia-1")
+        .await;
+    assert!(
+        audit.has("Meeting Room 3") && audit.has("add_to_group"),
+        "{}",
+        audit.body
+    );
+    let audit = b.get("/admin/audit?customer_id=mia&outcome=error").await;
+    assert!(audit.has("Nothing matches."));
+    let sync = b.get("/admin/sync").await;
+    assert!(
+        sync.has("hx-get=\"/admin/sync/live\"") && sync.has("running"),
+        "{}",
+        sync.body
+    );
+    // Sync now runs the audit and says how it went.
+    let p = b.submit("/admin/sync", "/admin/sync/now", &[]).await;
+    assert_eq!(p.status, 303);
+    let mut done = false;
+    for _ in 0..200 {
+        if b.get("/admin/sync/live").await.has("Sync now finished") {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "Sync now finished within 10 s");
+    assert!(b.get("/admin/sync/live").await.has("groups audited"));
+    s.stop().await;
+}
+
+testkit::on_both_backends!(
+    first_run_asks_for_an_administrator,
+    pages_and_forms_need_a_session_and_their_token,
+    sign_in_is_rate_limited_and_sessions_end,
+    setting_up_a_space_against_brivo_sim,
+);
