@@ -3,6 +3,7 @@
 
 use doorsync_core::{Clock, ManualClock};
 
+pub mod browser;
 pub mod sync;
 use doorsync_store::{SqlStore, Store};
 use jiff::Timestamp;

@@ -231,7 +231,8 @@ async fn state_line(st: &AppState, c: &Connection) -> Result<String, PageError> 
     let zone = super::fmt::Zoned::of_space(st.store.as_ref()).await?;
     let mut out = match signed_in_with(c) {
         "not yet" => "Not connected yet: sign in to Brivo below.".to_owned(),
-        how => format!("Signs in with {}.", how.to_lowercase()),
+        "Brivo sign-in" => "Signs in with the token Brivo's sign-in page gave.".to_owned(),
+        _ => "Signs in with an Admin ID and password.".to_owned(),
     };
     if let Some(at) = s.last_directory_at {
         out.push_str(&format!(
@@ -503,9 +504,15 @@ async fn read_directory(st: &AppState, c: &Connection) -> Result<String, String>
         return Ok("Saved; the sync engine is not running in this process, so nothing was read from Brivo.".into());
     };
     match engine.read_directory(c).await {
-        Ok((groups, sites, doors)) => Ok(format!(
-            "Connected: Brivo lists {groups} groups, {sites} sites and {doors} doors."
-        )),
+        Ok((groups, sites, doors)) => {
+            let n = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+            Ok(format!(
+                "Connected: Brivo lists {}, {} and {}.",
+                n(groups, "group"),
+                n(sites, "site"),
+                n(doors, "door")
+            ))
+        }
         Err(e) => Err(in_words(&e.to_string(), c.credentials.admin_id.as_deref())),
     }
 }

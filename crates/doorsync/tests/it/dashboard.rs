@@ -637,7 +637,11 @@ async fn setting_up_a_space_against_brivo_sim(backend: Backend) {
     );
     let p = b.get(p.location()).await;
     assert!(p.has("Connected: Brivo lists"), "{}", p.body);
-    assert!(p.has("Signs in with brivo sign-in."), "{}", p.body);
+    assert!(
+        p.has("Signs in with the token Brivo&#39;s sign-in page gave."),
+        "{}",
+        p.body
+    );
     // The same answer twice is refused.
     assert_eq!(b.get(&callback).await.status, 400);
     let (_, c) = s.app.get_json("/api/v1/connections/brivo").await;

@@ -2,6 +2,7 @@
 //! PostgreSQL; the CLI tests drive the real `doorsync` binary.
 
 mod api;
+mod browser;
 mod cli;
 mod dashboard;
 mod soak;
