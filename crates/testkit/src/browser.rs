@@ -197,6 +197,16 @@ impl Chrome {
         }
     }
 
+    /// Resizes the window, e.g. to a phone's 390 × 844.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the viewport as `dir/name.png`.
     pub async fn screenshot(&self, dir: &Path, name: &str) {
         use base64::Engine;

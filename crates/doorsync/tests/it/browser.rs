@@ -213,6 +213,15 @@ async fn an_operator_sets_up_a_space_in_chromium() {
         chrome.goto(&format!("{base}{path}")).await;
         chrome.screenshot(&shots, name).await;
     }
+    // On a phone's width the navigation wraps and nothing needs sideways scrolling.
+    chrome.resize(390, 844).await;
+    for (path, name) in [
+        ("/admin/sync", "14-sync-phone"),
+        ("/admin/customers/mia", "15-customer-phone"),
+    ] {
+        chrome.goto(&format!("{base}{path}")).await;
+        chrome.screenshot(&shots, name).await;
+    }
     assert_eq!(s.members("Meeting Room 2").await, ["mia"]);
     chrome.quit().await;
     s.stop().await;

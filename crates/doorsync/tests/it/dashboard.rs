@@ -154,7 +154,7 @@ const PAGES: [&str; 10] = [
 ];
 
 /// Every form, with fields that would change something if the token were not checked.
-const FORMS: [(&str, &[(&str, &str)]); 12] = [
+const FORMS: [(&str, &[(&str, &str)]); 14] = [
     ("/admin/signout", &[]),
     ("/admin/admins", &[("email", "new@example.com")]),
     ("/admin/admins/adm_x/delete", &[]),
@@ -173,6 +173,11 @@ const FORMS: [(&str, &[(&str, &str)]); 12] = [
     ("/admin/locations/hq/review", &[("resource:room-1", "")]),
     ("/admin/locations/hq/apply", &[("resource:room-1", "")]),
     ("/admin/sync/now", &[]),
+    (
+        "/admin/locations/hq/items",
+        &[("kind", "pass"), ("id", "p9"), ("name", "P9")],
+    ),
+    ("/admin/customers/c1/resend-invitation", &[]),
 ];
 
 async fn first_run_asks_for_an_administrator(backend: Backend) {
