@@ -40,6 +40,9 @@ struct LocationPage {
     l: Layout,
     id: String,
     name: String,
+    zone: String,
+    lead_minutes: i64,
+    lag_minutes: i64,
     where_line: String,
     connected: bool,
     notice: Option<String>,
@@ -301,16 +304,63 @@ pub(super) async fn add_item(
         }),
         _ => return fail("Pick a kind: pass, resource, desk or office.").await,
     };
-    if st
-        .store
-        .get(record.kind(), item_id.as_str())
-        .await?
-        .is_some()
-    {
-        return fail(&format!("There is one with the id {item_id} already.")).await;
-    }
+    // An existing item of the same kind here is renamed, its other fields kept.
+    let record = match (st.store.get(record.kind(), item_id.as_str()).await?, record) {
+        (None, r) => r,
+        (Some(Record::Pass(mut p)), Record::Pass(n)) if p.location_id == n.location_id => {
+            p.name = n.name;
+            Record::Pass(p)
+        }
+        (Some(Record::Resource(mut r)), Record::Resource(n)) if r.location_id == n.location_id => {
+            r.name = n.name;
+            Record::Resource(r)
+        }
+        (Some(Record::Desk(mut d)), Record::Desk(n)) if d.location_id == n.location_id => {
+            d.name = n.name;
+            d.kind = n.kind;
+            Record::Desk(d)
+        }
+        _ => return fail(&format!("The id {item_id} is taken elsewhere.")).await,
+    };
     st.store.put(record, st.clock.now()).await?;
+    st.wake();
     see_other(&format!("/admin/locations/{id}?done=added"))
+}
+
+pub(super) async fn edit(
+    Extension(ctx): Extension<Ctx>,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let inv = inventory(&st, &id).await?;
+    let f = Form::parse(&body);
+    let fail = |e: &str| location_page(&st, &ctx, &inv, None, Some(e.to_owned()));
+    let Some(name) = f.text("name").filter(|n| n.chars().count() <= 200) else {
+        return fail("Give the location a name.").await;
+    };
+    let Ok(timezone) = Zone::parse(f.text("timezone").unwrap_or("")) else {
+        return fail("Give the time zone by its IANA name, such as Europe/London.").await;
+    };
+    let minutes = |k: &str| {
+        f.text(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|m| (0..=1440).contains(m))
+            .map(jiff::SignedDuration::from_mins)
+    };
+    let (Some(lead), Some(lag)) = (minutes("lead_minutes"), minutes("lag_minutes")) else {
+        return fail("The minutes before and after are 0 to 1440.").await;
+    };
+    let mut loc = inv.location.clone();
+    loc.name = name.to_owned();
+    loc.timezone = timezone;
+    loc.lead = lead;
+    loc.lag = lag;
+    if loc != inv.location {
+        st.store.put(Record::Location(loc), st.clock.now()).await?;
+        st.wake();
+    }
+    see_other(&format!("/admin/locations/{id}?done=saved"))
 }
 
 async fn location_page(
@@ -424,6 +474,9 @@ async fn location_page(
         l: ctx.layout(loc.name.clone(), "locations"),
         id: loc.id.to_string(),
         name: loc.name.clone(),
+        zone: loc.timezone.as_str().to_owned(),
+        lead_minutes: loc.lead.as_mins(),
+        lag_minutes: loc.lag.as_mins(),
         where_line,
         connected: loc.connection_id.is_some() && loc.site_id.is_some(),
         notice,
@@ -448,7 +501,7 @@ pub(super) async fn page(
 ) -> PageResult {
     let inv = inventory(&st, &id).await?;
     let notice = q.get("done").map(|d| match d.as_str() {
-        "added" => "Added.".to_owned(),
+        "added" => "Saved.".to_owned(),
         "nothing" => "Nothing changed.".to_owned(),
         _ => "Saved: doorsync is applying the changes now; the Sync page shows its progress."
             .to_owned(),

@@ -195,6 +195,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/locations/{id}/review", post(location::review))
         .route("/admin/locations/{id}/apply", post(location::apply))
         .route("/admin/locations/{id}/items", post(location::add_item))
+        .route("/admin/locations/{id}/edit", post(location::edit))
         .route("/admin/sync", get(ops::sync_page))
         .route("/admin/sync/live", get(ops::sync_live))
         .route("/admin/sync/now", post(ops::sync_now))

@@ -154,7 +154,7 @@ const PAGES: [&str; 10] = [
 ];
 
 /// Every form, with fields that would change something if the token were not checked.
-const FORMS: [(&str, &[(&str, &str)]); 14] = [
+const FORMS: [(&str, &[(&str, &str)]); 15] = [
     ("/admin/signout", &[]),
     ("/admin/admins", &[("email", "new@example.com")]),
     ("/admin/admins/adm_x/delete", &[]),
@@ -178,6 +178,15 @@ const FORMS: [(&str, &[(&str, &str)]); 14] = [
         &[("kind", "pass"), ("id", "p9"), ("name", "P9")],
     ),
     ("/admin/customers/c1/resend-invitation", &[]),
+    (
+        "/admin/locations/hq/edit",
+        &[
+            ("name", "X"),
+            ("timezone", "UTC"),
+            ("lead_minutes", "1"),
+            ("lag_minutes", "1"),
+        ],
+    ),
 ];
 
 async fn first_run_asks_for_an_administrator(backend: Backend) {
@@ -506,6 +515,94 @@ async fn sign_in_is_rate_limited_and_sessions_end(backend: Backend) {
     app.stop().await;
 }
 
+/// Without a booking platform, the operator keeps locations and inventory in the dashboard.
+async fn a_space_without_a_platform_keeps_its_inventory_here(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut b = admin(&app, "ops@example.com").await;
+    let p = b
+        .submit(
+            "/admin/locations",
+            "/admin/locations",
+            &[
+                ("id", "soho"),
+                ("name", "Soho"),
+                ("timezone", "Mars/Olympus"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(p.has("IANA name"), "{}", p.body);
+    let p = b
+        .submit(
+            "/admin/locations",
+            "/admin/locations",
+            &[
+                ("id", "soho"),
+                ("name", "Soho"),
+                ("timezone", "Europe/London"),
+            ],
+        )
+        .await;
+    assert_eq!(p.location(), "/admin/locations/soho");
+    let page = "/admin/locations/soho";
+    for (kind, id, name) in [
+        ("pass", "day", "Day Pass"),
+        ("resource", "r1", "Room 1"),
+        ("office", "o1", "Office 1"),
+        ("resource", "r1", "Board Room"),
+    ] {
+        let p = b
+            .submit(
+                page,
+                "/admin/locations/soho/items",
+                &[("kind", kind), ("id", id), ("name", name)],
+            )
+            .await;
+        assert_eq!(p.status, 303, "{kind} {id}: {}", p.body);
+    }
+    let p = b
+        .submit(
+            page,
+            "/admin/locations/soho/items",
+            &[("kind", "pass"), ("id", "bad id!"), ("name", "X")],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("An id is 1 to 128"), "{}", p.body);
+    let (_, room) = app.get_json("/api/v1/resources/r1").await;
+    assert_eq!(room["name"], "Board Room");
+    let (_, office) = app.get_json("/api/v1/desks/o1").await;
+    assert_eq!(office["kind"], "office");
+    let p = b
+        .submit(
+            page,
+            "/admin/locations/soho/edit",
+            &[
+                ("name", "Soho House"),
+                ("timezone", "Europe/Paris"),
+                ("lead_minutes", "30"),
+                ("lag_minutes", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let (_, loc) = app.get_json("/api/v1/locations/soho").await;
+    assert_eq!(loc["name"], "Soho House");
+    assert_eq!(loc["timezone"], "Europe/Paris");
+    assert_eq!(loc["lead"], "PT30M");
+    assert_eq!(loc["lag"], "PT5M");
+    let p = b.get(page).await;
+    assert!(
+        p.has("Board Room") && p.has("Day Pass") && p.has("Office 1 (office)"),
+        "{}",
+        p.body
+    );
+    assert!(p.has("Not connected to Brivo yet"));
+    app.stop().await;
+}
+
 /// Step 1 and step 2 against brivo-sim: settings, Connect (with the e-mail mistake explained,
 /// then through Brivo's sign-in page), sites, a room and a door linked through the plan, and
 /// the customer page showing the access it gives.
@@ -794,5 +891,6 @@ testkit::on_both_backends!(
     first_run_asks_for_an_administrator,
     pages_and_forms_need_a_session_and_their_token,
     sign_in_is_rate_limited_and_sessions_end,
+    a_space_without_a_platform_keeps_its_inventory_here,
     setting_up_a_space_against_brivo_sim,
 );
