@@ -285,6 +285,19 @@ async fn seed(
         lag: DEFAULT_LAG,
     }))
     .await?;
+    // The front door checks members in, as the guide's Entry locks activity has it.
+    for door in brivo.list_access_points(None).await? {
+        if door.name == "Front Door" {
+            put(Record::Door(Door {
+                id: id(&format!("brivo:door:{}", door.id)),
+                location_id: id("hq"),
+                name: door.name,
+                presence_role: PresenceRole::CheckIn,
+                provider_door_id: Some(door.id.to_string()),
+            }))
+            .await?;
+        }
+    }
     let link = |kind: LinkKind, item: &str, group: &str| {
         let group_id = groups.get(group).map(|g| g.to_string());
         let item = id(item);
