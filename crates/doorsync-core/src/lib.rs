@@ -8,6 +8,7 @@ pub mod explain;
 pub mod ids;
 pub mod model;
 pub mod plan;
+pub mod presence;
 pub mod subject;
 
 pub use clock::{Clock, ManualClock};
