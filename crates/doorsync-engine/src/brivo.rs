@@ -290,6 +290,43 @@ impl Provider for BrivoProvider {
             .collect())
     }
 
+    async fn access_events(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> ProviderResult<Vec<RemoteEvent>> {
+        let events = self
+            .client
+            .access_event_pages(brivo_client::EventQuery::between(from, to))
+            .all()
+            .await
+            .map_err(error)?;
+        let mut out: Vec<RemoteEvent> = events
+            .into_iter()
+            .filter_map(|e| {
+                Some(RemoteEvent {
+                    occurred: e.occurred?,
+                    granted: e.is_successful_access(),
+                    action: e
+                        .security_action
+                        .as_ref()
+                        .map(|a| a.action.clone())
+                        .unwrap_or_default(),
+                    door_id: e
+                        .event_object
+                        .as_ref()
+                        .and_then(|o| o.id)
+                        .map(|i| i.to_string()),
+                    door_name: e.event_object.as_ref().and_then(|o| o.name.clone()),
+                    user_id: e.actor.as_ref().and_then(|a| a.id).map(|i| i.to_string()),
+                    id: e.uuid,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.occurred, &a.id).cmp(&(b.occurred, &b.id)));
+        Ok(out)
+    }
+
     fn calls(&self) -> u64 {
         self.client.total_calls()
     }

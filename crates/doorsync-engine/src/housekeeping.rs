@@ -52,7 +52,10 @@ impl Engine {
                 tracing::warn!(connection = c, error = %e, "drift audit failed");
                 self.note_provider_error(c, &e, now).await;
             }
+            self.events_if_due(connection, now).await;
         }
+        self.with_work_lease("presence", self.process_door_events())
+            .await;
     }
 
     /// Ends a pause that has run out with one call, made by one instance: the connection
@@ -274,7 +277,12 @@ impl Engine {
         }
     }
 
-    async fn note_provider_error(&self, connection: &str, e: &ReconcileError, now: Timestamp) {
+    pub(crate) async fn note_provider_error(
+        &self,
+        connection: &str,
+        e: &ReconcileError,
+        now: Timestamp,
+    ) {
         if let Some(p) = e.provider_error()
             && p.kind.pauses_connection()
         {

@@ -12,6 +12,7 @@ mod harness;
 mod housekeeping;
 pub mod metrics;
 pub mod plan;
+pub mod presence;
 pub mod provider;
 #[cfg(test)]
 mod races;
@@ -52,6 +53,9 @@ pub struct EngineConfig {
     pub audit_max_interval: Duration,
     /// How often sites, doors and groups are read from the provider.
     pub directory_interval: Duration,
+    /// How often door events are read from the provider (the fallback to the webhook, and what
+    /// fills the gap after downtime).
+    pub event_poll_interval: Duration,
     /// A subject's retries back off from this, doubling per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -81,6 +85,7 @@ impl Default for EngineConfig {
             audit_min_interval: Duration::from_secs(300),
             audit_max_interval: Duration::from_secs(24 * 3600),
             directory_interval: Duration::from_secs(600),
+            event_poll_interval: Duration::from_secs(10),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             pause_base: Duration::from_secs(2),

@@ -50,6 +50,23 @@ pub struct RemoteEntry {
     pub parent_id: Option<String>,
 }
 
+/// An access event at a door, as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEvent {
+    /// The provider's id of the event: events are kept once by it.
+    pub id: String,
+    pub occurred: jiff::Timestamp,
+    pub door_id: Option<String>,
+    pub door_name: Option<String>,
+    /// The user whose credential opened (or failed to open) the door; for a remote unlock, the
+    /// administrator.
+    pub user_id: Option<String>,
+    /// Whether the door let the user through.
+    pub granted: bool,
+    /// The provider's words for what happened ("Open", "Failed Access: Unknown Credential").
+    pub action: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
     /// The provider cannot be reached or is failing: pause the whole connection.
@@ -170,6 +187,14 @@ pub trait Provider: Send + Sync {
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    /// Access events that occurred in `[from, to)`, oldest first.
+    async fn access_events(
+        &self,
+        _from: jiff::Timestamp,
+        _to: jiff::Timestamp,
+    ) -> ProviderResult<Vec<RemoteEvent>> {
+        Ok(vec![])
+    }
     /// One cheap call that tells whether the provider answers again after a pause.
     async fn probe(&self) -> ProviderResult<()> {
         self.sites().await.map(|_| ())

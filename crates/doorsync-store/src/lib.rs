@@ -10,6 +10,7 @@ mod invitations;
 mod log;
 mod migrate;
 mod mirror;
+mod presence;
 mod project;
 mod reach;
 mod record;
@@ -19,6 +20,10 @@ mod setup;
 mod sql;
 
 pub use admins::{Admin, AdminSession, OAuthState};
+pub use presence::{
+    Checkin, DoorEvent, FailedCheckin, NewDoorEvent, PresenceDay, PresenceFilter, PresenceWrite,
+    parse_cursor,
+};
 pub use record::{Kind, Record, Ref, link_key};
 pub use schedule::Lane;
 pub use secrets::{SecretError, SecretKey};
@@ -337,6 +342,61 @@ pub trait Store: Send + Sync + 'static {
     async fn visitor_inputs(&self, id: &Id) -> Result<Option<VisitorInputs>>;
 
     /// Stores a token's hash; the token itself is never stored.
+    /// Keeps door events a connection reported, once each by event id; returns how many were new.
+    async fn save_door_events(
+        &self,
+        connection: &str,
+        events: &[NewDoorEvent],
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Door events not processed yet, oldest first.
+    async fn pending_door_events(&self, limit: u32) -> Result<Vec<DoorEvent>>;
+    async fn presence_day(
+        &self,
+        customer: &str,
+        location: &str,
+        local_date: &str,
+    ) -> Result<PresenceDay>;
+    /// Records what presence made of an event and marks it processed; `false` when it had been.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_presence(
+        &self,
+        event_id: &str,
+        subject: Option<&str>,
+        location: Option<&str>,
+        outcome: &str,
+        write: &PresenceWrite,
+        now: Timestamp,
+    ) -> Result<bool>;
+    async fn open_checkins_before(&self, location: &str, local_date: &str) -> Result<Vec<Checkin>>;
+    async fn close_checkin(&self, id: &str, at: Timestamp) -> Result<()>;
+    /// Check-ins still open on each location's local date (location id → date).
+    async fn open_checkins_on(
+        &self,
+        local_dates: &BTreeMap<String, String>,
+    ) -> Result<Vec<Checkin>>;
+    async fn checkins(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Checkin>>;
+    async fn failed_checkins(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<FailedCheckin>>;
+    async fn door_events(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DoorEvent>>;
+    /// Until when a connection's events have been read.
+    async fn event_cursor(&self, connection: &str) -> Result<Option<Timestamp>>;
+    async fn set_event_cursor(&self, connection: &str, at: Timestamp) -> Result<()>;
+
     /// How many dashboard administrators exist (none: the first run asks for one).
     async fn admin_count(&self) -> Result<i64>;
     /// `None` when an administrator with that e-mail exists already.

@@ -62,6 +62,11 @@ const SQLITE: &[Migration] = &[
         name: "admins",
         sql: include_str!("../migrations/sqlite/0010_admins.sql"),
     },
+    Migration {
+        version: 11,
+        name: "presence",
+        sql: include_str!("../migrations/sqlite/0011_presence.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -114,6 +119,11 @@ const POSTGRES: &[Migration] = &[
         version: 10,
         name: "admins",
         sql: include_str!("../migrations/postgres/0010_admins.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "presence",
+        sql: include_str!("../migrations/postgres/0011_presence.sql"),
     },
 ];
 

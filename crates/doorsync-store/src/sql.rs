@@ -853,6 +853,90 @@ impl Store for SqlStore {
         crate::inputs::visitor_inputs(self, id).await
     }
 
+    async fn save_door_events(
+        &self,
+        connection: &str,
+        events: &[NewDoorEvent],
+        now: Timestamp,
+    ) -> Result<u64> {
+        crate::presence::save_events(self, connection, events, now).await
+    }
+
+    async fn pending_door_events(&self, limit: u32) -> Result<Vec<DoorEvent>> {
+        crate::presence::pending(self, limit).await
+    }
+
+    async fn presence_day(
+        &self,
+        customer: &str,
+        location: &str,
+        local_date: &str,
+    ) -> Result<PresenceDay> {
+        crate::presence::day(self, customer, location, local_date).await
+    }
+
+    async fn record_presence(
+        &self,
+        event_id: &str,
+        subject: Option<&str>,
+        location: Option<&str>,
+        outcome: &str,
+        write: &PresenceWrite,
+        now: Timestamp,
+    ) -> Result<bool> {
+        crate::presence::record(self, event_id, subject, location, outcome, write, now).await
+    }
+
+    async fn open_checkins_before(&self, location: &str, local_date: &str) -> Result<Vec<Checkin>> {
+        crate::presence::open_before(self, location, local_date).await
+    }
+
+    async fn close_checkin(&self, id: &str, at: Timestamp) -> Result<()> {
+        crate::presence::close(self, id, at).await
+    }
+
+    async fn open_checkins_on(
+        &self,
+        local_dates: &BTreeMap<String, String>,
+    ) -> Result<Vec<Checkin>> {
+        crate::presence::open_on(self, local_dates).await
+    }
+
+    async fn checkins(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Checkin>> {
+        crate::presence::checkins(self, filter, before, limit).await
+    }
+
+    async fn failed_checkins(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<FailedCheckin>> {
+        crate::presence::failed(self, filter, before, limit).await
+    }
+
+    async fn door_events(
+        &self,
+        filter: &PresenceFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DoorEvent>> {
+        crate::presence::events(self, filter, before, limit).await
+    }
+
+    async fn event_cursor(&self, connection: &str) -> Result<Option<Timestamp>> {
+        crate::presence::cursor(self, connection).await
+    }
+
+    async fn set_event_cursor(&self, connection: &str, at: Timestamp) -> Result<()> {
+        crate::presence::set_cursor(self, connection, at).await
+    }
+
     async fn admin_count(&self) -> Result<i64> {
         crate::admins::count(self).await
     }

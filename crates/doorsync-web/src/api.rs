@@ -91,6 +91,18 @@ pub fn routes() -> Routes {
     .add("/api/v1/batch", &["post"], crate::batch::routes())
     .add("/api/v1/openapi.json", &["get"], get(openapi))
     .add("/api/v1/audit", &["get"], get(crate::sync::audit))
+    .add("/api/v1/presence", &["get"], get(crate::presence::presence))
+    .add("/api/v1/checkins", &["get"], get(crate::presence::checkins))
+    .add(
+        "/api/v1/failed-checkins",
+        &["get"],
+        get(crate::presence::failed_checkins),
+    )
+    .add(
+        "/api/v1/door-events",
+        &["get"],
+        get(crate::presence::door_events),
+    )
     .add(
         "/api/v1/connections/{id}/directory",
         &["get"],

@@ -9,6 +9,7 @@ pub mod collections;
 pub mod error;
 pub mod input;
 pub mod openapi;
+pub mod presence;
 mod schema;
 pub mod server;
 pub mod sync;

@@ -756,6 +756,70 @@ fn engine_paths(mut doc: Doc) -> Doc {
         "Directory",
         free_object("read_at, and groups, sites and doors as {id, name} (doors with site_id)"),
     );
+    let presence_list = |id: &str, summary: &str, page: &str| {
+        OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .tag("presence")
+            .parameters(Some([
+                q("customer_id", "Only this customer's"),
+                q("location_id", "Only at this location"),
+                q("since", "RFC 3339 instant, inclusive"),
+                q("until", "RFC 3339 instant, exclusive"),
+                query_param("limit", "Page size, 1 to 500 (default 50)", Type::Integer),
+                q("cursor", "The `next_cursor` of the previous page"),
+            ]))
+            .responses(
+                errors(ResponsesBuilder::new(), &[("400", "Bad query")]).response(
+                    "200",
+                    json_response("A page, newest first", Some(reference(page))),
+                ),
+            )
+    };
+    let checkins = presence_list(
+        "list_checkins",
+        "Check-ins, each with what covered it",
+        "CheckinPage",
+    );
+    let failed = presence_list(
+        "list_failed_checkins",
+        "Failed check-ins: the door opened, nothing covered them; each with its reason",
+        "FailedCheckinPage",
+    );
+    let events = presence_list(
+        "list_door_events",
+        "Door events as the provider reported them, with what presence made of each",
+        "DoorEventPage",
+    );
+    let presence = OperationBuilder::new()
+        .operation_id(Some("presence"))
+        .summary(Some("Who is in now, per location"))
+        .tag("presence")
+        .responses(errors(ResponsesBuilder::new(), &[]).response(
+            "200",
+            json_response("Per location", Some(reference("Presence"))),
+        ));
+    doc.components = doc
+        .components
+        .schema("CheckinPage", page_schema("Checkin"))
+        .schema(
+            "Checkin",
+            free_object("id (the door event's), customer_id, location_id, local_date, checked_in_at, checked_out_at (at a check-out door, or the local midnight), covered_kind (booking, contract, pass, pass_day, same_day), covered_id"),
+        )
+        .schema("FailedCheckinPage", page_schema("FailedCheckin"))
+        .schema(
+            "FailedCheckin",
+            free_object("id, customer_id (null when the user is nobody's), provider_user_id, location_id, at, reason: no_days_left | pass_expired | booking_not_started | booking_ended | contract_ended | not_a_customer | nothing_here"),
+        )
+        .schema("DoorEventPage", page_schema("DoorEvent"))
+        .schema(
+            "DoorEvent",
+            free_object("event_id, occurred_at, provider_door_id, door_name, provider_user_id, granted, action (the provider's words), connection_id, received_at, processed_at, subject, location_id, outcome: check_in | check_out | failed_check_in | denied | none"),
+        )
+        .schema(
+            "Presence",
+            free_object("at, and locations as {location_id, name, local_date, count, present: [{customer_id, checked_in_at, covered_kind, covered_id}]}"),
+        );
     doc.paths = doc
         .paths
         .path(
@@ -763,6 +827,16 @@ fn engine_paths(mut doc: Doc) -> Doc {
             PathItem::new(HttpMethod::Get, directory),
         )
         .path("/api/v1/audit", PathItem::new(HttpMethod::Get, audit))
+        .path("/api/v1/presence", PathItem::new(HttpMethod::Get, presence))
+        .path("/api/v1/checkins", PathItem::new(HttpMethod::Get, checkins))
+        .path(
+            "/api/v1/failed-checkins",
+            PathItem::new(HttpMethod::Get, failed),
+        )
+        .path(
+            "/api/v1/door-events",
+            PathItem::new(HttpMethod::Get, events),
+        )
         .path(
             "/api/v1/sync/status",
             PathItem::new(HttpMethod::Get, status),

@@ -33,6 +33,7 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         audit_min_interval: Duration::from_secs(3600),
         audit_max_interval: Duration::from_secs(3600),
         directory_interval: Duration::from_secs(3600),
+        event_poll_interval: Duration::from_millis(500),
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_secs(1),
         pause_base: Duration::from_millis(200),

@@ -1,0 +1,293 @@
+//! Door events in, presence out: each connection's access events are read from the provider
+//! (the fallback to the webhook, and what fills the gap after downtime) and kept once by event
+//! id; each kept event is then processed once, in order, into a check-in, a check-out, a failed
+//! check-in, or a door event only. Check-ins still open at local midnight close there.
+
+use crate::*;
+use doorsync_core::presence::{CheckInContext, Covered, check_in};
+use doorsync_core::{Connection, Door, Id, Location, PresenceRole};
+use doorsync_store::{Checkin, FailedCheckin, NewDoorEvent, PresenceWrite, StoreError};
+use jiff::tz::TimeZone;
+use std::collections::BTreeMap;
+
+/// On the first read of a connection, how far back to look.
+const FIRST_READ: SignedDuration = SignedDuration::from_hours(1);
+/// Each read goes back this far before the last one, for events that reach the provider late;
+/// they are kept once by id, so reading one twice is harmless.
+const LATE_ARRIVALS: SignedDuration = SignedDuration::from_mins(5);
+/// Events processed per round.
+const ROUND: u32 = 500;
+
+fn local_date(at: Timestamp, tz: &TimeZone) -> String {
+    at.to_zoned_datetime(tz.clone()).date().to_string()
+}
+
+/// The instant the local day after `date` begins at.
+fn midnight_after(date: &str, tz: &TimeZone) -> Option<Timestamp> {
+    let d: jiff::civil::Date = date.parse().ok()?;
+    let next = d.tomorrow().ok()?;
+    next.to_zoned_datetime(tz.clone())
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+impl Engine {
+    /// Reads a connection's new access events when its poll interval has passed.
+    pub(crate) async fn events_if_due(&self, connection: &Connection, now: Timestamp) {
+        let store = &self.reconciler.store;
+        let c = connection.id.as_str();
+        let cursor = store.event_cursor(c).await.ok().flatten();
+        if cursor.is_some_and(|t| {
+            now.duration_since(t).as_secs_f64() < self.config.event_poll_interval.as_secs_f64()
+        }) {
+            return;
+        }
+        let read = self
+            .with_work_lease(&format!("events:{c}"), self.read_events(connection, now))
+            .await;
+        if let Some(Err(e)) = read {
+            tracing::warn!(connection = c, error = %e, "reading door events failed");
+            self.note_provider_error(c, &e, now).await;
+        }
+    }
+
+    /// Reads the events that occurred since the last read (from an hour ago on the first).
+    pub async fn read_events(
+        &self,
+        connection: &Connection,
+        now: Timestamp,
+    ) -> Result<u64, ReconcileError> {
+        let r = &self.reconciler;
+        let c = connection.id.as_str();
+        let from = match r.store.event_cursor(c).await? {
+            Some(t) => t.saturating_sub(LATE_ARRIVALS).unwrap_or(t),
+            None => now.saturating_sub(FIRST_READ).unwrap_or(now),
+        };
+        let provider = r.providers.provider(connection).map_err(reconcile::on(c))?;
+        let events = provider
+            .access_events(from, now)
+            .await
+            .map_err(reconcile::on(c))?;
+        let events: Vec<NewDoorEvent> = events
+            .into_iter()
+            .map(|e| NewDoorEvent {
+                event_id: e.id,
+                occurred_at: e.occurred,
+                provider_door_id: e.door_id,
+                door_name: e.door_name,
+                provider_user_id: e.user_id,
+                granted: e.granted,
+                action: e.action,
+            })
+            .collect();
+        let added = r.store.save_door_events(c, &events, now).await?;
+        r.store.set_event_cursor(c, now).await?;
+        Ok(added)
+    }
+
+    /// Processes the kept events not processed yet, oldest first, and closes the check-ins
+    /// left open at an earlier local midnight.
+    pub async fn process_door_events(&self) -> Result<usize, StoreError> {
+        let store = &self.reconciler.store;
+        let now = self.reconciler.clock.now();
+        let mut locations: BTreeMap<Id, Location> = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = store.list(Kind::Location, after.as_deref(), 500).await?;
+            let n = page.len();
+            after = page.last().map(Record::key);
+            for r in page {
+                if let Record::Location(l) = r {
+                    locations.insert(l.id.clone(), l);
+                }
+            }
+            if n < 500 {
+                break;
+            }
+        }
+        for l in locations.values() {
+            let tz = l.timezone.tz();
+            for open in store
+                .open_checkins_before(l.id.as_str(), &local_date(now, &tz))
+                .await?
+            {
+                if let Some(at) = midnight_after(&open.local_date, &tz) {
+                    store.close_checkin(&open.id, at).await?;
+                }
+            }
+        }
+        let pending = store.pending_door_events(ROUND).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        // Doors by (connection, provider door id), with their location.
+        let mut doors: BTreeMap<(String, String), (Door, Location)> = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = store.list(Kind::Door, after.as_deref(), 500).await?;
+            let n = page.len();
+            after = page.last().map(Record::key);
+            for r in page {
+                if let Record::Door(d) = r
+                    && let Some(l) = locations.get(&d.location_id)
+                    && let (Some(c), Some(p)) = (&l.connection_id, &d.provider_door_id)
+                {
+                    doors.insert((c.to_string(), p.clone()), (d.clone(), l.clone()));
+                }
+            }
+            if n < 500 {
+                break;
+            }
+        }
+        let count = pending.len();
+        for e in pending {
+            let door = e
+                .event
+                .provider_door_id
+                .as_ref()
+                .and_then(|p| doors.get(&(e.connection_id.clone(), p.clone())));
+            let subject = match &e.event.provider_user_id {
+                Some(u) => store.mirror_subject_of_user(&e.connection_id, u).await?,
+                None => None,
+            };
+            let customer = match &subject {
+                Some(Subject::Customer(id)) => Some(id.clone()),
+                _ => None,
+            };
+            let key = subject.as_ref().map(Subject::key);
+            let (location, outcome, write) = match door {
+                None => (None, "none", PresenceWrite::Nothing),
+                Some((_, l)) if !e.event.granted => (Some(l), "denied", PresenceWrite::Nothing),
+                Some((d, l)) => match d.presence_role {
+                    PresenceRole::None => (Some(l), "none", PresenceWrite::Nothing),
+                    PresenceRole::CheckOut => match &customer {
+                        Some(id) => (
+                            Some(l),
+                            "check_out",
+                            PresenceWrite::CheckOut {
+                                customer_id: id.to_string(),
+                                location_id: l.id.to_string(),
+                                at: e.event.occurred_at,
+                            },
+                        ),
+                        None => (Some(l), "none", PresenceWrite::Nothing),
+                    },
+                    PresenceRole::CheckIn => {
+                        let (outcome, write) =
+                            self.decide_check_in(&e.event, customer.as_ref(), l).await?;
+                        (Some(l), outcome, write)
+                    }
+                },
+            };
+            store
+                .record_presence(
+                    &e.event.event_id,
+                    key.as_deref(),
+                    location.map(|l| l.id.as_str()),
+                    outcome,
+                    &write,
+                    now,
+                )
+                .await?;
+        }
+        Ok(count)
+    }
+
+    async fn decide_check_in(
+        &self,
+        e: &NewDoorEvent,
+        customer: Option<&Id>,
+        location: &Location,
+    ) -> Result<(&'static str, PresenceWrite), StoreError> {
+        let store = &self.reconciler.store;
+        let at = e.occurred_at;
+        let date = local_date(at, &location.timezone.tz());
+        let inputs = match customer {
+            Some(id) => store.customer_inputs(id, at).await?,
+            None => None,
+        };
+        let day = match customer {
+            Some(id) => {
+                store
+                    .presence_day(id.as_str(), location.id.as_str(), &date)
+                    .await?
+            }
+            None => Default::default(),
+        };
+        let days_used: BTreeMap<Id, u32> = day
+            .days_used
+            .iter()
+            .filter_map(|(g, n)| Id::parse(g).ok().map(|g| (g, *n)))
+            .collect();
+        let decided = check_in(
+            at,
+            &CheckInContext {
+                location,
+                inputs: inputs.as_ref(),
+                days_used: &days_used,
+                covered_today: day.covered_today,
+            },
+        );
+        Ok(match decided {
+            Ok(covered) => {
+                let (kind, id, pass_day) = match covered {
+                    Covered::Booking { booking_id } => ("booking", Some(booking_id), None),
+                    Covered::Contract { contract_id } => ("contract", Some(contract_id), None),
+                    Covered::Pass { pass_grant_id } => ("pass", Some(pass_grant_id), None),
+                    Covered::PassDay { pass_grant_id } => (
+                        "pass_day",
+                        Some(pass_grant_id.clone()),
+                        Some(pass_grant_id.to_string()),
+                    ),
+                    Covered::SameDay => ("same_day", None, None),
+                };
+                (
+                    "check_in",
+                    PresenceWrite::CheckIn {
+                        checkin: Checkin {
+                            id: e.event_id.clone(),
+                            customer_id: customer.map(Id::to_string).unwrap_or_default(),
+                            location_id: location.id.to_string(),
+                            local_date: date,
+                            checked_in_at: at,
+                            checked_out_at: None,
+                            covered_kind: kind.into(),
+                            covered_id: id.map(|i| i.to_string()),
+                        },
+                        pass_day,
+                    },
+                )
+            }
+            Err(reason) => (
+                "failed_check_in",
+                PresenceWrite::Failed(FailedCheckin {
+                    id: e.event_id.clone(),
+                    customer_id: customer.map(Id::to_string),
+                    provider_user_id: e.provider_user_id.clone(),
+                    location_id: location.id.to_string(),
+                    at,
+                    reason: reason.as_str().into(),
+                }),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_check_ins_close_at_the_local_midnight() {
+        let tz = TimeZone::get("Europe/London").unwrap();
+        // 1 July in London begins at 23:00 UTC on 30 June (summer time).
+        assert_eq!(
+            midnight_after("2026-06-30", &tz),
+            Some("2026-06-30T23:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            local_date("2026-06-30T23:30:00Z".parse().unwrap(), &tz),
+            "2026-07-01"
+        );
+    }
+}

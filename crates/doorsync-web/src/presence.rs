@@ -1,0 +1,170 @@
+//! Presence read models: who is in now, check-ins (with what covered each), failed check-ins
+//! (with the reason), and the door events they came from.
+
+use crate::AppState;
+use crate::api::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::error::ApiError;
+use crate::input;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use doorsync_store::{Kind, PresenceFilter, Record, parse_cursor};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+struct ListQuery {
+    filter: PresenceFilter,
+    limit: u32,
+    before: Option<(i64, String)>,
+}
+
+fn list_query(
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<ListQuery, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
+    let mut out = ListQuery {
+        filter: PresenceFilter::default(),
+        limit: DEFAULT_LIMIT,
+        before: None,
+    };
+    let instant = |k: &str, v: &str| {
+        v.parse::<Timestamp>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                k.to_owned(),
+                "an RFC 3339 instant, e.g. 2026-06-01T09:00:00Z",
+            )
+        })
+    };
+    for (k, v) in q {
+        input::no_control(k.clone(), &v)?;
+        match k.as_str() {
+            "customer_id" => out.filter.customer_id = Some(v),
+            "location_id" => out.filter.location_id = Some(v),
+            "since" => out.filter.since = Some(instant(&k, &v)?),
+            "until" => out.filter.until = Some(instant(&k, &v)?),
+            "limit" => {
+                out.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            "limit",
+                            format!("limit is 1 to {MAX_LIMIT}"),
+                        )
+                    })?
+            }
+            "cursor" => {
+                out.before = Some(parse_cursor(&v).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        "cursor",
+                        "use the next_cursor of the previous page",
+                    )
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    other.to_owned(),
+                    "unknown query parameter; use customer_id, location_id, since, until, limit, cursor",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A page of `items` (one more than asked tells there is a next page), with its cursor.
+fn paged<T: serde::Serialize>(
+    mut items: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> (Timestamp, String),
+) -> Json<Value> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = more
+        .then(|| items.last().map(&key))
+        .flatten()
+        .map(|(t, id)| format!("{}:{id}", t.as_millisecond()));
+    Json(json!({ "items": items, "next_cursor": next }))
+}
+
+pub async fn checkins(
+    State(st): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = list_query(query)?;
+    let items = st.store.checkins(&q.filter, q.before, q.limit + 1).await?;
+    Ok(paged(items, q.limit, |c| (c.checked_in_at, c.id.clone())))
+}
+
+pub async fn failed_checkins(
+    State(st): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = list_query(query)?;
+    let items = st
+        .store
+        .failed_checkins(&q.filter, q.before, q.limit + 1)
+        .await?;
+    Ok(paged(items, q.limit, |f| (f.at, f.id.clone())))
+}
+
+pub async fn door_events(
+    State(st): State<AppState>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = list_query(query)?;
+    let items = st
+        .store
+        .door_events(&q.filter, q.before, q.limit + 1)
+        .await?;
+    Ok(paged(items, q.limit, |e| {
+        (e.event.occurred_at, e.event.event_id.clone())
+    }))
+}
+
+/// Who is in now: the check-ins still open today (the location's day) at each location.
+pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = st.clock.now();
+    let mut dates = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = st.store.list(Kind::Location, after.as_deref(), 500).await?;
+        let n = page.len();
+        after = page.last().map(Record::key);
+        for r in page {
+            if let Record::Location(l) = r {
+                let date = now.to_zoned_datetime(l.timezone.tz()).date().to_string();
+                dates.insert(l.id.to_string(), date);
+                names.insert(l.id.to_string(), l.name);
+            }
+        }
+        if n < 500 {
+            break;
+        }
+    }
+    let open = st.store.open_checkins_on(&dates).await?;
+    let locations: Vec<Value> = dates
+        .iter()
+        .map(|(id, date)| {
+            let here: Vec<Value> = open
+                .iter()
+                .filter(|c| &c.location_id == id)
+                .map(|c| {
+                    json!({"customer_id": c.customer_id, "checked_in_at": c.checked_in_at,
+                           "covered_kind": c.covered_kind, "covered_id": c.covered_id})
+                })
+                .collect();
+            json!({"location_id": id, "name": names.get(id), "local_date": date,
+                   "count": here.len(), "present": here})
+        })
+        .collect();
+    Ok(Json(json!({ "at": now, "locations": locations })))
+}

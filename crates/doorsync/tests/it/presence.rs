@@ -1,0 +1,166 @@
+//! Presence over real HTTP with brivo-sim: swipes at a check-in door become check-ins (covered
+//! by a booking, or by a day of a pass, once a day), at a check-out door check-outs, and an
+//! unknown user's entry a failed check-in; events read again are kept once.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use testkit::Backend;
+use testkit::sync::SyncApp;
+
+async fn swipe(s: &SyncApp, user: &str, door: u64) {
+    let res = s
+        .http
+        .post(format!("{}/__sim/swipe", s.sim.base_url()))
+        .json(&json!({"user_id": user.parse::<u64>().unwrap(), "access_point_id": door}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+async fn user_of(s: &SyncApp, customer: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s
+            .app
+            .get_json(&format!("/api/v1/customers/{customer}/access"))
+            .await;
+        if let Some(u) = v["provider"][0]["user_id"].as_str() {
+            return u.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{customer} got no Brivo user: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn items(s: &SyncApp, path: &str) -> Vec<Value> {
+    let (status, v) = s.app.get_json(path).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
+        return;
+    };
+    let site = s.brivo.list_sites(None).await.unwrap()[0].id;
+    let doors = s.brivo.list_access_points(None).await.unwrap();
+    let door = |name: &str| {
+        doors
+            .iter()
+            .find(|d| d.name == name && d.site_id == Some(site))
+            .unwrap_or_else(|| panic!("no door {name}"))
+            .id
+    };
+    let (front, floor) = (door("Front Door"), door("Floor 1 Door"));
+    for (id, provider, role) in [("front", front, "check_in"), ("floor", floor, "check_out")] {
+        s.put_ok(
+            &format!("/api/v1/doors/{id}"),
+            json!({"location_id": "hq", "name": id, "presence_role": role, "provider_door_id": provider.to_string()}),
+        )
+        .await;
+    }
+    // Ana has a booking now; Ben a pass with one day.
+    let now = jiff::Timestamp::now();
+    let hour = jiff::SignedDuration::from_hours(1);
+    s.customer("ana").await;
+    s.put_ok(
+        "/api/v1/bookings/ana-1",
+        json!({"customer_id": "ana", "resource_id": "room-1", "start": now.checked_sub(hour).unwrap(), "end": now.checked_add(hour).unwrap()}),
+    )
+    .await;
+    s.customer("ben").await;
+    s.put_ok(
+        "/api/v1/pass-grants/ben-1",
+        json!({"customer_id": "ben", "pass_id": "day-pass", "valid_from": now.checked_sub(hour).unwrap(), "valid_until": now.checked_add(hour * 48).unwrap(), "uses": 1}),
+    )
+    .await;
+    let (ana, ben) = (user_of(&s, "ana").await, user_of(&s, "ben").await);
+    swipe(&s, &ana, front).await;
+    swipe(&s, &ben, front).await;
+    swipe(&s, &ben, front).await;
+    // A user doorsync does not know (the account's staff).
+    let stranger = s
+        .brivo
+        .list_users(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.external_id.is_none())
+        .expect("a user doorsync did not make")
+        .id
+        .to_string();
+    swipe(&s, &stranger, front).await;
+    assert!(
+        s.eventually(Duration::from_secs(20), || async {
+            items(&s, "/api/v1/checkins").await.len() == 3
+                && items(&s, "/api/v1/failed-checkins").await.len() == 1
+        })
+        .await,
+        "checkins {:?} failed {:?}",
+        items(&s, "/api/v1/checkins").await,
+        items(&s, "/api/v1/failed-checkins").await
+    );
+    let ana_in = items(&s, "/api/v1/checkins?customer_id=ana").await;
+    assert_eq!(ana_in.len(), 1);
+    assert_eq!(ana_in[0]["covered_kind"], "booking");
+    assert_eq!(ana_in[0]["covered_id"], "ana-1");
+    let ben_in = items(&s, "/api/v1/checkins?customer_id=ben").await;
+    let kinds: Vec<&str> = ben_in
+        .iter()
+        .map(|c| c["covered_kind"].as_str().unwrap())
+        .collect();
+    // Newest first: the second entry of the day costs no day.
+    assert_eq!(kinds, ["same_day", "pass_day"]);
+    let failed = items(&s, "/api/v1/failed-checkins").await;
+    assert_eq!(failed[0]["reason"], "not_a_customer");
+    assert_eq!(failed[0]["provider_user_id"], stranger);
+    let (_, presence) = s.app.get_json("/api/v1/presence").await;
+    assert_eq!(presence["locations"][0]["count"], 3, "{presence}");
+    // Ana leaves through the check-out door.
+    swipe(&s, &ana, floor).await;
+    assert!(
+        s.eventually(Duration::from_secs(20), || async {
+            items(&s, "/api/v1/checkins?customer_id=ana").await[0]["checked_out_at"].is_string()
+        })
+        .await
+    );
+    let (_, presence) = s.app.get_json("/api/v1/presence").await;
+    assert_eq!(presence["locations"][0]["count"], 2, "{presence}");
+    // Every event is kept once, though the reads overlap; each says what it became.
+    let events = items(&s, "/api/v1/door-events?limit=100").await;
+    assert_eq!(events.len(), 5, "{events:?}");
+    let outcomes: Vec<&str> = events
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "check_out",
+            "failed_check_in",
+            "check_in",
+            "check_in",
+            "check_in"
+        ]
+    );
+    assert_eq!(items(&s, "/api/v1/checkins").await.len(), 3);
+    // Paging and filters.
+    let (_, page) = s.app.get_json("/api/v1/door-events?limit=2").await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, next) = s
+        .app
+        .get_json(&format!("/api/v1/door-events?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(next["items"][0]["outcome"], "check_in");
+    let (status, _) = s.app.get_json("/api/v1/checkins?since=yesterday").await;
+    assert_eq!(status, 400);
+    let (status, _) = s.app.get_json("/api/v1/checkins?colour=red").await;
+    assert_eq!(status, 400);
+    s.stop().await;
+}
+
+testkit::on_both_backends!(swipes_become_check_ins_check_outs_and_failed_check_ins);
