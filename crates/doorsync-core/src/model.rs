@@ -294,4 +294,7 @@ pub struct Door {
     /// The provider's id of the access point this door is.
     #[serde(default)]
     pub provider_door_id: Option<ProviderId>,
+    /// When the provider stopped listing it: kept, with its history, but no longer read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_at: Option<Timestamp>,
 }

@@ -225,10 +225,101 @@ pub async fn sync_directory(
     r.store
         .replace_directory(c, "site", &entries(sites))
         .await?;
-    r.store
-        .replace_directory(c, "door", &entries(doors))
-        .await?;
+    let doors = entries(doors);
+    r.store.replace_directory(c, "door", &doors).await?;
+    sync_doors(r, connection, &doors).await?;
     Ok(counts)
+}
+
+/// Keeps a `doors` record for every door of a site that one of the connection's locations is:
+/// a new door comes with no presence role, a renamed one takes its new name, and one the
+/// provider no longer lists is marked gone (never deleted: its events stay explained).
+async fn sync_doors(
+    r: &Reconciler,
+    connection: &Connection,
+    doors: &[DirectoryEntry],
+) -> Result<(), ReconcileError> {
+    let now = r.clock.now();
+    let mut locations = std::collections::BTreeMap::new();
+    let mut existing = std::collections::BTreeMap::new();
+    for kind in [Kind::Location, Kind::Door] {
+        let mut after: Option<String> = None;
+        loop {
+            let page = r.store.list(kind, after.as_deref(), 500).await?;
+            let n = page.len();
+            after = page.last().map(Record::key);
+            for rec in page {
+                match rec {
+                    Record::Location(l) if l.connection_id.as_ref() == Some(&connection.id) => {
+                        if let Some(site) = l.site_id.clone() {
+                            locations.insert(site, l.id.clone());
+                        }
+                    }
+                    Record::Door(d) => {
+                        if let Some(p) = d.provider_door_id.clone() {
+                            existing.insert(p, d);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if n < 500 {
+                break;
+            }
+        }
+    }
+    let ours: BTreeSet<Id> = locations.values().cloned().collect();
+    let mut ops = vec![];
+    let listed: BTreeSet<&str> = doors.iter().map(|d| d.provider_id.as_str()).collect();
+    for d in doors {
+        let Some(location) = d.parent_id.as_ref().and_then(|s| locations.get(s)) else {
+            continue;
+        };
+        let door = match existing.get(&d.provider_id) {
+            Some(old) => {
+                if old.name == d.name && old.gone_at.is_none() && &old.location_id == location {
+                    continue;
+                }
+                doorsync_core::Door {
+                    name: d.name.clone(),
+                    location_id: location.clone(),
+                    gone_at: None,
+                    ..old.clone()
+                }
+            }
+            None => {
+                let Ok(id) = Id::parse(&format!("{}:door:{}", connection.id, d.provider_id)) else {
+                    continue;
+                };
+                doorsync_core::Door {
+                    id,
+                    location_id: location.clone(),
+                    name: d.name.clone(),
+                    presence_role: doorsync_core::PresenceRole::None,
+                    provider_door_id: Some(d.provider_id.clone()),
+                    gone_at: None,
+                }
+            }
+        };
+        ops.push(doorsync_store::BatchOp::Put(Box::new(Record::Door(door))));
+    }
+    for (p, d) in &existing {
+        if ours.contains(&d.location_id) && d.gone_at.is_none() && !listed.contains(p.as_str()) {
+            let gone = doorsync_core::Door {
+                gone_at: Some(now),
+                ..d.clone()
+            };
+            ops.push(doorsync_store::BatchOp::Put(Box::new(Record::Door(gone))));
+        }
+    }
+    if !ops.is_empty() {
+        for result in r.store.apply_batch(ops, now, false).await? {
+            if let Err(e) = result {
+                tracing::warn!(connection = %connection.id, error = %e, "keeping a door failed");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the record is a connection the engine should work for.

@@ -479,6 +479,7 @@ impl Collection for Doors {
                 ),
                 None => None,
             },
+            gone_at: None,
         }))
     }
 }

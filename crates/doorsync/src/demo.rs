@@ -294,6 +294,7 @@ async fn seed(
                 name: door.name,
                 presence_role: PresenceRole::CheckIn,
                 provider_door_id: Some(door.id.to_string()),
+                gone_at: None,
             }))
             .await?;
         }

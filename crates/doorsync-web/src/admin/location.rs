@@ -801,6 +801,7 @@ pub(super) async fn apply(
             name,
             presence_role: role,
             provider_door_id: Some(door),
+            gone_at: None,
         }))));
     }
     if ops.is_empty() {

@@ -56,12 +56,34 @@ async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backen
             .id
     };
     let (front, floor) = (door("Front Door"), door("Floor 1 Door"));
-    for (id, provider, role) in [("front", front, "check_in"), ("floor", floor, "check_out")] {
-        s.put_ok(
-            &format!("/api/v1/doors/{id}"),
-            json!({"location_id": "hq", "name": id, "presence_role": role, "provider_door_id": provider.to_string()}),
-        )
-        .await;
+    // Reading the directory made a door record for every door of the location's site, with no
+    // role; the operator gives two of them one.
+    let at_site = doors.iter().filter(|d| d.site_id == Some(site)).count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let synced = loop {
+        let synced = items(&s, "/api/v1/doors?limit=100").await;
+        if synced.len() == at_site {
+            break synced;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "doors: {synced:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (provider, role) in [(front, "check_in"), (floor, "check_out")] {
+        let d = synced
+            .iter()
+            .find(|d| d["provider_door_id"].as_str() == Some(provider.to_string().as_str()))
+            .expect("a synced door");
+        assert_eq!(d["presence_role"], "none");
+        assert_eq!(d["location_id"], "hq");
+        let id = d["id"].as_str().unwrap();
+        let (status, body) = s
+            .app
+            .patch_json(
+                &format!("/api/v1/doors/{id}"),
+                json!({"presence_role": role}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
     }
     // Ana has a booking now; Ben a pass with one day.
     let now = jiff::Timestamp::now();
