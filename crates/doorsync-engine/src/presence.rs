@@ -209,7 +209,7 @@ impl Engine {
         let day = match customer {
             Some(id) => {
                 store
-                    .presence_day(id.as_str(), location.id.as_str(), &date)
+                    .presence_day(id.as_str(), location.id.as_str(), &date, at)
                     .await?
             }
             None => Default::default(),

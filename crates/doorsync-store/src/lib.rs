@@ -356,6 +356,7 @@ pub trait Store: Send + Sync + 'static {
         customer: &str,
         location: &str,
         local_date: &str,
+        at: Timestamp,
     ) -> Result<PresenceDay>;
     /// Records what presence made of an event and marks it processed; `false` when it had been.
     #[allow(clippy::too_many_arguments)]

@@ -80,7 +80,8 @@ pub enum PresenceWrite {
 pub struct PresenceDay {
     /// Days used of each of the customer's pass grants with a day count.
     pub days_used: BTreeMap<String, u32>,
-    /// A covered check-in at the location on that local date already.
+    /// A covered check-in at the location on that local date, at or before the instant asked
+    /// about (an event reported late is judged by what came before it).
     pub covered_today: bool,
 }
 
@@ -163,6 +164,7 @@ pub(crate) async fn day(
     customer: &str,
     location: &str,
     local_date: &str,
+    at: Timestamp,
 ) -> Result<PresenceDay> {
     let mut out = PresenceDay::default();
     for r in sqlx::query(
@@ -178,11 +180,13 @@ pub(crate) async fn day(
             .insert(r.try_get(0)?, r.try_get::<i64, _>(1)?.max(0) as u32);
     }
     out.covered_today = sqlx::query(
-        "SELECT 1 FROM checkins WHERE customer_id = $1 AND location_id = $2 AND local_date = $3",
+        "SELECT 1 FROM checkins WHERE customer_id = $1 AND location_id = $2 AND local_date = $3
+            AND checked_in_at <= $4",
     )
     .bind(customer)
     .bind(location)
     .bind(local_date)
+    .bind(ms(at))
     .fetch_optional(&store.pool)
     .await?
     .is_some();

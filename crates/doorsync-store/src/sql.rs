@@ -871,8 +871,9 @@ impl Store for SqlStore {
         customer: &str,
         location: &str,
         local_date: &str,
+        at: Timestamp,
     ) -> Result<PresenceDay> {
-        crate::presence::day(self, customer, location, local_date).await
+        crate::presence::day(self, customer, location, local_date, at).await
     }
 
     async fn record_presence(

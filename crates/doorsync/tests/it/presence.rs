@@ -43,7 +43,7 @@ async fn items(s: &SyncApp, path: &str) -> Vec<Value> {
 }
 
 async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backend) {
-    let Some(s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
+    let Some(mut s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
         return;
     };
     let site = s.brivo.list_sites(None).await.unwrap()[0].id;
@@ -152,9 +152,53 @@ async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backen
     );
     let (_, presence) = s.app.get_json("/api/v1/presence").await;
     assert_eq!(presence["locations"][0]["count"], 2, "{presence}");
+    // Downtime: doorsync stops; a swipe two hours back is reported late; doorsync comes back
+    // with its last read three hours ago and reads the gap, across hour windows.
+    s.run.take().expect("engine").stop().await;
+    let store: &dyn doorsync_store::Store = s.app.store.as_ref();
+    store
+        .set_event_cursor("brivo", now.checked_sub(hour * 3).unwrap())
+        .await
+        .unwrap();
+    let res = s
+        .http
+        .post(format!("{}/__sim/swipe", s.sim.base_url()))
+        .json(
+            &json!({"user_id": ana.parse::<u64>().unwrap(), "access_point_id": front,
+                      "occurred": now.checked_sub(hour * 2).unwrap()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    s.run = Some(testkit::sync::EngineRun::start(
+        s.app.engine.clone().expect("engine"),
+    ));
+    assert!(
+        s.eventually(Duration::from_secs(20), || async {
+            items(&s, "/api/v1/failed-checkins?customer_id=ana")
+                .await
+                .len()
+                == 1
+        })
+        .await,
+        "the missed event was read: {:?}",
+        items(&s, "/api/v1/door-events?limit=100")
+            .await
+            .iter()
+            .map(|e| (
+                e["occurred_at"].clone(),
+                e["outcome"].clone(),
+                e["subject"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    let late = items(&s, "/api/v1/failed-checkins?customer_id=ana").await;
+    // Her booking began an hour ago: two hours ago it had not started.
+    assert_eq!(late[0]["reason"], "booking_not_started", "{late:?}");
     // Every event is kept once, though the reads overlap; each says what it became.
     let events = items(&s, "/api/v1/door-events?limit=100").await;
-    assert_eq!(events.len(), 5, "{events:?}");
+    assert_eq!(events.len(), 6, "{events:?}");
     let outcomes: Vec<&str> = events
         .iter()
         .map(|e| e["outcome"].as_str().unwrap_or(""))
@@ -166,7 +210,8 @@ async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backen
             "failed_check_in",
             "check_in",
             "check_in",
-            "check_in"
+            "check_in",
+            "failed_check_in"
         ]
     );
     assert_eq!(items(&s, "/api/v1/checkins").await.len(), 3);
