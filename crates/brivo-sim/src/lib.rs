@@ -183,6 +183,24 @@ impl SimHandle {
         self.sim.read(|s| s.user_history.clone())
     }
 
+    /// A user presents their credential at an access point now, as `POST /__sim/swipe` does:
+    /// the event is recorded (granted or denied by the user's groups) and sent to the event
+    /// subscriptions. `false` when there is no such access point.
+    pub fn swipe(&self, user_id: u64, access_point_id: u64) -> bool {
+        let now = jiff::Timestamp::now();
+        let event = self.sim.write(|s| {
+            let ap = s.access_points.get(&access_point_id).cloned()?;
+            Some(events::record_swipe(s, user_id, &ap, now))
+        });
+        match event {
+            Some(e) => {
+                events::dispatch(&self.sim, &e);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops accepting connections, lets in-flight requests finish (up to a few seconds), and
     /// waits for the server task.
     pub async fn shutdown(self) {

@@ -671,6 +671,26 @@ async fn the_demo_converges_and_survives_kill_9() {
         }
     }
     assert!(creates.values().all(|n| *n == 1), "{creates:?}");
+    // Simulated swipes at the front door (a check-in door) fill presence: members' check-ins,
+    // and a member of staff's failed check-in.
+    for (path, what) in [
+        ("/api/v1/checkins", "a check-in"),
+        ("/api/v1/failed-checkins", "a failed check-in"),
+    ] {
+        wait_for(what, || async {
+            let Ok(res) = client
+                .get(format!("{}{path}", demo.api))
+                .bearer_auth(&demo.token)
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let v: serde_json::Value = res.json().await.unwrap_or_default();
+            v["items"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    }
     Command::new("kill")
         .args(["-TERM", &demo.child.0.id().to_string()])
         .status()
