@@ -250,7 +250,7 @@ fn engine(backend: Backend, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc
 
 pub async fn run(o: &Options) -> anyhow::Result<Value> {
     let backend = o.backend;
-    let s = SyncApp::spawn_with(backend, "PT1S", "PT1S", move |store, clock| {
+    let s = SyncApp::spawn_with(backend, "PT1S", "PT1S", move |store, clock, _base| {
         engine(backend, store, clock)
     })
     .await

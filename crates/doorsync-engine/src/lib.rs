@@ -56,6 +56,10 @@ pub struct EngineConfig {
     /// How often door events are read from the provider (the fallback to the webhook, and what
     /// fills the gap after downtime).
     pub event_poll_interval: Duration,
+    /// Where the provider reaches this service (`https://doorsync.example.com`): each enabled
+    /// connection gets an event subscription delivering to `{public_url}/hooks/brivo/SECRET`.
+    /// Without it, door events are only polled.
+    pub public_url: Option<String>,
     /// A subject's retries back off from this, doubling per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -86,6 +90,7 @@ impl Default for EngineConfig {
             audit_max_interval: Duration::from_secs(24 * 3600),
             directory_interval: Duration::from_secs(600),
             event_poll_interval: Duration::from_secs(10),
+            public_url: None,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             pause_base: Duration::from_secs(2),

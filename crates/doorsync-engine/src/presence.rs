@@ -18,6 +18,28 @@ const LATE_ARRIVALS: SignedDuration = SignedDuration::from_mins(5);
 /// Events processed per round.
 const ROUND: u32 = 500;
 
+/// A provider's event as the store keeps it.
+pub fn door_event(e: crate::provider::RemoteEvent) -> NewDoorEvent {
+    NewDoorEvent {
+        event_id: e.id,
+        occurred_at: e.occurred,
+        provider_door_id: e.door_id,
+        door_name: e.door_name,
+        provider_user_id: e.user_id,
+        granted: e.granted,
+        action: e.action,
+    }
+}
+
+/// The hash a webhook secret is kept and found by (the secret itself is only in the URL).
+pub fn hook_hash(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn local_date(at: Timestamp, tz: &TimeZone) -> String {
     at.to_zoned_datetime(tz.clone()).date().to_string()
 }
@@ -32,6 +54,60 @@ fn midnight_after(date: &str, tz: &TimeZone) -> Option<Timestamp> {
 }
 
 impl Engine {
+    /// Subscribes the webhook to the connection's events when the service has a public address
+    /// and the connection no subscription to it yet (a changed address replaces the old one).
+    pub(crate) async fn subscribe_if_needed(&self, connection: &Connection, now: Timestamp) {
+        let Some(base) = self.config.public_url.as_deref() else {
+            return;
+        };
+        let base = base.trim_end_matches('/');
+        let store = &self.reconciler.store;
+        let c = connection.id.as_str();
+        let existing = match store.event_subscription(c).await {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        if existing.as_ref().is_some_and(|(url, _)| url == base) {
+            return;
+        }
+        let work = async {
+            let provider = self
+                .reconciler
+                .providers
+                .provider(connection)
+                .map_err(reconcile::on(c))?;
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| {
+                reconcile::on(c)(crate::provider::ProviderError::new(
+                    crate::provider::ErrorKind::Rejected,
+                    format!("no randomness: {e}"),
+                ))
+            })?;
+            let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let url = format!("{base}/hooks/brivo/{secret}");
+            let id = provider
+                .subscribe_events(&format!("doorsync {c}"), &url)
+                .await
+                .map_err(reconcile::on(c))?;
+            store
+                .save_event_subscription(c, &hook_hash(&secret), base, &id, now)
+                .await?;
+            if let Some((_, old)) = &existing
+                && let Err(e) = provider.unsubscribe_events(old).await
+            {
+                tracing::warn!(connection = c, error = %e, "ending the old event subscription failed");
+            }
+            tracing::info!(connection = c, subscription = %id, "door events subscribed");
+            Ok::<_, ReconcileError>(())
+        };
+        if let Some(Err(e)) = self
+            .with_work_lease(&format!("subscription:{c}"), work)
+            .await
+        {
+            tracing::warn!(connection = c, error = %e, "subscribing to door events failed");
+        }
+    }
+
     /// Reads a connection's new access events when its poll interval has passed.
     pub(crate) async fn events_if_due(&self, connection: &Connection, now: Timestamp) {
         let store = &self.reconciler.store;
@@ -68,18 +144,7 @@ impl Engine {
             .access_events(from, now)
             .await
             .map_err(reconcile::on(c))?;
-        let events: Vec<NewDoorEvent> = events
-            .into_iter()
-            .map(|e| NewDoorEvent {
-                event_id: e.id,
-                occurred_at: e.occurred,
-                provider_door_id: e.door_id,
-                door_name: e.door_name,
-                provider_user_id: e.user_id,
-                granted: e.granted,
-                action: e.action,
-            })
-            .collect();
+        let events: Vec<NewDoorEvent> = events.into_iter().map(door_event).collect();
         let added = r.store.save_door_events(c, &events, now).await?;
         r.store.set_event_cursor(c, now).await?;
         Ok(added)

@@ -187,6 +187,17 @@ pub trait Provider: Send + Sync {
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    /// Subscribes `url` to the account's access events; returns the subscription's id.
+    async fn subscribe_events(&self, _name: &str, _url: &str) -> ProviderResult<String> {
+        Err(ProviderError::new(
+            ErrorKind::Rejected,
+            "this provider has no event subscriptions",
+        ))
+    }
+    /// Ends an event subscription (one already gone is no error).
+    async fn unsubscribe_events(&self, _id: &str) -> ProviderResult<()> {
+        Ok(())
+    }
     /// Access events that occurred in `[from, to)`, oldest first.
     async fn access_events(
         &self,

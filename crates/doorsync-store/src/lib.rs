@@ -398,6 +398,21 @@ pub trait Store: Send + Sync + 'static {
     async fn event_cursor(&self, connection: &str) -> Result<Option<Timestamp>>;
     async fn set_event_cursor(&self, connection: &str, at: Timestamp) -> Result<()>;
 
+    /// A connection's event subscription: the public address it delivers to, and its
+    /// provider id.
+    async fn event_subscription(&self, connection: &str) -> Result<Option<(String, String)>>;
+    /// Keeps a connection's (new) event subscription, replacing the one before.
+    async fn save_event_subscription(
+        &self,
+        connection: &str,
+        secret_hash: &str,
+        url: &str,
+        provider_id: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The connection whose webhook secret hashes to this.
+    async fn hook_connection(&self, secret_hash: &str) -> Result<Option<String>>;
+
     /// How many dashboard administrators exist (none: the first run asks for one).
     async fn admin_count(&self) -> Result<i64>;
     /// `None` when an administrator with that e-mail exists already.

@@ -67,6 +67,11 @@ const SQLITE: &[Migration] = &[
         name: "presence",
         sql: include_str!("../migrations/sqlite/0011_presence.sql"),
     },
+    Migration {
+        version: 12,
+        name: "event_subscriptions",
+        sql: include_str!("../migrations/sqlite/0012_event_subscriptions.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -124,6 +129,11 @@ const POSTGRES: &[Migration] = &[
         version: 11,
         name: "presence",
         sql: include_str!("../migrations/postgres/0011_presence.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "event_subscriptions",
+        sql: include_str!("../migrations/postgres/0012_event_subscriptions.sql"),
     },
 ];
 

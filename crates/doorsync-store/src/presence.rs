@@ -558,3 +558,54 @@ pub(crate) async fn set_cursor(store: &SqlStore, connection: &str, at: Timestamp
     .await?;
     Ok(())
 }
+
+/// A connection's event subscription: the public address it delivers to and the provider's id.
+pub(crate) async fn subscription(
+    store: &SqlStore,
+    connection: &str,
+) -> Result<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT url, provider_subscription_id FROM event_subscriptions WHERE connection_id = $1",
+    )
+    .bind(connection)
+    .fetch_optional(&store.pool)
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+pub(crate) async fn save_subscription(
+    store: &SqlStore,
+    connection: &str,
+    secret_hash: &str,
+    url: &str,
+    provider_id: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    sqlx::query("DELETE FROM event_subscriptions WHERE connection_id = $1")
+        .bind(connection)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO event_subscriptions (connection_id, secret_hash, url, provider_subscription_id,
+            created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(connection)
+    .bind(secret_hash)
+    .bind(url)
+    .bind(provider_id)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The connection whose webhook secret has this hash.
+pub(crate) async fn hook_connection(store: &SqlStore, secret_hash: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT connection_id FROM event_subscriptions WHERE secret_hash = $1")
+        .bind(secret_hash)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.map(|r| Ok(r.try_get(0)?)).transpose()
+}

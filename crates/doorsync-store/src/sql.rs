@@ -938,6 +938,26 @@ impl Store for SqlStore {
         crate::presence::set_cursor(self, connection, at).await
     }
 
+    async fn event_subscription(&self, connection: &str) -> Result<Option<(String, String)>> {
+        crate::presence::subscription(self, connection).await
+    }
+
+    async fn save_event_subscription(
+        &self,
+        connection: &str,
+        secret_hash: &str,
+        url: &str,
+        provider_id: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        crate::presence::save_subscription(self, connection, secret_hash, url, provider_id, now)
+            .await
+    }
+
+    async fn hook_connection(&self, secret_hash: &str) -> Result<Option<String>> {
+        crate::presence::hook_connection(self, secret_hash).await
+    }
+
     async fn admin_count(&self) -> Result<i64> {
         crate::admins::count(self).await
     }

@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route(
+            "/hooks/brivo/{secret}",
+            axum::routing::post(presence::brivo_hook),
+        )
         .merge(api)
         .merge(admin::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -168,3 +168,46 @@ pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiErro
         .collect();
     Ok(Json(json!({ "at": now, "locations": locations })))
 }
+
+/// Brivo's event webhook, `POST /hooks/brivo/{secret}`: the event is kept (once, by its id) in
+/// the store, which the engine then processes, and the answer is 200 at once (Brivo takes
+/// nothing else for success). A secret no subscription has is a plain 404, saying nothing more.
+pub async fn brivo_hook(
+    State(st): State<AppState>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let hash = doorsync_engine::presence::hook_hash(&secret);
+    let connection = match st.store.hook_connection(&hash).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook: the store did not answer");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let Ok(event) = serde_json::from_slice::<brivo_client::AccessEvent>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not an access event").into_response();
+    };
+    let Some(event) = doorsync_engine::brivo::remote_event(event) else {
+        return (StatusCode::BAD_REQUEST, "the event has no occurred instant").into_response();
+    };
+    let event = doorsync_engine::presence::door_event(event);
+    match st
+        .store
+        .save_door_events(&connection, &[event], st.clock.now())
+        .await
+    {
+        Ok(_) => {
+            st.wake();
+            (StatusCode::OK, "ok").into_response()
+        }
+        // Not kept: Brivo delivers again.
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook: keeping an event failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

@@ -16,6 +16,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// The longest a subject goes without a reconcile when nothing marks it due.
     pub resync_interval: std::time::Duration,
+    /// Where Brivo reaches this service, for its event webhook (`https://doorsync.example.com`).
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +28,7 @@ struct File {
     log: Option<String>,
     secret_key: Option<String>,
     resync_interval: Option<String>,
+    public_url: Option<String>,
 }
 
 impl Config {
@@ -55,8 +58,21 @@ impl Config {
             .with_context(|| {
                 format!("resync_interval: {resync:?} is not an ISO 8601 duration of a minute or more, such as PT4H")
             })?;
+        let public_url = env("DOORSYNC_PUBLIC_URL")
+            .filter(|v| !v.is_empty())
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url {
+            match url::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") && p.path() == "/" => {}
+                _ => bail!(
+                    "public_url: {u:?} is not an http or https address without a path, such as https://doorsync.example.com"
+                ),
+            }
+        }
         let config = Config {
             resync_interval,
+            public_url,
             database_url: pick(
                 "DOORSYNC_DATABASE_URL",
                 file.database_url,
@@ -126,6 +142,34 @@ mod tests {
         });
         assert!(c.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_public_url_is_an_address_without_a_path() {
+        let with = |v: &str| {
+            let v = v.to_owned();
+            Config::load(None, move |k| {
+                (k == "DOORSYNC_PUBLIC_URL").then(|| v.clone())
+            })
+        };
+        assert_eq!(
+            with("https://doorsync.example.com/")
+                .unwrap()
+                .public_url
+                .as_deref(),
+            Some("https://doorsync.example.com")
+        );
+        for bad in [
+            "doorsync.example.com",
+            "ftp://x.example",
+            "https://x.example/hooks",
+        ] {
+            assert!(
+                with(bad).unwrap_err().to_string().contains("public_url"),
+                "{bad}"
+            );
+        }
+        assert_eq!(with("").unwrap().public_url, None);
     }
 
     #[test]

@@ -163,8 +163,15 @@ pub async fn run(
     println!("api token: {token}");
     let feed = tokio::spawn(feed(store.clone()));
     let swiping = swipes(store.clone(), &sim);
+    // brivo-sim delivers door events to the demo's webhook as Brivo would.
+    let options = app::Options {
+        engine: doorsync_engine::EngineConfig {
+            public_url: Some(format!("http://{addr}")),
+            ..Default::default()
+        },
+    };
     let result = tokio::select! {
-        r = app::run(store, listener, app::Options::default(), shutdown) => r,
+        r = app::run(store, listener, options, shutdown) => r,
         () = swiping => Ok(()),
     };
     feed.abort();

@@ -460,6 +460,7 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let options = app::Options {
         engine: doorsync_engine::EngineConfig {
             resync_interval: config.resync_interval,
+            public_url: config.public_url.clone(),
             ..Default::default()
         },
     };

@@ -34,6 +34,7 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         audit_max_interval: Duration::from_secs(3600),
         directory_interval: Duration::from_secs(3600),
         event_poll_interval: Duration::from_millis(500),
+        public_url: None,
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_secs(1),
         pause_base: Duration::from_millis(200),
@@ -143,23 +144,27 @@ pub struct SyncApp {
 impl SyncApp {
     /// `lead` and `lag` are the location's buffers, e.g. "PT1S".
     pub async fn spawn(backend: Backend, lead: &str, lag: &str) -> Option<SyncApp> {
-        Self::spawn_with(backend, lead, lag, |store, clock| {
+        Self::spawn_with(backend, lead, lag, |store, clock, base| {
             Arc::new(Engine::new(
                 store,
                 clock,
                 factory(),
-                fast_engine("test-engine"),
+                EngineConfig {
+                    public_url: Some(base.to_owned()),
+                    ..fast_engine("test-engine")
+                },
             ))
         })
         .await
     }
 
-    /// As [`SyncApp::spawn`], with the engine `engine` makes on the app's store and clock.
+    /// As [`SyncApp::spawn`], with the engine `engine` makes on the app's store and clock (and
+    /// the app's address, for the event webhook).
     pub async fn spawn_with(
         backend: Backend,
         lead: &str,
         lag: &str,
-        engine: impl FnOnce(Arc<dyn doorsync_store::Store>, Arc<dyn Clock>) -> Arc<Engine>,
+        engine: impl FnOnce(Arc<dyn doorsync_store::Store>, Arc<dyn Clock>, &str) -> Arc<Engine>,
     ) -> Option<SyncApp> {
         let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -181,7 +186,9 @@ impl SyncApp {
         let account = sim.account();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine_clock = clock.clone();
-        let engine = move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock));
+        let base = format!("http://{app_addr}");
+        let engine =
+            move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock, &base));
         let app = App::spawn_on(app_listener, backend, Some(clock.clone()), engine).await?;
         let run = Some(EngineRun::start(app.engine.clone().expect("engine")));
         let brivo = sim_client(&sim);

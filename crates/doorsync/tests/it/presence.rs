@@ -215,6 +215,48 @@ async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backen
         ]
     );
     assert_eq!(items(&s, "/api/v1/checkins").await.len(), 3);
+    // brivo-sim also delivered each event to the webhook: one subscription, to this service.
+    let subs = s.brivo.list_event_subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    let hook = subs[0].url.clone();
+    assert!(
+        hook.starts_with(&format!("{}/hooks/brivo/", s.app.base)),
+        "{hook}"
+    );
+    // An event delivered twice more counts once still; a wrong secret learns nothing.
+    let events_before = items(&s, "/api/v1/door-events?limit=100").await.len();
+    let sim_events = s
+        .brivo
+        .access_event_pages(brivo_client::EventQuery::between(
+            now.checked_sub(hour).unwrap(),
+            jiff::Timestamp::now(),
+        ))
+        .all()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let res = s
+            .http
+            .post(&hook)
+            .json(&sim_events[0])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let wrong = s
+        .http
+        .post(format!("{}/hooks/brivo/{}", s.app.base, "0".repeat(64)))
+        .json(&sim_events[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    assert_eq!(wrong.text().await.unwrap(), "");
+    assert_eq!(
+        items(&s, "/api/v1/door-events?limit=100").await.len(),
+        events_before
+    );
     // Paging and filters.
     let (_, page) = s.app.get_json("/api/v1/door-events?limit=2").await;
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
