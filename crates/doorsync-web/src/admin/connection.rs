@@ -258,6 +258,7 @@ async fn connection_page(
     notice: Option<String>,
     error: Option<String>,
 ) -> PageResult {
+    let refused = error.is_some();
     let id = c.id.as_str();
     let groups = st.store.directory(id, "group").await?;
     let sites = st.store.directory(id, "site").await?;
@@ -334,14 +335,9 @@ async fn connection_page(
         sites_empty: sites.is_empty(),
         locations,
         c: view,
-        error: error.clone(),
+        error,
     };
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html(page)?).into_response())
+    html_or_refused(page, refused)
 }
 
 pub(super) async fn page(

@@ -227,16 +227,12 @@ pub(super) async fn create(
     body: Bytes,
 ) -> PageResult {
     let f = Form::parse(&body);
-    let Ok(id) = Id::parse(f.text("id").unwrap_or("")) else {
-        let e = "An id is 1 to 128 letters, digits, dots, colons or dashes.".to_owned();
-        return list_page(&st, &ctx, Some(e)).await;
-    };
-    let Some(name) = f.text("name").filter(|n| n.chars().count() <= 200) else {
-        return list_page(&st, &ctx, Some("Give the location a name.".into())).await;
-    };
-    let Ok(timezone) = Zone::parse(f.text("timezone").unwrap_or("")) else {
-        let e = "Give the time zone by its IANA name, such as Europe/London.".to_owned();
-        return list_page(&st, &ctx, Some(e)).await;
+    let checked = (f.id("id"), f.name("name"), f.zone("timezone"));
+    let (id, name, timezone) = match checked {
+        (Ok(id), Ok(name), Ok(zone)) => (id, name, zone),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return list_page(&st, &ctx, Some(e.to_owned())).await;
+        }
     };
     if st.store.get(Kind::Location, id.as_str()).await?.is_some() {
         return list_page(
@@ -248,7 +244,7 @@ pub(super) async fn create(
     }
     let loc = Location {
         id: id.clone(),
-        name: name.to_owned(),
+        name,
         timezone,
         connection_id: None,
         site_id: None,
@@ -268,15 +264,9 @@ pub(super) async fn add_item(
     let inv = inventory(&st, &id).await?;
     let f = Form::parse(&body);
     let fail = |e: &str| location_page(&st, &ctx, &inv, None, Some(e.to_owned()));
-    let Ok(item_id) = Id::parse(f.text("id").unwrap_or("")) else {
-        return fail("An id is 1 to 128 letters, digits, dots, colons or dashes.").await;
-    };
-    let Some(name) = f
-        .text("name")
-        .filter(|n| n.chars().count() <= 200)
-        .map(str::to_owned)
-    else {
-        return fail("Give it a name.").await;
+    let (item_id, name) = match (f.id("id"), f.name("name")) {
+        (Ok(id), Ok(name)) => (id, name),
+        (Err(e), _) | (_, Err(e)) => return fail(e).await,
     };
     let location_id = inv.location.id.clone();
     let record = match f.get("kind") {
@@ -336,11 +326,9 @@ pub(super) async fn edit(
     let inv = inventory(&st, &id).await?;
     let f = Form::parse(&body);
     let fail = |e: &str| location_page(&st, &ctx, &inv, None, Some(e.to_owned()));
-    let Some(name) = f.text("name").filter(|n| n.chars().count() <= 200) else {
-        return fail("Give the location a name.").await;
-    };
-    let Ok(timezone) = Zone::parse(f.text("timezone").unwrap_or("")) else {
-        return fail("Give the time zone by its IANA name, such as Europe/London.").await;
+    let (name, timezone) = match (f.name("name"), f.zone("timezone")) {
+        (Ok(name), Ok(zone)) => (name, zone),
+        (Err(e), _) | (_, Err(e)) => return fail(e).await,
     };
     let minutes = |k: &str| {
         f.text(k)
@@ -352,7 +340,7 @@ pub(super) async fn edit(
         return fail("The minutes before and after are 0 to 1440.").await;
     };
     let mut loc = inv.location.clone();
-    loc.name = name.to_owned();
+    loc.name = name;
     loc.timezone = timezone;
     loc.lead = lead;
     loc.lag = lag;
@@ -370,6 +358,7 @@ async fn location_page(
     notice: Option<String>,
     error: Option<String>,
 ) -> PageResult {
+    let refused = error.is_some();
     let loc = &inv.location;
     let (groups, doors, where_line) = match (&loc.connection_id, &loc.site_id) {
         (Some(c), Some(site)) => {
@@ -485,12 +474,7 @@ async fn location_page(
         sections,
         groups,
     };
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html(page)?).into_response())
+    html_or_refused(page, refused)
 }
 
 pub(super) async fn page(

@@ -150,6 +150,16 @@ pub(crate) fn html(t: impl Template) -> PageResult {
     Ok((html_headers(), t.render()?).into_response())
 }
 
+/// A page that shows a form's error answers 422, so that scripts and tests see the refusal.
+pub(crate) fn html_or_refused(t: impl Template, refused: bool) -> PageResult {
+    let status = if refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, html(t)?).into_response())
+}
+
 /// After a form: back to a page with GET (303), so a reload does not post again.
 pub(crate) fn see_other(to: &str) -> PageResult {
     Ok(Redirect::to(to).into_response())
@@ -423,5 +433,25 @@ impl Form {
 
     pub fn checked(&self, key: &str) -> bool {
         self.get(key).is_some()
+    }
+
+    /// The record id in `key`, or the words that say what one looks like.
+    pub fn id(&self, key: &str) -> Result<doorsync_core::Id, &'static str> {
+        doorsync_core::Id::parse(self.text(key).unwrap_or(""))
+            .map_err(|_| "An id is 1 to 128 letters, digits, dots, colons or dashes.")
+    }
+
+    /// A name of 1 to 200 characters in `key`.
+    pub fn name(&self, key: &str) -> Result<String, &'static str> {
+        self.text(key)
+            .filter(|n| n.chars().count() <= 200)
+            .map(str::to_owned)
+            .ok_or("Give it a name of up to 200 characters.")
+    }
+
+    /// A time zone by its IANA name in `key`.
+    pub fn zone(&self, key: &str) -> Result<doorsync_core::Zone, &'static str> {
+        doorsync_core::Zone::parse(self.text(key).unwrap_or(""))
+            .map_err(|_| "Give the time zone by its IANA name, such as Europe/London.")
     }
 }
