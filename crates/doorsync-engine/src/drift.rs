@@ -219,14 +219,10 @@ pub async fn sync_directory(
     };
     let (groups, sites, doors) = read.await.map_err(on(c))?;
     let counts = (groups.len(), sites.len(), doors.len());
+    let (groups, sites, doors) = (entries(groups), entries(sites), entries(doors));
     r.store
-        .replace_directory(c, "group", &entries(groups))
+        .replace_directories(c, &[("group", &groups), ("site", &sites), ("door", &doors)])
         .await?;
-    r.store
-        .replace_directory(c, "site", &entries(sites))
-        .await?;
-    let doors = entries(doors);
-    r.store.replace_directory(c, "door", &doors).await?;
     sync_doors(r, connection, &doors).await?;
     Ok(counts)
 }

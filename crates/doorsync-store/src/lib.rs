@@ -413,6 +413,13 @@ pub trait Store: Send + Sync + 'static {
     /// The connection whose webhook secret hashes to this.
     async fn hook_connection(&self, secret_hash: &str) -> Result<Option<String>>;
 
+    /// Replaces the directory entries of each kind given, in one transaction.
+    async fn replace_directories(
+        &self,
+        connection: &str,
+        kinds: &[(&str, &[DirectoryEntry])],
+    ) -> Result<()>;
+
     /// How many dashboard administrators exist (none: the first run asks for one).
     async fn admin_count(&self) -> Result<i64>;
     /// `None` when an administrator with that e-mail exists already.

@@ -199,29 +199,32 @@ pub(crate) async fn managed_groups(pool: &AnyPool, connection: &str) -> Result<B
     Ok(groups)
 }
 
+/// Replaces the directory entries of each kind given, in one transaction: a reader sees the
+/// groups, sites and doors of one read, never a mix of two.
 pub(crate) async fn replace_directory(
     pool: &AnyPool,
     connection: &str,
-    kind: &str,
-    entries: &[DirectoryEntry],
+    kinds: &[(&str, &[DirectoryEntry])],
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM provider_directory WHERE connection_id = $1 AND kind = $2")
-        .bind(connection)
-        .bind(kind)
-        .execute(&mut *tx)
-        .await?;
-    for e in entries {
-        sqlx::query(
-            "INSERT INTO provider_directory (connection_id, kind, provider_id, name, parent_id) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(connection)
-        .bind(kind)
-        .bind(e.provider_id.as_str())
-        .bind(e.name.as_str())
-        .bind(e.parent_id.clone())
-        .execute(&mut *tx)
-        .await?;
+    for (kind, entries) in kinds {
+        sqlx::query("DELETE FROM provider_directory WHERE connection_id = $1 AND kind = $2")
+            .bind(connection)
+            .bind(*kind)
+            .execute(&mut *tx)
+            .await?;
+        for e in *entries {
+            sqlx::query(
+                "INSERT INTO provider_directory (connection_id, kind, provider_id, name, parent_id) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(connection)
+            .bind(*kind)
+            .bind(e.provider_id.as_str())
+            .bind(e.name.as_str())
+            .bind(e.parent_id.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(())

@@ -958,6 +958,14 @@ impl Store for SqlStore {
         crate::presence::hook_connection(self, secret_hash).await
     }
 
+    async fn replace_directories(
+        &self,
+        connection: &str,
+        kinds: &[(&str, &[DirectoryEntry])],
+    ) -> Result<()> {
+        crate::mirror::replace_directory(&self.pool, connection, kinds).await
+    }
+
     async fn admin_count(&self) -> Result<i64> {
         crate::admins::count(self).await
     }
@@ -1203,7 +1211,7 @@ impl Store for SqlStore {
         kind: &str,
         entries: &[DirectoryEntry],
     ) -> Result<()> {
-        crate::mirror::replace_directory(&self.pool, connection, kind, entries).await
+        crate::mirror::replace_directory(&self.pool, connection, &[(kind, entries)]).await
     }
 
     async fn request_invitation(&self, subject: &Subject, now: Timestamp) -> Result<()> {

@@ -714,9 +714,18 @@ pub(super) async fn review(
     let mut details = vec![];
     for (kind, item, group) in &e.links {
         let was = inv.links.get(&(*kind, item.to_string())).cloned();
+        let item_name = match kind {
+            LinkKind::Pass => inv.passes.iter().find(|p| &p.id == item).map(|p| &p.name),
+            LinkKind::Resource => inv
+                .resources
+                .iter()
+                .find(|r| &r.id == item)
+                .map(|r| &r.name),
+            LinkKind::Desk => inv.desks.iter().find(|d| &d.id == item).map(|d| &d.name),
+        };
         details.push(format!(
-            "{} {item}: {} → {}",
-            kind.as_str(),
+            "{}: {} → {}",
+            item_name.map_or_else(|| item.to_string(), Clone::clone),
             group_name(&was),
             group_name(group)
         ));

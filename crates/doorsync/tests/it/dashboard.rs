@@ -808,6 +808,11 @@ async fn setting_up_a_space_against_brivo_sim(backend: Backend) {
         review.body
     );
     assert!(review.has("Check in"));
+    assert!(
+        review.has("Meeting Room 2: Meeting Room 2 → Meeting Room 3"),
+        "{}",
+        review.body
+    );
     // Nothing is applied before the confirmation.
     assert_eq!(s.members("Meeting Room 2").await, ["mia"]);
     let csrf = review.csrf();

@@ -1055,10 +1055,13 @@ async fn a_pass_grant_opens_and_closes_on_time_and_users_link_by_email(backend: 
     // The directory read from Brivo names the groups to link to.
     assert!(
         s.eventually(WAIT, || async {
+            // A read is whole once `read_at` is set: groups, sites and doors are each replaced
+            // in turn before it.
             let (_, d) = s.app.get_json("/api/v1/connections/brivo/directory").await;
-            d["groups"]
-                .as_array()
-                .is_some_and(|g| g.iter().any(|g| g["name"] == "Meeting Room 1"))
+            d["read_at"].is_string()
+                && d["groups"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|g| g["name"] == "Meeting Room 1"))
         })
         .await
     );
