@@ -19,6 +19,8 @@ pub struct Options {
     /// Groups the connection's directory lists, as a large Brivo account would.
     pub directory_groups: u64,
     pub doorsync: PathBuf,
+    /// Wait for the engine to settle before measuring.
+    pub settle: bool,
 }
 
 /// The `doorsync` binary beside this one (both built by the same `cargo build`).
@@ -167,7 +169,11 @@ pub async fn run(o: &Options) -> anyhow::Result<Value> {
     );
     let http = reqwest::Client::new();
     wait_ready(&http, &base, &mut server).await?;
-    let settle_seconds = settle(&http, &base, &token).await?;
+    let settle_seconds = if o.settle {
+        Some(settle(&http, &base, &token).await?)
+    } else {
+        None
+    };
     let mut rng = Rng::new(7);
     let customers = o.size.customers;
 

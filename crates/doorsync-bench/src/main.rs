@@ -98,6 +98,10 @@ enum Command {
         /// The doorsync binary [default: the one beside this binary]
         #[arg(long)]
         doorsync: Option<std::path::PathBuf>,
+        /// Measure at once instead of waiting for the engine to reconcile everyone a fresh load
+        /// made due: the requests then share the database with a busy engine (the worst case)
+        #[arg(long)]
+        no_settle: bool,
         /// Where the JSON report goes
         #[arg(long, default_value = "target/bench/api.json")]
         report: std::path::PathBuf,
@@ -242,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
             requests,
             directory_groups,
             doorsync,
+            no_settle,
             report,
         } => {
             let options = api::Options {
@@ -251,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
                 requests,
                 directory_groups,
                 doorsync: doorsync.unwrap_or_else(api::default_binary),
+                settle: !no_settle,
             };
             let out = api::run(&options).await?;
             write_report(&report, &out)?;
