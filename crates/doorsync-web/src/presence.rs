@@ -150,7 +150,15 @@ pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiErro
             break;
         }
     }
-    let open = st.store.open_checkins_on(&dates).await?;
+    // Who is in, once each: a second entry the same day leaves the first check-in open too.
+    let mut seen = std::collections::BTreeSet::new();
+    let open: Vec<_> = st
+        .store
+        .open_checkins_on(&dates)
+        .await?
+        .into_iter()
+        .filter(|c| seen.insert((c.location_id.clone(), c.customer_id.clone())))
+        .collect();
     let locations: Vec<Value> = dates
         .iter()
         .map(|(id, date)| {

@@ -212,6 +212,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/audit", get(ops::audit))
         .route("/admin/drift", get(ops::drift))
         .route("/admin/customers", get(ops::customers))
+        .route("/admin/presence", get(ops::presence))
         .route("/admin/customers/{id}", get(ops::customer))
         .route(
             "/admin/customers/{id}/resend-invitation",

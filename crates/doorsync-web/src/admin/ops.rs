@@ -805,3 +805,135 @@ pub(super) async fn resend_invitation(
         encode(cid.as_str())
     ))
 }
+
+/// Someone in now: customer id, name, since, covered by.
+type Present = (String, String, String, String);
+
+#[derive(Template)]
+#[template(path = "admin/presence.html")]
+struct PresencePage {
+    l: Layout,
+    zone: String,
+    /// Per location: its name and who is in (id, name, since, covered by).
+    locations: Vec<(String, Vec<Present>)>,
+    /// When, who, where, covered by, left.
+    checkins: Vec<(String, String, String, String, String)>,
+    /// When, who, where, why.
+    failed: Vec<(String, String, String, String)>,
+}
+
+fn reason_words(r: &str) -> &str {
+    match r {
+        "no_days_left" => "every day of their pass is used",
+        "pass_expired" => "their pass has ended",
+        "booking_not_started" => "their booking has not started",
+        "booking_ended" => "their booking has ended",
+        "contract_ended" => "their contract has ended",
+        "not_a_customer" => "not a customer (a Brivo user doorsync does not know)",
+        "nothing_here" => "nothing of theirs is at this location",
+        other => other,
+    }
+}
+
+/// Who is in now at each location, and the latest check-ins and failed check-ins.
+pub(super) async fn presence(
+    Extension(ctx): Extension<Ctx>,
+    State(st): State<AppState>,
+) -> PageResult {
+    let store = st.store.as_ref();
+    let now = st.clock.now();
+    let zone = Zoned::of_space(store).await?;
+    let locs = locations(store).await?;
+    let names: std::collections::BTreeMap<String, String> = locs
+        .iter()
+        .map(|l| (l.id.to_string(), l.name.clone()))
+        .collect();
+    let dates = locs
+        .iter()
+        .map(|l| {
+            (
+                l.id.to_string(),
+                now.to_zoned_datetime(l.timezone.tz()).date().to_string(),
+            )
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let open: Vec<_> = store
+        .open_checkins_on(&dates)
+        .await?
+        .into_iter()
+        .filter(|c| seen.insert((c.location_id.clone(), c.customer_id.clone())))
+        .collect();
+    let mut customer_names = std::collections::BTreeMap::new();
+    for c in &open {
+        if !customer_names.contains_key(&c.customer_id)
+            && let Some(Record::Customer(x)) = store.get(Kind::Customer, &c.customer_id).await?
+        {
+            customer_names.insert(c.customer_id.clone(), x.name);
+        }
+    }
+    let where_ = |l: &str| names.get(l).cloned().unwrap_or_else(|| l.to_owned());
+    let covered = |kind: &str, id: &Option<String>| match id {
+        Some(id) => format!("{} {id}", kind.replace('_', " ")),
+        None => kind.replace('_', " "),
+    };
+    let locations = locs
+        .iter()
+        .map(|l| {
+            let here = open
+                .iter()
+                .filter(|c| c.location_id == l.id.as_str())
+                .map(|c| {
+                    (
+                        c.customer_id.clone(),
+                        customer_names
+                            .get(&c.customer_id)
+                            .cloned()
+                            .unwrap_or_else(|| c.customer_id.clone()),
+                        zone.when(c.checked_in_at),
+                        covered(&c.covered_kind, &c.covered_id),
+                    )
+                })
+                .collect();
+            (l.name.clone(), here)
+        })
+        .collect();
+    let filter = doorsync_store::PresenceFilter::default();
+    let checkins = store
+        .checkins(&filter, None, 20)
+        .await?
+        .into_iter()
+        .map(|c| {
+            (
+                zone.when(c.checked_in_at),
+                c.customer_id.clone(),
+                where_(&c.location_id),
+                covered(&c.covered_kind, &c.covered_id),
+                zone.opt(c.checked_out_at),
+            )
+        })
+        .collect();
+    let failed = store
+        .failed_checkins(&filter, None, 20)
+        .await?
+        .into_iter()
+        .map(|f| {
+            (
+                zone.when(f.at),
+                f.customer_id
+                    .clone()
+                    .or(f.provider_user_id.map(|u| format!("Brivo user {u}")))
+                    .unwrap_or_default(),
+                where_(&f.location_id),
+                reason_words(&f.reason).to_owned(),
+            )
+        })
+        .collect();
+    html(PresencePage {
+        l: ctx.layout("Presence", "presence"),
+        zone: zone.name().to_owned(),
+        locations,
+        checkins,
+        failed,
+    })
+}

@@ -140,7 +140,7 @@ async fn admin(app: &App, email: &str) -> Browser {
 }
 
 /// Every page a signed-in administrator can open, with what each must show.
-const PAGES: [&str; 10] = [
+const PAGES: [&str; 11] = [
     "/admin",
     "/admin/connections",
     "/admin/locations",
@@ -151,6 +151,7 @@ const PAGES: [&str; 10] = [
     "/admin/customers",
     "/admin/admins",
     "/admin/customers?q=x",
+    "/admin/presence",
 ];
 
 /// Every form, with fields that would change something if the token were not checked.
