@@ -52,11 +52,7 @@ impl Engine {
                 tracing::warn!(connection = c, error = %e, "drift audit failed");
                 self.note_provider_error(c, &e, now).await;
             }
-            self.subscribe_if_needed(connection, now).await;
-            self.events_if_due(connection, now).await;
         }
-        self.with_work_lease("presence", self.process_door_events())
-            .await;
     }
 
     /// Ends a pause that has run out with one call, made by one instance: the connection

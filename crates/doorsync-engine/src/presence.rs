@@ -54,6 +54,39 @@ fn midnight_after(date: &str, tz: &TimeZone) -> Option<Timestamp> {
 }
 
 impl Engine {
+    /// One round of presence work, on its own task beside the housekeeping so that a slow or
+    /// failing event read never delays the resumption of a paused connection: subscribe the
+    /// webhook, read each usable connection's events when due, process what is kept.
+    pub async fn presence_round(&self) {
+        let store = &self.reconciler.store;
+        let now = self.reconciler.clock.now();
+        let Ok(connections) = store.list(Kind::Connection, None, 500).await else {
+            return;
+        };
+        for record in connections {
+            let Some(connection) = crate::drift::enabled(&record) else {
+                continue;
+            };
+            let paused = store
+                .connection_state(connection.id.as_str())
+                .await
+                .ok()
+                .and_then(|s| s.paused_until)
+                .is_some_and(|u| u > now);
+            if paused {
+                continue;
+            }
+            self.subscribe_if_needed(connection, now).await;
+            self.events_if_due(connection, now).await;
+        }
+        if let Some(Err(e)) = self
+            .with_work_lease("presence", self.process_door_events())
+            .await
+        {
+            tracing::warn!(error = %e, "processing door events failed");
+        }
+    }
+
     /// Subscribes the webhook to the connection's events when the service has a public address
     /// and the connection no subscription to it yet (a changed address replaces the old one).
     pub(crate) async fn subscribe_if_needed(&self, connection: &Connection, now: Timestamp) {

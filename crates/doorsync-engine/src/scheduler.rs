@@ -22,6 +22,19 @@ impl Engine {
                 }
             })
         };
+        let presence = {
+            let me = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    me.presence_round().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        };
         let mut running = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
@@ -46,6 +59,7 @@ impl Engine {
         }
         while running.join_next().await.is_some() {}
         let _ = house.await;
+        let _ = presence.await;
     }
 
     /// Until the next revocation falls due, if its lane is free (`None`: it is busy, and its
