@@ -38,8 +38,14 @@ impl TestDb {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         match backend {
             Backend::Sqlite => {
-                let dir =
-                    std::env::temp_dir().join(format!("doorsync-test-{}-{n}", std::process::id()));
+                // Process ids come round again: a directory an earlier run left behind (one that
+                // failed, or was killed) must not hand its database to this test.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let dir = std::env::temp_dir()
+                    .join(format!("doorsync-test-{}-{n}-{nanos}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir).expect("temp dir");
                 let url = format!("sqlite://{}", dir.join("doorsync.db").display());
                 Some(TestDb {
@@ -56,7 +62,10 @@ impl TestDb {
                     eprintln!("skipped: set DOORSYNC_TEST_PG_URL to run the PostgreSQL variant");
                     return None;
                 };
-                let name = format!("doorsync_test_{}_{n}", std::process::id());
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
+                let name = format!("doorsync_test_{}_{n}_{nanos}", std::process::id());
                 admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
                 let (path, query) = match admin_url.split_once('?') {
                     Some((p, q)) => (p, format!("?{q}")),
