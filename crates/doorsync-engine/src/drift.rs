@@ -239,28 +239,19 @@ async fn sync_doors(
     let mut locations = std::collections::BTreeMap::new();
     let mut existing = std::collections::BTreeMap::new();
     for kind in [Kind::Location, Kind::Door] {
-        let mut after: Option<String> = None;
-        loop {
-            let page = r.store.list(kind, after.as_deref(), 500).await?;
-            let n = page.len();
-            after = page.last().map(Record::key);
-            for rec in page {
-                match rec {
-                    Record::Location(l) if l.connection_id.as_ref() == Some(&connection.id) => {
-                        if let Some(site) = l.site_id.clone() {
-                            locations.insert(site, l.id.clone());
-                        }
+        for rec in r.store.list_all(kind).await? {
+            match rec {
+                Record::Location(l) if l.connection_id.as_ref() == Some(&connection.id) => {
+                    if let Some(site) = l.site_id.clone() {
+                        locations.insert(site, l.id.clone());
                     }
-                    Record::Door(d) => {
-                        if let Some(p) = d.provider_door_id.clone() {
-                            existing.insert(p, d);
-                        }
-                    }
-                    _ => {}
                 }
-            }
-            if n < 500 {
-                break;
+                Record::Door(d) => {
+                    if let Some(p) = d.provider_door_id.clone() {
+                        existing.insert(p, d);
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -188,53 +188,46 @@ impl Engine {
     pub async fn process_door_events(&self) -> Result<usize, StoreError> {
         let store = &self.reconciler.store;
         let now = self.reconciler.clock.now();
-        let mut locations: BTreeMap<Id, Location> = BTreeMap::new();
-        let mut after = None;
-        loop {
-            let page = store.list(Kind::Location, after.as_deref(), 500).await?;
-            let n = page.len();
-            after = page.last().map(Record::key);
-            for r in page {
-                if let Record::Location(l) = r {
-                    locations.insert(l.id.clone(), l);
-                }
-            }
-            if n < 500 {
-                break;
-            }
-        }
-        for l in locations.values() {
-            let tz = l.timezone.tz();
-            for open in store
-                .open_checkins_before(l.id.as_str(), &local_date(now, &tz))
-                .await?
-            {
-                if let Some(at) = midnight_after(&open.local_date, &tz) {
-                    store.close_checkin(&open.id, at).await?;
-                }
-            }
-        }
+        // Nothing is read beyond two small queries while nobody is left open from an earlier
+        // day and no event waits: this runs every second. No location's day begins later than
+        // UTC+14's, so that date bounds every check-in still open from before its own today.
+        let latest_today = local_date(now, &TimeZone::fixed(jiff::tz::offset(14)));
+        let stale = store.open_checkins_before(&latest_today).await?;
         let pending = store.pending_door_events(ROUND).await?;
+        if stale.is_empty() && pending.is_empty() {
+            return Ok(0);
+        }
+        let locations: BTreeMap<String, Location> = store
+            .list_all(Kind::Location)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Location(l) => Some((l.id.to_string(), l)),
+                _ => None,
+            })
+            .collect();
+        for open in stale {
+            let Some(l) = locations.get(&open.location_id) else {
+                continue;
+            };
+            let tz = l.timezone.tz();
+            if open.local_date < local_date(now, &tz)
+                && let Some(at) = midnight_after(&open.local_date, &tz)
+            {
+                store.close_checkin(&open.id, at).await?;
+            }
+        }
         if pending.is_empty() {
             return Ok(0);
         }
         // Doors by (connection, provider door id), with their location.
         let mut doors: BTreeMap<(String, String), (Door, Location)> = BTreeMap::new();
-        let mut after = None;
-        loop {
-            let page = store.list(Kind::Door, after.as_deref(), 500).await?;
-            let n = page.len();
-            after = page.last().map(Record::key);
-            for r in page {
-                if let Record::Door(d) = r
-                    && let Some(l) = locations.get(&d.location_id)
-                    && let (Some(c), Some(p)) = (&l.connection_id, &d.provider_door_id)
-                {
-                    doors.insert((c.to_string(), p.clone()), (d.clone(), l.clone()));
-                }
-            }
-            if n < 500 {
-                break;
+        for r in store.list_all(Kind::Door).await? {
+            if let Record::Door(d) = r
+                && let Some(l) = locations.get(d.location_id.as_str())
+                && let (Some(c), Some(p)) = (&l.connection_id, &d.provider_door_id)
+            {
+                doors.insert((c.to_string(), p.clone()), (d, l.clone()));
             }
         }
         let count = pending.len();

@@ -320,6 +320,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>>;
     /// Records of `kind` in key order, after the key `after`.
     async fn list(&self, kind: Kind, after: Option<&str>, limit: u32) -> Result<Vec<Record>>;
+    /// Every record of `kind`, in key order, read a page at a time.
+    async fn list_all(&self, kind: Kind) -> Result<Vec<Record>> {
+        const PAGE: u32 = 500;
+        let mut out = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(kind, after.as_deref(), PAGE).await?;
+            let n = page.len();
+            after = page.last().map(Record::key);
+            out.extend(page);
+            if n < PAGE as usize {
+                return Ok(out);
+            }
+        }
+    }
     /// Records of `kind` with the id `text`, then those whose fields contain it (any case).
     async fn search(&self, kind: Kind, text: &str, limit: u32) -> Result<Vec<Record>>;
     /// Deletes a record (and the link of an inventory item); `false` when there was none.
@@ -369,7 +384,8 @@ pub trait Store: Send + Sync + 'static {
         write: &PresenceWrite,
         now: Timestamp,
     ) -> Result<bool>;
-    async fn open_checkins_before(&self, location: &str, local_date: &str) -> Result<Vec<Checkin>>;
+    /// Open check-ins, at any location, of a local date before `local_date`.
+    async fn open_checkins_before(&self, local_date: &str) -> Result<Vec<Checkin>>;
     async fn close_checkin(&self, id: &str, at: Timestamp) -> Result<()>;
     /// Check-ins still open on each location's local date (location id → date).
     async fn open_checkins_on(

@@ -289,17 +289,12 @@ pub(crate) async fn record(
     Ok(true)
 }
 
-/// Open check-ins of a location from before `local_date`, to close at their local midnight.
-pub(crate) async fn open_before(
-    store: &SqlStore,
-    location: &str,
-    local_date: &str,
-) -> Result<Vec<Checkin>> {
+/// Open check-ins of a local date before `local_date`, to close at their local midnight.
+pub(crate) async fn open_before(store: &SqlStore, local_date: &str) -> Result<Vec<Checkin>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHECKIN_COLUMNS} FROM checkins
-            WHERE location_id = $1 AND checked_out_at IS NULL AND local_date < $2"
+            WHERE checked_out_at IS NULL AND local_date < $1"
     )))
-    .bind(location)
     .bind(local_date)
     .fetch_all(&store.pool)
     .await?;

@@ -888,8 +888,8 @@ impl Store for SqlStore {
         crate::presence::record(self, event_id, subject, location, outcome, write, now).await
     }
 
-    async fn open_checkins_before(&self, location: &str, local_date: &str) -> Result<Vec<Checkin>> {
-        crate::presence::open_before(self, location, local_date).await
+    async fn open_checkins_before(&self, local_date: &str) -> Result<Vec<Checkin>> {
+        crate::presence::open_before(self, local_date).await
     }
 
     async fn close_checkin(&self, id: &str, at: Timestamp) -> Result<()> {

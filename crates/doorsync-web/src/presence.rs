@@ -134,20 +134,11 @@ pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiErro
     let now = st.clock.now();
     let mut dates = BTreeMap::new();
     let mut names = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = st.store.list(Kind::Location, after.as_deref(), 500).await?;
-        let n = page.len();
-        after = page.last().map(Record::key);
-        for r in page {
-            if let Record::Location(l) = r {
-                let date = now.to_zoned_datetime(l.timezone.tz()).date().to_string();
-                dates.insert(l.id.to_string(), date);
-                names.insert(l.id.to_string(), l.name);
-            }
-        }
-        if n < 500 {
-            break;
+    for r in st.store.list_all(Kind::Location).await? {
+        if let Record::Location(l) = r {
+            let date = now.to_zoned_datetime(l.timezone.tz()).date().to_string();
+            dates.insert(l.id.to_string(), date);
+            names.insert(l.id.to_string(), l.name);
         }
     }
     // Who is in, once each: a second entry the same day leaves the first check-in open too.

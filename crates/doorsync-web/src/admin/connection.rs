@@ -103,17 +103,12 @@ pub(crate) async fn all<T>(
     kind: Kind,
     pick: impl Fn(Record) -> Option<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut out = vec![];
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list(kind, after.as_deref(), 500).await?;
-        let n = page.len();
-        after = page.last().map(|r| r.key());
-        out.extend(page.into_iter().filter_map(&pick));
-        if n < 500 {
-            return Ok(out);
-        }
-    }
+    Ok(store
+        .list_all(kind)
+        .await?
+        .into_iter()
+        .filter_map(pick)
+        .collect())
 }
 
 pub(crate) async fn locations(
