@@ -425,6 +425,9 @@ pub struct AccessEvent {
 impl AccessEvent {
     /// Security action 2004, "Open": a user was let through.
     pub const OPEN: u32 = 2004;
+    /// Security action 5064, "Administrator Pulse Output": a door opened remotely, with the
+    /// administrator as the actor.
+    pub const PULSE: u32 = 5064;
 
     pub fn security_action_id(&self) -> Option<u32> {
         self.security_action.as_ref().map(|a| a.security_action_id)

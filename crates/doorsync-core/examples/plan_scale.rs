@@ -23,6 +23,7 @@ fn main() {
     catalog.locations.insert(
         id("hq"),
         Location {
+            end_access_when_days_used: false,
             id: id("hq"),
             name: "HQ".into(),
             timezone: zone,
@@ -78,6 +79,7 @@ fn main() {
                 })
                 .collect();
             CustomerInputs {
+                pass_days: Default::default(),
                 customer: Customer {
                     id: cid,
                     name: "N".into(),

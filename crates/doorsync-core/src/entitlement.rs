@@ -71,6 +71,8 @@ pub struct CustomerInputs {
     pub contracts: Vec<Contract>,
     pub team_contracts: Vec<TeamContract>,
     pub catalog: Catalog,
+    /// The local days used so far of each pass grant with a day count, in order.
+    pub pass_days: BTreeMap<Id, Vec<Date>>,
 }
 
 /// Everything that decides one visitor's access.
@@ -93,6 +95,27 @@ impl Entitlement {
     pub fn is_empty(&self) -> bool {
         self.until.is_some_and(|u| u <= self.from)
     }
+}
+
+/// When a grant with a day count whose last day is used stops opening: at the end of that local
+/// day, where the location says so.
+fn days_used_up(
+    grant: &PassGrant,
+    inputs: &CustomerInputs,
+    location: &Location,
+) -> Option<Timestamp> {
+    let uses = grant.uses? as usize;
+    if !location.end_access_when_days_used {
+        return None;
+    }
+    let days = inputs.pass_days.get(&grant.id)?;
+    let last = days.get(uses.checked_sub(1)?)?;
+    let tz = location.timezone.tz();
+    last.tomorrow()
+        .ok()?
+        .to_zoned_datetime(tz)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// Every entitlement one customer's inputs give, in input order (bookings, pass grants,
@@ -147,11 +170,15 @@ pub fn customer_entitlements(inputs: &CustomerInputs) -> Vec<Entitlement> {
         let Some(group) = catalog.link(LinkKind::Pass, &pass.id) else {
             continue;
         };
+        let until = match days_used_up(grant, inputs, &catalog.locations[&pass.location_id]) {
+            Some(end) => end.min(grant.valid_until),
+            None => grant.valid_until,
+        };
         push(
             &mut out,
             group.clone(),
             grant.valid_from,
-            Some(grant.valid_until),
+            Some(until),
             Cause::PassGrant {
                 pass_grant_id: grant.id.clone(),
                 pass_id: pass.id.clone(),
@@ -387,6 +414,7 @@ mod tests {
 
     fn location(id_: &str, tz: &str, lead: i64, lag: i64) -> Location {
         Location {
+            end_access_when_days_used: false,
             id: id(id_),
             name: id_.into(),
             timezone: Zone::parse(tz).unwrap(),
@@ -486,6 +514,7 @@ mod tests {
 
     fn inputs() -> CustomerInputs {
         CustomerInputs {
+            pass_days: Default::default(),
             customer: Customer {
                 id: id("c1"),
                 name: "Ana".into(),

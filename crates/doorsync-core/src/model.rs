@@ -107,6 +107,9 @@ pub struct Location {
     pub site_id: Option<ProviderId>,
     pub lead: SignedDuration,
     pub lag: SignedDuration,
+    /// A pass grant whose last day is used stops opening at the end of that local day.
+    #[serde(default)]
+    pub end_access_when_days_used: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -220,6 +220,7 @@ mod tests {
 
     fn location() -> Location {
         Location {
+            end_access_when_days_used: false,
             id: id("hq"),
             name: "HQ".into(),
             timezone: Zone::parse("Europe/London").unwrap(),
@@ -261,6 +262,7 @@ mod tests {
             },
         );
         CustomerInputs {
+            pass_days: Default::default(),
             customer: Customer {
                 id: id("ana"),
                 name: "Ana".into(),

@@ -75,6 +75,9 @@ fn new_user(p: &UserProfile) -> NewUser {
 
 pub struct BrivoProvider {
     client: BrivoClient,
+    /// Where a Mobile Pass is redeemed in a browser: only brivo-sim has such a page (Brivo's
+    /// passes are redeemed in its app, or by its SDK).
+    redeem_page: Option<String>,
 }
 
 #[async_trait]
@@ -290,6 +293,58 @@ impl Provider for BrivoProvider {
             .collect())
     }
 
+    async fn group_doors(&self, group_id: &str) -> ProviderResult<Vec<String>> {
+        let doors = self
+            .client
+            .group_access_points(id(group_id)?)
+            .await
+            .map_err(group_error)?;
+        Ok(doors
+            .into_iter()
+            .map(|d| d.access_point.id.to_string())
+            .collect())
+    }
+
+    /// Brivo answers 412 for a door whose panel is offline and 403 for one without remote
+    /// unlock: answers about this door, not the connection, so they are not errors.
+    async fn unlock(&self, door_id: &str) -> ProviderResult<Unlock> {
+        match self.client.activate_access_point(id(door_id)?).await {
+            Ok(()) => Ok(Unlock::Opened),
+            Err(e) if e.status() == Some(412) => Ok(Unlock::Offline),
+            Err(e) if e.status() == Some(403) => Ok(Unlock::NotAllowed),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    async fn mobile_pass(&self, user_id: &str) -> ProviderResult<Option<MobilePass>> {
+        use brivo_client::InvitationStatus as S;
+        let user = id(user_id)?;
+        for (status, state) in [
+            (S::Pending, InvitationState::Pending),
+            (S::Redeemed, InvitationState::Redeemed),
+        ] {
+            let found = self
+                .client
+                .list_invitations(user, Some(status))
+                .await
+                .map_err(error)?;
+            if let Some(i) = found.into_iter().find(|i| i.status == status)
+                && let Some(code) = i.access_code
+            {
+                return Ok(Some(MobilePass {
+                    redeem_url: self
+                        .redeem_page
+                        .as_ref()
+                        .map(|base| format!("{base}/{code}")),
+                    code,
+                    state,
+                    expires_at: i.expiration,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     async fn subscribe_events(&self, name: &str, url: &str) -> ProviderResult<String> {
         let sub = self
             .client
@@ -360,6 +415,7 @@ pub fn remote_event(e: brivo_client::AccessEvent) -> Option<RemoteEvent> {
             .map(|i| i.to_string()),
         door_name: e.event_object.as_ref().and_then(|o| o.name.clone()),
         user_id: e.actor.as_ref().and_then(|a| a.id).map(|i| i.to_string()),
+        remote_unlock: e.security_action_id() == Some(brivo_client::AccessEvent::PULSE),
         id: e.uuid,
     })
 }
@@ -500,6 +556,9 @@ impl ProviderFactory for BrivoFactory {
             _ => return Err(lacks()),
         };
         let (api_url, auth_url) = endpoints(c);
+        let redeem_page = (api_url != brivo_client::US_API_URL
+            && api_url != brivo_client::EU_API_URL)
+            .then(|| format!("{}/__sim/redeem", auth_url_for(&api_url)));
         let mut h = DefaultHasher::new();
         (
             &api_url,
@@ -545,7 +604,10 @@ impl ProviderFactory for BrivoFactory {
             }));
         }
         let client = BrivoClient::new(config).map_err(error)?;
-        let provider = Arc::new(BrivoProvider { client });
+        let provider = Arc::new(BrivoProvider {
+            client,
+            redeem_page,
+        });
         clients.insert(c.id.to_string(), (fingerprint, provider.clone()));
         Ok(provider)
     }

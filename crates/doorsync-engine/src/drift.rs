@@ -224,6 +224,22 @@ pub async fn sync_directory(
         .replace_directories(c, &[("group", &groups), ("site", &sites), ("door", &doors)])
         .await?;
     sync_doors(r, connection, &doors).await?;
+    // The doors of the groups doorsync manages: the member app lists and opens these.
+    let listed: BTreeSet<&str> = groups.iter().map(|g| g.provider_id.as_str()).collect();
+    let mut managed = BTreeSet::new();
+    for rec in r.store.list_all(Kind::Link).await? {
+        if let Record::Link(l) = rec
+            && listed.contains(l.group_id.as_str())
+        {
+            managed.insert(l.group_id);
+        }
+    }
+    let mut group_doors = std::collections::BTreeMap::new();
+    for g in managed {
+        let doors = provider.group_doors(&g).await.map_err(on(c))?;
+        group_doors.insert(g, doors);
+    }
+    r.store.replace_group_doors(c, &group_doors).await?;
     Ok(counts)
 }
 

@@ -10,6 +10,8 @@ pub mod drift;
 #[cfg(test)]
 mod harness;
 mod housekeeping;
+pub mod mail;
+pub mod member;
 pub mod metrics;
 pub mod plan;
 pub mod presence;
@@ -60,6 +62,8 @@ pub struct EngineConfig {
     /// connection gets an event subscription delivering to `{public_url}/hooks/brivo/SECRET`.
     /// Without it, door events are only polled.
     pub public_url: Option<String>,
+    /// Where mail (the member app's sign-in links) goes out; without it none is sent.
+    pub mail: Option<mail::MailConfig>,
     /// A subject's retries back off from this, doubling per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -91,6 +95,7 @@ impl Default for EngineConfig {
             directory_interval: Duration::from_secs(600),
             event_poll_interval: Duration::from_secs(10),
             public_url: None,
+            mail: None,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             pause_base: Duration::from_secs(2),

@@ -139,6 +139,7 @@ fn probe(change: &Change) -> Record {
             group_id: String::new(),
         }),
         Change::Location { id, .. } => Record::Location(Location {
+            end_access_when_days_used: false,
             id: id.clone(),
             name: String::new(),
             timezone: Zone::parse("UTC").expect("UTC exists"),

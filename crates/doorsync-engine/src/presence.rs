@@ -3,6 +3,7 @@
 //! id; each kept event is then processed once, in order, into a check-in, a check-out, a failed
 //! check-in, or a door event only. Check-ins still open at local midnight close there.
 
+use crate::member::UNLOCK_MATCH;
 use crate::*;
 use doorsync_core::presence::{CheckInContext, Covered, check_in};
 use doorsync_core::{Connection, Door, Id, Location, PresenceRole};
@@ -28,6 +29,7 @@ pub fn door_event(e: crate::provider::RemoteEvent) -> NewDoorEvent {
         provider_user_id: e.user_id,
         granted: e.granted,
         action: e.action,
+        remote_unlock: e.remote_unlock,
     }
 }
 
@@ -84,6 +86,9 @@ impl Engine {
             .await
         {
             tracing::warn!(error = %e, "processing door events failed");
+        }
+        if let Some(Err(e)) = self.with_work_lease("mail", self.deliver_mail()).await {
+            tracing::warn!(error = %e, "delivering mail failed");
         }
     }
 
@@ -237,10 +242,11 @@ impl Engine {
                 .provider_door_id
                 .as_ref()
                 .and_then(|p| doors.get(&(e.connection_id.clone(), p.clone())));
-            let subject = match &e.event.provider_user_id {
-                Some(u) => store.mirror_subject_of_user(&e.connection_id, u).await?,
-                None => None,
-            };
+            let subject = self.actor_of(&e).await?;
+            // A remote unlock doorsync made for a member lets them through as their own
+            // credential would; any other (an administrator's own) opens the door for nobody.
+            let unlocked_for = e.event.remote_unlock && subject.is_some();
+            let granted = e.event.granted || unlocked_for;
             let customer = match &subject {
                 Some(Subject::Customer(id)) => Some(id.clone()),
                 _ => None,
@@ -248,7 +254,10 @@ impl Engine {
             let key = subject.as_ref().map(Subject::key);
             let (location, outcome, write) = match door {
                 None => (None, "none", PresenceWrite::Nothing),
-                Some((_, l)) if !e.event.granted => (Some(l), "denied", PresenceWrite::Nothing),
+                Some((_, l)) if e.event.remote_unlock && !unlocked_for => {
+                    (Some(l), "none", PresenceWrite::Nothing)
+                }
+                Some((_, l)) if !granted => (Some(l), "denied", PresenceWrite::Nothing),
                 Some((d, l)) => match d.presence_role {
                     PresenceRole::None => (Some(l), "none", PresenceWrite::Nothing),
                     PresenceRole::CheckOut => match &customer {
@@ -282,6 +291,30 @@ impl Engine {
                 .await?;
         }
         Ok(count)
+    }
+
+    /// Whose event it is: the user whose credential it was, or for a remote unlock, the
+    /// member doorsync made it for (matched once, within [`UNLOCK_MATCH`] of the unlock).
+    async fn actor_of(&self, e: &doorsync_store::DoorEvent) -> Result<Option<Subject>, StoreError> {
+        let store = &self.reconciler.store;
+        if e.event.remote_unlock {
+            let Some(door) = &e.event.provider_door_id else {
+                return Ok(None);
+            };
+            let at = e.event.occurred_at;
+            let from = at.saturating_sub(UNLOCK_MATCH).unwrap_or(at);
+            let until = at.saturating_add(UNLOCK_MATCH).unwrap_or(at);
+            let claimed = store
+                .claim_remote_unlock(&e.connection_id, door, &e.event.event_id, from, until)
+                .await?;
+            return Ok(claimed
+                .and_then(|c| Id::parse(&c).ok())
+                .map(Subject::Customer));
+        }
+        match &e.event.provider_user_id {
+            Some(u) => store.mirror_subject_of_user(&e.connection_id, u).await,
+            None => Ok(None),
+        }
     }
 
     async fn decide_check_in(

@@ -63,6 +63,8 @@ pub struct RemoteEvent {
     pub user_id: Option<String>,
     /// Whether the door let the user through.
     pub granted: bool,
+    /// An administrator opened the door remotely (doorsync's own unlocks for members among them).
+    pub remote_unlock: bool,
     /// The provider's words for what happened ("Open", "Failed Access: Unknown Credential").
     pub action: String,
 }
@@ -144,6 +146,27 @@ impl InvitationState {
     }
 }
 
+/// What became of a request to open a door remotely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlock {
+    Opened,
+    /// The door's panel is not connected to the provider.
+    Offline,
+    /// The door does not allow remote unlocking.
+    NotAllowed,
+}
+
+/// A user's Mobile Pass invitation, as the provider holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobilePass {
+    /// The code the member redeems in the provider's app (or an SDK redeems for them).
+    pub code: String,
+    pub state: InvitationState,
+    pub expires_at: Option<jiff::Timestamp>,
+    /// Where the member can redeem it in a browser, when the provider has such a page.
+    pub redeem_url: Option<String>,
+}
+
 /// The account's Mobile Passes: how many it may hand out and how many it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassAllotment {
@@ -187,6 +210,18 @@ pub trait Provider: Send + Sync {
     async fn groups(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn sites(&self) -> ProviderResult<Vec<RemoteEntry>>;
     async fn doors(&self) -> ProviderResult<Vec<RemoteEntry>>;
+    /// The doors a group opens (its door permissions), by provider id.
+    async fn group_doors(&self, _group_id: &str) -> ProviderResult<Vec<String>> {
+        Ok(vec![])
+    }
+    /// Opens a door remotely, once.
+    async fn unlock(&self, _door_id: &str) -> ProviderResult<Unlock> {
+        Ok(Unlock::NotAllowed)
+    }
+    /// The user's current Mobile Pass invitation (pending, else redeemed), if any.
+    async fn mobile_pass(&self, _user_id: &str) -> ProviderResult<Option<MobilePass>> {
+        Ok(None)
+    }
     /// Subscribes `url` to the account's access events; returns the subscription's id.
     async fn subscribe_events(&self, _name: &str, _url: &str) -> ProviderResult<String> {
         Err(ProviderError::new(

@@ -204,6 +204,7 @@ async fn page_inputs(
                     contracts: vec![],
                     team_contracts: vec![],
                     catalog: Catalog::default(),
+                    pass_days: BTreeMap::new(),
                 },
             );
         }
@@ -253,6 +254,37 @@ async fn page_inputs(
             Record::PassGrant(g) => inputs.pass_grants.push(g),
             Record::Contract(c) => inputs.contracts.push(c),
             _ => {}
+        }
+    }
+    // The days used of grants with a day count: the last one may end the grant's access.
+    let counted: Vec<Id> = by_id
+        .values()
+        .flat_map(|i| &i.pass_grants)
+        .filter(|g| g.uses.is_some())
+        .map(|g| g.id.clone())
+        .collect();
+    if !counted.is_empty() {
+        for row in for_page(
+            "SELECT g.customer_id, d.grant_id, d.local_date FROM pass_days d
+                CROSS JOIN in_grants g WHERE g.id = d.grant_id AND d.grant_id IN ({ids})",
+            (None, None),
+            &counted,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let (Ok(customer), Ok(grant), Ok(date)) = (
+                Id::parse(&row.try_get::<String, _>(0)?),
+                Id::parse(&row.try_get::<String, _>(1)?),
+                row.try_get::<String, _>(2)?.parse::<jiff::civil::Date>(),
+            ) else {
+                continue;
+            };
+            if let Some(inputs) = by_id.get_mut(&customer) {
+                let days = inputs.pass_days.entry(grant).or_default();
+                days.push(date);
+                days.sort();
+            }
         }
     }
     // Stays in teams someone else pays for, and those payers' contracts.

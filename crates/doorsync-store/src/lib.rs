@@ -8,6 +8,7 @@ mod bulk;
 mod inputs;
 mod invitations;
 mod log;
+mod members;
 mod migrate;
 mod mirror;
 mod presence;
@@ -20,6 +21,7 @@ mod setup;
 mod sql;
 
 pub use admins::{Admin, AdminSession, OAuthState};
+pub use members::{MemberSession, OutgoingMail};
 pub use presence::{
     Checkin, DoorEvent, FailedCheckin, NewDoorEvent, PresenceDay, PresenceFilter, PresenceWrite,
     parse_cursor,
@@ -435,6 +437,76 @@ pub trait Store: Send + Sync + 'static {
         connection: &str,
         kinds: &[(&str, &[DirectoryEntry])],
     ) -> Result<()>;
+
+    /// Keeps a member's sign-in link (by its token's hash) and queues the mail that carries
+    /// it, in one transaction.
+    async fn create_member_link(
+        &self,
+        token_hash: &str,
+        customer_id: &str,
+        mail: &OutgoingMail,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// Uses a sign-in link once while it is valid, opening a member session; the customer it
+    /// signed in, or `None` for a link unknown, used or expired.
+    async fn use_member_link(
+        &self,
+        token_hash: &str,
+        session_hash: &str,
+        csrf: &str,
+        now: Timestamp,
+        session_expires_at: Timestamp,
+    ) -> Result<Option<String>>;
+    async fn member_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<MemberSession>>;
+    async fn end_member_session(&self, token_hash: &str) -> Result<()>;
+    /// Mail due for a delivery attempt (mail past its expiry is dropped).
+    async fn due_mail(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingMail>>;
+    /// Records a delivery attempt: sent (`None`), or failed with the error and the next try.
+    async fn mail_attempted(
+        &self,
+        id: &str,
+        now: Timestamp,
+        failure: Option<(&str, Timestamp)>,
+    ) -> Result<()>;
+    /// Replaces which doors each of the given groups of a connection opens.
+    async fn replace_group_doors(
+        &self,
+        connection: &str,
+        groups: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()>;
+    /// The provider ids of the doors any of the groups opens, and the groups among them whose
+    /// doors were never read.
+    async fn doors_of_groups(
+        &self,
+        connection: &str,
+        groups: &[String],
+    ) -> Result<(BTreeSet<String>, Vec<String>)>;
+    /// Records that doorsync unlocked a door for a member, to match the provider's event to.
+    async fn record_remote_unlock(
+        &self,
+        id: &str,
+        connection: &str,
+        door: &str,
+        customer: &str,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// Forgets a remote unlock that did not happen (the provider refused it).
+    async fn forget_remote_unlock(&self, id: &str) -> Result<()>;
+    /// The member a remote unlock event at the door within `[from, until]` was made for,
+    /// matched once: the same event again gets the same member, any other event none.
+    async fn claim_remote_unlock(
+        &self,
+        connection: &str,
+        door: &str,
+        event_id: &str,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<String>>;
 
     /// How many dashboard administrators exist (none: the first run asks for one).
     async fn admin_count(&self) -> Result<i64>;

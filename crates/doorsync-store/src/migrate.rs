@@ -72,6 +72,11 @@ const SQLITE: &[Migration] = &[
         name: "event_subscriptions",
         sql: include_str!("../migrations/sqlite/0012_event_subscriptions.sql"),
     },
+    Migration {
+        version: 13,
+        name: "member_app",
+        sql: include_str!("../migrations/sqlite/0013_member_app.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -134,6 +139,11 @@ const POSTGRES: &[Migration] = &[
         version: 12,
         name: "event_subscriptions",
         sql: include_str!("../migrations/postgres/0012_event_subscriptions.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "member_app",
+        sql: include_str!("../migrations/postgres/0013_member_app.sql"),
     },
 ];
 

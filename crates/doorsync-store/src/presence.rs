@@ -15,6 +15,8 @@ pub struct NewDoorEvent {
     pub provider_user_id: Option<String>,
     pub granted: bool,
     pub action: String,
+    /// The door was opened remotely (the provider names its administrator as the actor).
+    pub remote_unlock: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,8 +107,8 @@ pub(crate) async fn save_events(
     for e in events {
         let done = sqlx::query(
             "INSERT INTO door_events (event_id, connection_id, occurred_at, provider_door_id,
-                door_name, provider_user_id, granted, action, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+                door_name, provider_user_id, granted, action, received_at, remote_unlock)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(e.event_id.as_str())
         .bind(connection)
@@ -117,6 +119,7 @@ pub(crate) async fn save_events(
         .bind(i64::from(e.granted))
         .bind(e.action.as_str())
         .bind(ms(now))
+        .bind(i64::from(e.remote_unlock))
         .execute(&mut *tx)
         .await?;
         added += done.rows_affected();
@@ -125,7 +128,7 @@ pub(crate) async fn save_events(
     Ok(added)
 }
 
-const EVENT_COLUMNS: &str = "event_id, occurred_at, provider_door_id, door_name, provider_user_id, granted, action, connection_id, received_at, processed_at, subject, location_id, outcome";
+const EVENT_COLUMNS: &str = "event_id, occurred_at, provider_door_id, door_name, provider_user_id, granted, action, connection_id, received_at, processed_at, subject, location_id, outcome, remote_unlock";
 
 fn door_event(r: &AnyRow) -> Result<DoorEvent> {
     Ok(DoorEvent {
@@ -137,6 +140,7 @@ fn door_event(r: &AnyRow) -> Result<DoorEvent> {
             provider_user_id: r.try_get(4)?,
             granted: r.try_get::<i64, _>(5)? != 0,
             action: r.try_get(6)?,
+            remote_unlock: r.try_get::<i64, _>(13)? != 0,
         },
         connection_id: r.try_get(7)?,
         received_at: ts(r.try_get(8)?),
@@ -252,6 +256,9 @@ pub(crate) async fn record(
                 .bind(c.id.as_str())
                 .execute(&mut *tx)
                 .await?;
+                // The last day of a grant may end its access: let the reconcile look.
+                crate::members::mark_customer_due(&mut tx, &c.customer_id, now).await?;
+                crate::reach::notify(&mut tx, store.backend).await?;
             }
         }
         PresenceWrite::CheckOut {

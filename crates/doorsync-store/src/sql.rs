@@ -966,6 +966,103 @@ impl Store for SqlStore {
         crate::mirror::replace_directory(&self.pool, connection, kinds).await
     }
 
+    async fn create_member_link(
+        &self,
+        token_hash: &str,
+        customer_id: &str,
+        mail: &OutgoingMail,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::members::create_link(self, token_hash, customer_id, mail, now, expires_at).await
+    }
+
+    async fn use_member_link(
+        &self,
+        token_hash: &str,
+        session_hash: &str,
+        csrf: &str,
+        now: Timestamp,
+        session_expires_at: Timestamp,
+    ) -> Result<Option<String>> {
+        crate::members::use_link(
+            self,
+            token_hash,
+            session_hash,
+            csrf,
+            now,
+            session_expires_at,
+        )
+        .await
+    }
+
+    async fn member_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<MemberSession>> {
+        crate::members::session(self, token_hash, now).await
+    }
+
+    async fn end_member_session(&self, token_hash: &str) -> Result<()> {
+        crate::members::end_session(self, token_hash).await
+    }
+
+    async fn due_mail(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingMail>> {
+        crate::members::due_mail(self, now, limit).await
+    }
+
+    async fn mail_attempted(
+        &self,
+        id: &str,
+        now: Timestamp,
+        failure: Option<(&str, Timestamp)>,
+    ) -> Result<()> {
+        crate::members::mail_attempted(self, id, now, failure).await
+    }
+
+    async fn replace_group_doors(
+        &self,
+        connection: &str,
+        groups: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        crate::members::replace_group_doors(self, connection, groups).await
+    }
+
+    async fn doors_of_groups(
+        &self,
+        connection: &str,
+        groups: &[String],
+    ) -> Result<(BTreeSet<String>, Vec<String>)> {
+        crate::members::doors_of_groups(self, connection, groups).await
+    }
+
+    async fn record_remote_unlock(
+        &self,
+        id: &str,
+        connection: &str,
+        door: &str,
+        customer: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        crate::members::record_unlock(self, id, connection, door, customer, at).await
+    }
+
+    async fn forget_remote_unlock(&self, id: &str) -> Result<()> {
+        crate::members::forget_unlock(self, id).await
+    }
+
+    async fn claim_remote_unlock(
+        &self,
+        connection: &str,
+        door: &str,
+        event_id: &str,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<String>> {
+        crate::members::claim_unlock(self, connection, door, event_id, from, until).await
+    }
+
     async fn admin_count(&self) -> Result<i64> {
         crate::admins::count(self).await
     }

@@ -327,6 +327,10 @@ pub struct LocationBody {
     #[schema(value_type = Option<String>, example = "PT15M")]
     #[serde(default, deserialize_with = "iso_duration")]
     pub lag: Option<SignedDuration>,
+    /// A pass grant with a day count stops opening at the end of the local day its last day is
+    /// used (default false: it opens until `valid_until`).
+    #[serde(default)]
+    pub end_access_when_days_used: bool,
 }
 
 pub struct Locations;
@@ -337,6 +341,7 @@ impl Collection for Locations {
 
     fn into_record(id: Id, b: LocationBody) -> Result<Record, ApiError> {
         Ok(Record::Location(Location {
+            end_access_when_days_used: b.end_access_when_days_used,
             id,
             name: name("name", b.name)?,
             timezone: b.timezone,

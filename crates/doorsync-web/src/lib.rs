@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod batch;
 pub mod collections;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub engine: Option<Arc<doorsync_engine::Engine>>,
     /// What the dashboard keeps in this process.
     pub admin: admin::SharedState,
+    /// A local SMTP sink's mail, shown at `/app/outbox` (`doorsync demo` only).
+    pub outbox: Option<doorsync_engine::mail::sink::Inbox>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .merge(admin::routes(state.clone()))
+        .merge(app::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

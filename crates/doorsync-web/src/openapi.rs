@@ -850,6 +850,152 @@ fn engine_paths(mut doc: Doc) -> Doc {
     doc
 }
 
+/// The member app's JSON API: its bearer token is a member session's, not an API token.
+fn member_paths(mut doc: Doc) -> Doc {
+    let body = |description: &str| {
+        Some(
+            RequestBodyBuilder::new()
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(free_object(description)))
+                        .build(),
+                )
+                .required(Some(Required::True))
+                .build(),
+        )
+    };
+    let op = |id: &str, summary: &str| {
+        OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .tag("member app")
+    };
+    let signin = op(
+        "member_signin",
+        "E-mails a one-time sign-in link (the same answer for any address)",
+    )
+    .request_body(body("email"))
+    .responses(
+        ResponsesBuilder::new()
+            .response(
+                "202",
+                json_response("A link is on its way if the address is a member's", None),
+            )
+            .response(
+                "429",
+                json_response(
+                    "Too many links for this address or client in 15 minutes",
+                    Some(reference("Error")),
+                ),
+            )
+            .response(
+                "503",
+                json_response("Sign-in mail is not set up", Some(reference("Error"))),
+            ),
+    );
+    let session = op(
+        "member_session",
+        "Exchanges a sign-in link's token (once, within 15 minutes) for a member session token",
+    )
+    .request_body(body("token: the last part of the link's path"))
+    .responses(
+        ResponsesBuilder::new()
+            .response(
+                "201",
+                json_response("`{token, expires_at}`", Some(reference("MemberSession"))),
+            )
+            .response(
+                "401",
+                json_response("The link expired or was used", Some(reference("Error"))),
+            ),
+    );
+    let end = op("member_signout", "Ends the member session").responses(
+        errors(ResponsesBuilder::new(), &[]).response("204", json_response("Signed out", None)),
+    );
+    let me = op(
+        "member_me",
+        "The member's passes, bookings, contracts and visitors",
+    )
+    .responses(errors(ResponsesBuilder::new(), &[]).response(
+        "200",
+        json_response("The member's view", Some(reference("MemberView"))),
+    ));
+    let doors = op("member_doors", "The doors the member may open now").responses(
+        errors(ResponsesBuilder::new(), &[]).response(
+            "200",
+            json_response(
+                "`{items: [{id, name, location_id, location_name}]}`",
+                Some(reference("MemberDoors")),
+            ),
+        ),
+    );
+    let unlock = op(
+        "member_unlock",
+        "Opens a door the member holds at this instant (checked on the server)",
+    )
+    .parameter(string_param("id", "The door's id"))
+    .responses(errors(
+        ResponsesBuilder::new().response("204", json_response("The door opened", None)),
+        &[
+            (
+                "403",
+                "remote_unlock_off: the door does not allow remote unlock",
+            ),
+            ("404", "Not a door the member can open now"),
+            ("412", "door_offline: the door's panel is offline"),
+            ("502", "Brivo did not answer"),
+        ],
+    ));
+    let pass = op(
+        "member_mobile_pass",
+        "The member's Mobile Pass; its code only when the space redeems passes automatically",
+    )
+    .responses(
+        errors(ResponsesBuilder::new(), &[("502", "Brivo did not answer")]).response(
+            "200",
+            json_response(
+                "`{status, expires_at, redeem_automatically, code}`",
+                Some(reference("MobilePass")),
+            ),
+        ),
+    );
+    doc.components = doc
+        .components
+        .schema_from::<crate::app::view::MemberView>()
+        .schema_from::<crate::app::view::MemberPass>()
+        .schema_from::<crate::app::view::MemberBooking>()
+        .schema_from::<crate::app::view::MemberContract>()
+        .schema_from::<crate::app::view::MemberVisitor>()
+        .schema_from::<crate::app::view::LocalTime>()
+        .schema("MemberSession", free_object("token (send as Authorization: Bearer), expires_at"))
+        .schema("MemberDoors", free_object("items: [{id, name, location_id, location_name}]"))
+        .schema(
+            "MobilePass",
+            free_object("status: pending | redeemed | none, expires_at, redeem_automatically, code (only when redeem_automatically and pending)"),
+        );
+    let mut session_item = PathItem::new(HttpMethod::Post, session);
+    session_item.delete = Some(end.build());
+    doc.paths = doc
+        .paths
+        .path(
+            "/app/api/v1/signin",
+            PathItem::new(HttpMethod::Post, signin),
+        )
+        .path("/app/api/v1/session", session_item)
+        .path("/app/api/v1/me", PathItem::new(HttpMethod::Get, me))
+        .path("/app/api/v1/doors", PathItem::new(HttpMethod::Get, doors))
+        .path(
+            "/app/api/v1/doors/{id}/unlock",
+            PathItem::new(HttpMethod::Post, unlock),
+        )
+        .path(
+            "/app/api/v1/mobile-pass",
+            PathItem::new(HttpMethod::Get, pass),
+        );
+    doc
+}
+
 pub fn document() -> OpenApi {
     let mut doc = Doc {
         paths: PathsBuilder::new(),
@@ -872,7 +1018,7 @@ pub fn document() -> OpenApi {
     .collection::<PassGrants>("PassGrant", "pass_grant")
     .collection::<Visitors>("Visitor", "visitor")
     .collection::<Doors>("Door", "door");
-    doc = engine_paths(access(links(doc)));
+    doc = member_paths(engine_paths(access(links(doc))));
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()

@@ -20,6 +20,8 @@ impl Clock for SystemClock {
 #[derive(Default)]
 pub struct Options {
     pub engine: EngineConfig,
+    /// The demo's SMTP sink, shown at `/app/outbox`.
+    pub outbox: Option<doorsync_engine::mail::sink::Inbox>,
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests and reconciles finish.
@@ -52,6 +54,7 @@ pub async fn run(
         clock,
         engine: Some(engine),
         admin: Default::default(),
+        outbox: options.outbox,
     };
     let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
     let _ = stop_tx.send(true);

@@ -18,7 +18,12 @@ pub struct Config {
     pub resync_interval: std::time::Duration,
     /// Where Brivo reaches this service, for its event webhook (`https://doorsync.example.com`).
     pub public_url: Option<String>,
+    /// Where mail goes out (the member app's sign-in links); none is sent without it.
+    pub mail: Option<doorsync_engine::mail::MailConfig>,
 }
+
+/// The sender when `mail_from` names none.
+pub const DEFAULT_MAIL_FROM: &str = "doorsync <doorsync@localhost>";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +34,8 @@ struct File {
     secret_key: Option<String>,
     resync_interval: Option<String>,
     public_url: Option<String>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
 }
 
 impl Config {
@@ -70,9 +77,24 @@ impl Config {
                 ),
             }
         }
+        let mail = env("DOORSYNC_SMTP_URL")
+            .filter(|v| !v.is_empty())
+            .or(file.smtp_url)
+            .map(|smtp_url| doorsync_engine::mail::MailConfig {
+                smtp_url,
+                from: pick(
+                    "DOORSYNC_MAIL_FROM",
+                    file.mail_from.clone(),
+                    DEFAULT_MAIL_FROM,
+                ),
+            });
+        if let Some(m) = &mail {
+            doorsync_engine::mail::check(m).map_err(|e| anyhow::anyhow!(e))?;
+        }
         let config = Config {
             resync_interval,
             public_url,
+            mail,
             database_url: pick(
                 "DOORSYNC_DATABASE_URL",
                 file.database_url,
@@ -137,6 +159,18 @@ mod tests {
         let err = format!("{:#}", Config::load(Some(&file), |_| None).unwrap_err());
         assert!(err.contains("databse_url"), "{err}");
         assert!(Config::load(Some(&dir.join("missing.toml")), |_| None).is_err());
+        let err = Config::load(None, |v| {
+            (v == "DOORSYNC_SMTP_URL").then(|| "mail.example".into())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").starts_with("smtp_url"), "{err:#}");
+        let c = Config::load(None, |v| match v {
+            "DOORSYNC_SMTP_URL" => Some("smtp://127.0.0.1:2525".into()),
+            "DOORSYNC_MAIL_FROM" => Some("Desk <desk@space.example>".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.mail.unwrap().from, "Desk <desk@space.example>");
         let c = Config::load(None, |v| {
             (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into())
         });

@@ -159,6 +159,11 @@ pub async fn run(
     println!(
         "  try:        curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/customers/jo/access"
     );
+    // The member app's sign-in mail goes to a local SMTP server, shown at /app/outbox.
+    let (smtp, outbox) = doorsync_engine::mail::sink::start("127.0.0.1:0").await?;
+    println!(
+        "  member app: http://{addr}/app (sign in as ana@example.com; the mail shows at http://{addr}/app/outbox)"
+    );
     println!("dashboard sign-in: {admin_email} {admin_password}");
     println!("api token: {token}");
     let feed = tokio::spawn(feed(store.clone()));
@@ -167,8 +172,13 @@ pub async fn run(
     let options = app::Options {
         engine: doorsync_engine::EngineConfig {
             public_url: Some(format!("http://{addr}")),
+            mail: Some(doorsync_engine::mail::MailConfig {
+                smtp_url: format!("smtp://{smtp}"),
+                from: crate::config::DEFAULT_MAIL_FROM.into(),
+            }),
             ..Default::default()
         },
+        outbox: Some(outbox),
     };
     let result = tokio::select! {
         r = app::run(store, listener, options, shutdown) => r,
@@ -330,6 +340,7 @@ async fn seed(
     .await?;
     let london = Zone::parse("Europe/London")?;
     put(Record::Location(Location {
+        end_access_when_days_used: false,
         id: id("hq"),
         name: "Flex Space HQ".into(),
         timezone: london.clone(),

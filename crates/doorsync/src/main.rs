@@ -461,8 +461,10 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
         engine: doorsync_engine::EngineConfig {
             resync_interval: config.resync_interval,
             public_url: config.public_url.clone(),
+            mail: config.mail.clone(),
             ..Default::default()
         },
+        outbox: None,
     };
     app::run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("doorsync stopped");

@@ -184,6 +184,7 @@ impl App {
             clock: web_clock,
             engine: engine.clone(),
             admin: Default::default(),
+            outbox: None,
         };
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

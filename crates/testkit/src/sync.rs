@@ -35,6 +35,7 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         directory_interval: Duration::from_secs(3600),
         event_poll_interval: Duration::from_millis(500),
         public_url: None,
+        mail: None,
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_secs(1),
         pause_base: Duration::from_millis(200),
@@ -131,7 +132,16 @@ pub fn sim_client(sim: &SimHandle) -> brivo_client::BrivoClient {
     brivo_client::BrivoClient::new(config).expect("client")
 }
 
+/// What an engine of a [`SyncApp`] may want to know: the app's address (for the event webhook
+/// and sign-in links) and the SMTP sink its mail goes to.
+pub struct AppEnv {
+    pub base: String,
+    pub mail: doorsync_engine::mail::MailConfig,
+}
+
 pub struct SyncApp {
+    /// The mail doorsync sent, as the SMTP sink received it.
+    pub inbox: doorsync_engine::mail::sink::Inbox,
     pub app: App,
     pub sim: SimHandle,
     pub run: Option<EngineRun>,
@@ -144,13 +154,14 @@ pub struct SyncApp {
 impl SyncApp {
     /// `lead` and `lag` are the location's buffers, e.g. "PT1S".
     pub async fn spawn(backend: Backend, lead: &str, lag: &str) -> Option<SyncApp> {
-        Self::spawn_with(backend, lead, lag, |store, clock, base| {
+        Self::spawn_with(backend, lead, lag, |store, clock, env| {
             Arc::new(Engine::new(
                 store,
                 clock,
                 factory(),
                 EngineConfig {
-                    public_url: Some(base.to_owned()),
+                    public_url: Some(env.base.clone()),
+                    mail: Some(env.mail.clone()),
                     ..fast_engine("test-engine")
                 },
             ))
@@ -164,8 +175,11 @@ impl SyncApp {
         backend: Backend,
         lead: &str,
         lag: &str,
-        engine: impl FnOnce(Arc<dyn doorsync_store::Store>, Arc<dyn Clock>, &str) -> Arc<Engine>,
+        engine: impl FnOnce(Arc<dyn doorsync_store::Store>, Arc<dyn Clock>, &AppEnv) -> Arc<Engine>,
     ) -> Option<SyncApp> {
+        let (smtp, inbox) = doorsync_engine::mail::sink::start("127.0.0.1:0")
+            .await
+            .expect("SMTP sink");
         let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind sim");
@@ -186,9 +200,15 @@ impl SyncApp {
         let account = sim.account();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine_clock = clock.clone();
-        let base = format!("http://{app_addr}");
+        let env = AppEnv {
+            base: format!("http://{app_addr}"),
+            mail: doorsync_engine::mail::MailConfig {
+                smtp_url: format!("smtp://{smtp}"),
+                from: "Space <desk@space.test>".into(),
+            },
+        };
         let engine =
-            move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock, &base));
+            move |store: Arc<dyn doorsync_store::Store>| Some(engine(store, engine_clock, &env));
         let app = App::spawn_on(app_listener, backend, Some(clock.clone()), engine).await?;
         let run = Some(EngineRun::start(app.engine.clone().expect("engine")));
         let brivo = sim_client(&sim);
@@ -208,6 +228,7 @@ impl SyncApp {
         let mut groups = groups;
         groups.insert("Visitors".into(), visitors);
         let me = SyncApp {
+            inbox,
             app,
             sim,
             run,

@@ -243,6 +243,7 @@ pub(super) async fn create(
         .await;
     }
     let loc = Location {
+        end_access_when_days_used: false,
         id: id.clone(),
         name,
         timezone,

@@ -885,6 +885,10 @@ async fn openapi_describes_every_route(backend: Backend) {
         );
     }
     for (path, item) in paths {
+        // The member app's API has its own router (and its own test, `member::*`).
+        if path.starts_with("/app/api/v1/") {
+            continue;
+        }
         for method in item.as_object().unwrap().keys() {
             assert!(
                 routes.iter().any(|(m, p)| m == method && p == path),
@@ -901,6 +905,13 @@ async fn openapi_describes_every_route(backend: Backend) {
         .map(|s| s.split('"').next().unwrap())
     {
         assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+    for path in [
+        "/app/api/v1/me",
+        "/app/api/v1/doors/{id}/unlock",
+        "/app/api/v1/session",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not described");
     }
     app.stop().await;
 }

@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod cli;
 mod dashboard;
+mod member;
 mod presence;
 mod soak;
 mod store;

@@ -26,6 +26,7 @@ fn customer(c: &str) -> Record {
 
 fn location(l: &str) -> Record {
     Record::Location(Location {
+        end_access_when_days_used: false,
         id: id(l),
         name: l.into(),
         timezone: Zone::parse("Europe/London").unwrap(),
