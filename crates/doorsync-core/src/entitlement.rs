@@ -748,6 +748,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_used_up_grant_ends_at_the_local_midnight_of_its_last_day_where_the_location_says_so() {
+        let mut i = inputs();
+        let mut g = grant("pg1", "day", "2026-07-01T00:00:00Z", "2026-08-01T00:00:00Z");
+        g.uses = Some(2);
+        i.pass_grants.push(g);
+        i.pass_days
+            .insert(id("pg1"), vec![date("2026-07-02"), date("2026-07-09")]);
+        let until = |i: &CustomerInputs| one(customer_entitlements(i)).until;
+        assert_eq!(
+            until(&i),
+            Some(ts("2026-08-01T00:00:00Z")),
+            "the location keeps it open"
+        );
+        i.catalog
+            .locations
+            .get_mut(&id("lon"))
+            .unwrap()
+            .end_access_when_days_used = true;
+        // 10 July begins at 23:00 UTC on the 9th in London (summer time).
+        assert_eq!(until(&i), Some(ts("2026-07-09T23:00:00Z")));
+        i.pass_days.get_mut(&id("pg1")).unwrap().pop();
+        assert_eq!(until(&i), Some(ts("2026-08-01T00:00:00Z")), "a day is left");
+    }
+
     // --- contracts ---
 
     #[test]

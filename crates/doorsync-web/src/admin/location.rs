@@ -43,6 +43,7 @@ struct LocationPage {
     zone: String,
     lead_minutes: i64,
     lag_minutes: i64,
+    end_when_used: bool,
     where_line: String,
     connected: bool,
     notice: Option<String>,
@@ -345,6 +346,7 @@ pub(super) async fn edit(
     loc.timezone = timezone;
     loc.lead = lead;
     loc.lag = lag;
+    loc.end_access_when_days_used = f.checked("end_access_when_days_used");
     if loc != inv.location {
         st.store.put(Record::Location(loc), st.clock.now()).await?;
         st.wake();
@@ -467,6 +469,7 @@ async fn location_page(
         zone: loc.timezone.as_str().to_owned(),
         lead_minutes: loc.lead.as_mins(),
         lag_minutes: loc.lag.as_mins(),
+        end_when_used: loc.end_access_when_days_used,
         where_line,
         connected: loc.connection_id.is_some() && loc.site_id.is_some(),
         notice,

@@ -585,11 +585,13 @@ async fn a_space_without_a_platform_keeps_its_inventory_here(backend: Backend) {
                 ("timezone", "Europe/Paris"),
                 ("lead_minutes", "30"),
                 ("lag_minutes", "5"),
+                ("end_access_when_days_used", "on"),
             ],
         )
         .await;
     assert_eq!(p.status, 303, "{}", p.body);
     let (_, loc) = app.get_json("/api/v1/locations/soho").await;
+    assert_eq!(loc["end_access_when_days_used"], true);
     assert_eq!(loc["name"], "Soho House");
     assert_eq!(loc["timezone"], "Europe/Paris");
     assert_eq!(loc["lead"], "PT30M");

@@ -128,6 +128,21 @@ async fn a_member_signs_in_by_mail_and_opens_only_their_doors(backend: Backend) 
         json!({"customer_id": "ana", "resource_id": "room-1", "start": now.checked_sub(hour).unwrap(), "end": now.checked_add(hour).unwrap()}),
     )
     .await;
+    s.put_ok(
+        "/api/v1/pass-grants/ana-pass",
+        json!({"customer_id": "ana", "pass_id": "day-pass", "valid_from": now.checked_sub(hour).unwrap(), "valid_until": now.checked_add(hour * 240).unwrap(), "uses": 10}),
+    )
+    .await;
+    s.put_ok(
+        "/api/v1/visitors/vic",
+        json!({"name": "Vic Guest", "email": "vic@example.com", "host_customer_id": "ana", "location_id": "hq", "arrival": now.checked_add(hour).unwrap()}),
+    )
+    .await;
+    s.put_ok(
+        "/api/v1/visitors/other",
+        json!({"name": "Someone Else's", "email": "else@example.com", "host_customer_id": "ben", "location_id": "hq", "arrival": now.checked_add(hour).unwrap()}),
+    )
+    .await;
     // The front door checks people in.
     let sim_doors = s.brivo.list_access_points(None).await.unwrap();
     let provider_door = |name: &str| sim_doors.iter().find(|d| d.name == name).unwrap().clone();
@@ -268,6 +283,10 @@ async fn a_member_signs_in_by_mail_and_opens_only_their_doors(backend: Backend) 
     assert_eq!(me["id"], "ana");
     assert_eq!(me["bookings"][0]["resource"], "Meeting Room 1");
     assert_eq!(me["bookings"][0]["start"]["zone"], "Europe/London");
+    assert_eq!(me["passes"][0]["name"], "Day Pass");
+    assert_eq!(me["passes"][0]["days_left"], 10);
+    assert_eq!(me["visitors"].as_array().unwrap().len(), 1, "{me}");
+    assert_eq!(me["visitors"][0]["name"], "Vic Guest");
     let (_, doors_v) = member_get(&s, &ana, "/app/api/v1/doors").await;
     let names: Vec<&str> = doors_v["items"]
         .as_array()
@@ -411,6 +430,8 @@ async fn a_member_signs_in_by_mail_and_opens_only_their_doors(backend: Backend) 
     let (_, me) = member_get(&s, &ben, "/app/api/v1/me").await;
     assert_eq!(me["id"], "ben");
     assert_eq!(me["bookings"], json!([]));
+    assert_eq!(me["passes"], json!([]));
+    assert_eq!(me["visitors"][0]["name"], "Someone Else's");
 
     // Sessions are apart: the API's token is no member session, a member's is no API token,
     // and a member's cookie opens no dashboard page.

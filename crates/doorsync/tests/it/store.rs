@@ -883,7 +883,195 @@ testkit::on_both_backends!(
     a_revocation_due_is_claimed_before_grants_due_earlier,
     group_names_are_read_for_the_groups_asked_only,
     a_batch_of_new_records_is_stored_as_writing_each_would,
+    sign_in_links_work_once_and_expire,
+    mail_is_kept_until_delivered_or_expired,
+    a_remote_unlock_is_matched_to_one_event_only,
 );
+
+async fn sign_in_links_work_once_and_expire(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let expires = now + SignedDuration::from_mins(15);
+    let mail = |id: &str| OutgoingMail {
+        id: id.into(),
+        to: "ana@example.com".into(),
+        subject: "Your sign-in link".into(),
+        body: "http://x/app/signin/T".into(),
+        attempts: 0,
+    };
+    store
+        .create_member_link("link-1", "ana", &mail("m1"), now, expires)
+        .await
+        .unwrap();
+    store
+        .create_member_link("link-2", "ana", &mail("m2"), now, expires)
+        .await
+        .unwrap();
+    let later = now + SignedDuration::from_hours(24 * 30);
+    let used = store
+        .use_member_link("link-1", "session-1", "csrf-1", now, later)
+        .await
+        .unwrap();
+    assert_eq!(used.as_deref(), Some("ana"));
+    assert_eq!(
+        store
+            .use_member_link("link-1", "session-x", "csrf-x", now, later)
+            .await
+            .unwrap(),
+        None,
+        "a link works once"
+    );
+    assert_eq!(
+        store
+            .use_member_link("link-2", "session-y", "csrf-y", expires, later)
+            .await
+            .unwrap(),
+        None,
+        "a link stops working when it expires"
+    );
+    assert_eq!(
+        store
+            .use_member_link("nothing", "session-z", "csrf-z", now, later)
+            .await
+            .unwrap(),
+        None
+    );
+    let session = store
+        .member_session("session-1", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (session.customer_id.as_str(), session.csrf.as_str()),
+        ("ana", "csrf-1")
+    );
+    assert_eq!(store.member_session("session-x", now).await.unwrap(), None);
+    assert_eq!(
+        store.member_session("session-1", later).await.unwrap(),
+        None,
+        "sessions expire"
+    );
+    store.end_member_session("session-1").await.unwrap();
+    assert_eq!(store.member_session("session-1", now).await.unwrap(), None);
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn mail_is_kept_until_delivered_or_expired(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let expires = now + SignedDuration::from_mins(15);
+    for (link, m) in [("l1", "m1"), ("l2", "m2")] {
+        let mail = OutgoingMail {
+            id: m.into(),
+            to: format!("{m}@example.com"),
+            subject: "s".into(),
+            body: "b".into(),
+            attempts: 0,
+        };
+        store
+            .create_member_link(link, "ana", &mail, now, expires)
+            .await
+            .unwrap();
+    }
+    let due = store.due_mail(now, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["m1", "m2"]
+    );
+    store.mail_attempted("m1", now, None).await.unwrap();
+    let retry = now + SignedDuration::from_secs(5);
+    store
+        .mail_attempted("m2", now, Some(("connection refused", retry)))
+        .await
+        .unwrap();
+    assert!(
+        store.due_mail(now, 10).await.unwrap().is_empty(),
+        "sent, or waiting to retry"
+    );
+    let again = store.due_mail(retry, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("m2", 1));
+    assert!(
+        store.due_mail(expires, 10).await.unwrap().is_empty(),
+        "mail that can no longer help is dropped"
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn a_remote_unlock_is_matched_to_one_event_only(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let window = SignedDuration::from_mins(2);
+    store
+        .record_remote_unlock("u1", "brivo", "door-1", "ana", now)
+        .await
+        .unwrap();
+    store
+        .record_remote_unlock(
+            "u2",
+            "brivo",
+            "door-1",
+            "ben",
+            now + SignedDuration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    store
+        .record_remote_unlock("u3", "brivo", "door-2", "cy", now)
+        .await
+        .unwrap();
+    store.forget_remote_unlock("u3").await.unwrap();
+    let claim = |event: &'static str, door: &'static str, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_remote_unlock("brivo", door, event, at - window, at + window)
+                .await
+                .unwrap()
+        }
+    };
+    let at = now + SignedDuration::from_secs(2);
+    assert_eq!(
+        claim("e1", "door-1", at).await.as_deref(),
+        Some("ana"),
+        "the earliest first"
+    );
+    assert_eq!(
+        claim("e1", "door-1", at).await.as_deref(),
+        Some("ana"),
+        "the same event again"
+    );
+    assert_eq!(claim("e2", "door-1", at).await.as_deref(), Some("ben"));
+    assert_eq!(
+        claim("e3", "door-1", at).await,
+        None,
+        "each unlock counts once"
+    );
+    assert_eq!(
+        claim("e4", "door-2", at).await,
+        None,
+        "an unlock that did not happen"
+    );
+    store
+        .record_remote_unlock("u4", "brivo", "door-1", "ana", now)
+        .await
+        .unwrap();
+    let late = now + SignedDuration::from_mins(10);
+    assert_eq!(claim("e5", "door-1", late).await, None, "too far apart");
+    store.close().await;
+    db.drop_db().await;
+}
 
 fn connection_with(c: &str, credentials: Credentials) -> Connection {
     Connection {
