@@ -12,6 +12,8 @@ pub struct Config {
     pub database_url: String,
     pub listen: String,
     pub log: String,
+    /// `text` (the default) or `json`, one object a line, for log shippers.
+    pub log_format: LogFormat,
     /// 64 hex characters; seals provider credentials in the database.
     pub secret_key: Option<String>,
     /// The longest a subject goes without a reconcile when nothing marks it due.
@@ -20,6 +22,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Where mail goes out (the member app's sign-in links); none is sent without it.
     pub mail: Option<doorsync_engine::mail::MailConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The sender when `mail_from` names none.
@@ -31,6 +39,7 @@ struct File {
     database_url: Option<String>,
     listen: Option<String>,
     log: Option<String>,
+    log_format: Option<String>,
     secret_key: Option<String>,
     resync_interval: Option<String>,
     public_url: Option<String>,
@@ -102,6 +111,11 @@ impl Config {
             ),
             listen: pick("DOORSYNC_LISTEN", file.listen, DEFAULT_LISTEN),
             log: pick("DOORSYNC_LOG", file.log, "info"),
+            log_format: match pick("DOORSYNC_LOG_FORMAT", file.log_format, "text").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("log_format: {other:?} is neither text nor json"),
+            },
             secret_key: env("DOORSYNC_SECRET_KEY")
                 .filter(|v| !v.is_empty())
                 .or(file.secret_key),

@@ -64,6 +64,34 @@ async fn demo_admin(store: &SqlStore, dir: &Path) -> anyhow::Result<(String, Str
     Ok((EMAIL.into(), password))
 }
 
+/// The demo's API token, kept beside its database like the dashboard password: a resumed demo
+/// prints the same token rather than adding another each start.
+async fn demo_token(store: &SqlStore, dir: &Path) -> anyhow::Result<String> {
+    let file = dir.join("api-token");
+    let now = Timestamp::now();
+    if let Ok(kept) = std::fs::read_to_string(&file) {
+        let kept = kept.trim().to_owned();
+        if store
+            .token_by_hash(&doorsync_web::auth::hash(&kept), now)
+            .await?
+            .is_some()
+        {
+            return Ok(kept);
+        }
+    }
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = format!(
+        "ds_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    );
+    store
+        .create_token("demo", &doorsync_web::auth::hash(&token), now)
+        .await?;
+    std::fs::write(&file, &token).with_context(|| format!("writing {}", file.display()))?;
+    Ok(token)
+}
+
 pub async fn run(
     args: DemoArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -128,17 +156,7 @@ pub async fn run(
         }
         Some(_) => false,
     };
-    let token = {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        format!(
-            "ds_{}",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        )
-    };
-    store
-        .create_token("demo", &doorsync_web::auth::hash(&token), Timestamp::now())
-        .await?;
+    let token = demo_token(&store, &dir).await?;
     let (admin_email, admin_password) = demo_admin(&store, &dir).await?;
     println!("doorsync demo: a coworking space kept in step with brivo-sim (Ctrl-C stops it)");
     println!(

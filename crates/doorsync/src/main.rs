@@ -129,16 +129,48 @@ enum TokenCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person reads; the backtrace only when asked for with RUST_BACKTRACE.
+            let asked = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+            if asked {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(config: &Config) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .map_err(|e| anyhow::anyhow!("log: {:?} is not a log filter ({e})", config.log))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        config::LogFormat::Json => logs.json().with_ansi(false).init(),
+        // Colour codes only for a person at a terminal, not in a file or a journal.
+        config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    Ok(())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), |v| std::env::var(v).ok())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log).context("DOORSYNC_LOG")?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&config)?;
     match cli.command {
         Command::Serve { listen } => serve(config, listen).await,
         Command::Demo {

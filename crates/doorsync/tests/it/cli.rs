@@ -37,6 +37,7 @@ fn help_explains_each_command() {
 fn bad_configuration_fails_with_a_clear_message() {
     let dir = tempdir("badconf");
     let out = doorsync(&dir, "mysql://nope")
+        .env_remove("RUST_BACKTRACE")
         .arg("migrate")
         .output()
         .unwrap();
@@ -46,6 +47,29 @@ fn bad_configuration_fails_with_a_clear_message() {
         err.contains("sqlite://") && err.contains("postgres://"),
         "{err}"
     );
+    // One line a person reads: no colour codes, no backtrace, no "Caused by" block.
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1 && !err.contains('\x1b'),
+        "{err:?}"
+    );
+    let out = doorsync(&dir, "sqlite://x.db")
+        .env("DOORSYNC_LOG_FORMAT", "yaml")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+    // Logs for a shipper: one JSON object a line.
+    let out = doorsync(&dir, "sqlite://x.db")
+        .env("DOORSYNC_LOG_FORMAT", "json")
+        .env("DOORSYNC_LOG", "info")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let first = logs.lines().next().expect("a log line");
+    let line: serde_json::Value = serde_json::from_str(first).expect(first);
+    assert_eq!(line["level"], "INFO", "{line}");
     std::fs::write(dir.join("doorsync.toml"), "listen = 8080\n").unwrap();
     let out = Command::new(BIN)
         .current_dir(&dir)
@@ -348,6 +372,8 @@ async fn the_readme_session_works_against_serve(backend: Backend) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("SECRET_KEY"), "explain needs no key: {said}");
     let due = text
         .lines()
         .find(|l| l.contains("is due"))
@@ -639,7 +665,12 @@ async fn the_demo_converges_and_survives_kill_9() {
         .unwrap();
     let _ = demo.child.0.wait();
 
+    let first_token = demo.token.clone();
     let mut demo = start_demo(&dir);
+    assert_eq!(
+        demo.token, first_token,
+        "a resumed demo keeps its API token"
+    );
     wait_for("the demo to settle after the restart", || settled(&demo)).await;
     let groups = members_by_group(&demo.sim).await;
     expected(&groups);
@@ -691,6 +722,56 @@ async fn the_demo_converges_and_survives_kill_9() {
         })
         .await;
     }
+    // The member app signs in through the demo's outbox.
+    let res = client
+        .post(format!("{}/app/api/v1/signin", demo.api))
+        .json(&serde_json::json!({"email": "ana@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let link: String = loop {
+        let html = client
+            .get(format!("{}/app/outbox", demo.api))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(rest) = html.split("/app/signin/").nth(1) {
+            break rest.chars().take_while(char::is_ascii_hexdigit).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sign-in mail: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let session: serde_json::Value = client
+        .post(format!("{}/app/api/v1/session", demo.api))
+        .json(&serde_json::json!({"token": link}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let member = session["token"].as_str().expect("a member session");
+    let me: serde_json::Value = client
+        .get(format!("{}/app/api/v1/doors", demo.api))
+        .bearer_auth(member)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        me["items"].as_array().is_some_and(|d| !d.is_empty()),
+        "Ana has doors to open: {me}"
+    );
     Command::new("kill")
         .args(["-TERM", &demo.child.0.id().to_string()])
         .status()
