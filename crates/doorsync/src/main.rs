@@ -42,6 +42,13 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Ask a running `doorsync serve` whether it is ready (GET /readyz): exit 0 when it is.
+    /// For container health checks, where no HTTP client is installed.
+    Health {
+        /// The address it listens on [default: DOORSYNC_LISTEN; 0.0.0.0 asks 127.0.0.1]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Run a whole demo space on this machine: an in-process brivo-sim seeded with a small
     /// coworking space, doorsync on a fresh SQLite file, the engine moving people in and out of
     /// groups as the day goes. Prints the URLs, a sign-in and a line `api token: TOKEN`.
@@ -202,6 +209,7 @@ async fn run() -> anyhow::Result<()> {
             anyhow::ensure!(summary.failed == 0, "{} lines failed", summary.failed);
             Ok(())
         }
+        Command::Health { listen } => health(&listen.unwrap_or(config.listen.clone())).await,
         Command::Migrate => {
             let store = open(&config, false).await?;
             store.close().await;
@@ -500,6 +508,47 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     };
     app::run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("doorsync stopped");
+    Ok(())
+}
+
+/// One GET /readyz over a plain connection, with a deadline.
+async fn health(listen: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = listen.parse().with_context(|| {
+        format!("--listen: {listen:?} is not an address such as 127.0.0.1:8080")
+    })?;
+    let addr = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    };
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(
+                format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within 5 s"))?
+        .with_context(|| format!("asking {addr}"))?;
+    let status = String::from_utf8_lossy(&answer);
+    let line = status.lines().next().unwrap_or("");
+    anyhow::ensure!(
+        line.split(' ').nth(1) == Some("200"),
+        "{addr} is not ready: {line}"
+    );
+    println!("ready");
     Ok(())
 }
 

@@ -325,6 +325,23 @@ async fn the_readme_session_works_against_serve(backend: Backend) {
     );
 
     let mut server = start_serve(&dir, &db.url);
+    // The container's health check.
+    let addr = server.base.trim_start_matches("http://");
+    let out = doorsync(&dir, &db.url)
+        .args(["health", "--listen", addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = doorsync(&dir, &db.url)
+        .args(["health", "--listen", "127.0.0.1:1"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
     let (script, examples) = readme_session();
     let script = script.replace("http://127.0.0.1:8080", &server.base);
     let out = Command::new("bash")
