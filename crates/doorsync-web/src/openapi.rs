@@ -1,7 +1,6 @@
 //! The OpenAPI 3.1 description, built from the same collection types that parse requests.
 
 use crate::collections::*;
-use utoipa::ToSchema;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
 };
@@ -9,9 +8,10 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, Required,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
     ResponseBuilder, ResponsesBuilder,
 };
+use utoipa::{PartialSchema, ToSchema};
 
 const JSON: &str = "application/json";
 
@@ -80,7 +80,15 @@ fn page_schema(item: &str) -> Schema {
 }
 
 fn error_schema() -> Schema {
-    let inner = ObjectBuilder::new()
+    ObjectBuilder::new()
+        .property("error", reference("ErrorDetail"))
+        .required("error")
+        .into()
+}
+
+/// What went wrong, alone: inside the error body, and in a batch's results.
+fn error_detail_schema() -> Schema {
+    ObjectBuilder::new()
         .property("code", ObjectBuilder::new().schema_type(Type::String))
         .required("code")
         .property("message", ObjectBuilder::new().schema_type(Type::String))
@@ -90,12 +98,28 @@ fn error_schema() -> Schema {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .description(Some("The field at fault, when one is")),
-        );
-    ObjectBuilder::new()
-        .property("error", inner)
-        .required("error")
+        )
         .into()
 }
+
+/// A record's id in the path: what `Id::parse` takes.
+fn id_param() -> utoipa::openapi::path::Parameter {
+    let mut p = string_param(
+        "id",
+        "The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : - (not . or ..)",
+    );
+    p.schema = Some(RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(ID_PATTERN))
+            .build(),
+    )));
+    p
+}
+
+/// Stricter than the server (which also takes ids beginning with a dot, other than `.` and
+/// `..`), so that every id a generated client or a fuzzer makes from it is accepted.
+const ID_PATTERN: &str = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$";
 
 struct Doc {
     paths: PathsBuilder,
@@ -116,24 +140,32 @@ impl Doc {
     fn collection<C: Collection>(mut self, title: &str, singular: &str) -> Self {
         let body = C::Body::name().into_owned();
         self = self.schema::<C::Body>();
-        let mut shown = ObjectBuilder::new()
-            .property(
-                "id",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .read_only(true),
-            )
-            .required("id");
-        for (name, schema) in C::read_only() {
-            shown = shown.property(name, schema);
-        }
-        let out = AllOfBuilder::new()
-            .item(reference(&body))
-            .item(shown)
-            .build();
+        // A record as shown: the body's fields (write-only ones are never sent) with the id and
+        // what the server adds. A copy of the body's object rather than an allOf of it: the
+        // body refuses unknown fields, and an allOf would refuse the id with them.
+        let shown = match C::Body::schema() {
+            RefOr::T(Schema::Object(mut o)) => {
+                o.additional_properties = None;
+                o.properties.insert(
+                    "id".into(),
+                    RefOr::T(Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .read_only(true)
+                            .build(),
+                    )),
+                );
+                o.required.insert(0, "id".into());
+                for (name, schema) in C::read_only() {
+                    o.properties.insert(name.into(), RefOr::T(schema));
+                }
+                Schema::Object(o)
+            }
+            _ => Schema::AllOf(AllOfBuilder::new().item(reference(&body)).build()),
+        };
         self.components = self
             .components
-            .schema(title, Schema::AllOf(out))
+            .schema(title, shown)
             .schema(format!("{title}Page"), page_schema(title));
         let tag = C::PATH;
         let list = OperationBuilder::new()
@@ -156,12 +188,7 @@ impl Doc {
                     json_response("A page", Some(reference(&format!("{title}Page")))),
                 ),
             );
-        let id = || {
-            string_param(
-                "id",
-                "The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : -",
-            )
-        };
+        let id = id_param;
         let get = OperationBuilder::new()
             .operation_id(Some(format!("get_{singular}")))
             .summary(Some(format!("Get a {}", singular.replace('_', " "))))
@@ -477,7 +504,7 @@ fn access(mut doc: Doc) -> Doc {
                 )),
         )
         .required("status")
-        .property("error", reference("Error"));
+        .property("error", reference("ErrorDetail"));
     doc.components = doc
         .components
         .schema(
@@ -875,6 +902,7 @@ fn member_paths(mut doc: Doc) -> Doc {
         "member_signin",
         "E-mails a one-time sign-in link (the same answer for any address)",
     )
+    .securities(Some(Vec::<SecurityRequirement>::new()))
     .request_body(body("email"))
     .responses(
         ResponsesBuilder::new()
@@ -898,6 +926,7 @@ fn member_paths(mut doc: Doc) -> Doc {
         "member_session",
         "Exchanges a sign-in link's token (once, within 15 minutes) for a member session token",
     )
+    .securities(Some(Vec::<SecurityRequirement>::new()))
     .request_body(body("token: the last part of the link's path"))
     .responses(
         ResponsesBuilder::new()
@@ -1001,6 +1030,7 @@ pub fn document() -> OpenApi {
         paths: PathsBuilder::new(),
         components: ComponentsBuilder::new()
             .schema("Error", error_schema())
+            .schema("ErrorDetail", error_detail_schema())
             .security_scheme(
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -1019,7 +1049,7 @@ pub fn document() -> OpenApi {
     .collection::<Visitors>("Visitor", "visitor")
     .collection::<Doors>("Door", "door");
     doc = member_paths(engine_paths(access(links(doc))));
-    OpenApiBuilder::new()
+    let mut doc = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("doorsync")
@@ -1029,5 +1059,36 @@ pub fn document() -> OpenApi {
         .paths(doc.paths)
         .components(Some(doc.components.build()))
         .security(Some([SecurityRequirement::new("bearer", Vec::<String>::new())]))
-        .build()
+        .build();
+    with_body_errors(&mut doc);
+    doc
+}
+
+/// Every operation that reads a body can refuse it the same ways: malformed JSON (400), too
+/// large (413), not JSON (415), or not what the operation takes (422).
+fn with_body_errors(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.put, &mut item.post, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
+            if op.request_body.is_none() {
+                continue;
+            }
+            for (code, why) in [
+                ("400", "Malformed JSON"),
+                ("413", "The body is too large"),
+                (
+                    "415",
+                    "The body is not JSON (Content-Type application/json)",
+                ),
+                ("422", "The body is not what this operation takes"),
+            ] {
+                op.responses
+                    .responses
+                    .entry(code.into())
+                    .or_insert_with(|| RefOr::T(json_response(why, Some(reference("Error")))));
+            }
+        }
+    }
 }
