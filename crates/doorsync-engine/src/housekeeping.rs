@@ -27,6 +27,15 @@ impl Engine {
             let Ok(state) = store.connection_state(c).await else {
                 continue;
             };
+            if let Some(Err(e)) = self
+                .with_work_lease(
+                    &format!("alerts:{c}"),
+                    self.connection_alerts(c, &state, now),
+                )
+                .await
+            {
+                tracing::warn!(connection = c, error = %e, "looking at alerts failed");
+            }
             let usable = match state.paused_until {
                 Some(until) if until > now => false,
                 Some(_) => self.probe(connection).await,
@@ -330,6 +339,9 @@ impl Engine {
             }
         };
         self.count_calls(now).await;
+        if let Err(e) = self.drift_alert(&report, now).await {
+            tracing::warn!(connection = c, error = %e, "alerting drift failed");
+        }
         let state = store.connection_state(c).await?;
         let used = if state.month.as_deref() == Some(budget::month_key(now).as_str()) {
             state.calls_this_month

@@ -4,6 +4,7 @@
 //! correctness never depends on them.
 
 pub mod access;
+pub mod alerts;
 pub mod brivo;
 pub mod budget;
 pub mod drift;
@@ -64,6 +65,8 @@ pub struct EngineConfig {
     pub public_url: Option<String>,
     /// Where mail (the member app's sign-in links) goes out; without it none is sent.
     pub mail: Option<mail::MailConfig>,
+    /// Where alerts go (a webhook, the operators' e-mail), and when a pause alerts.
+    pub alerts: alerts::AlertConfig,
     /// A subject's retries back off from this, doubling per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -96,6 +99,10 @@ impl Default for EngineConfig {
             event_poll_interval: Duration::from_secs(10),
             public_url: None,
             mail: None,
+            alerts: alerts::AlertConfig {
+                pause_after: Duration::from_secs(600),
+                ..Default::default()
+            },
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             pause_base: Duration::from_secs(2),
@@ -191,6 +198,17 @@ pub struct SyncStatus {
     /// Links and locations that give nobody access: a group or site the connection's directory
     /// does not have (it changed after they were set up), or a location without a connection.
     pub setup_problems: Vec<doorsync_store::SetupProblem>,
+    /// The alerts whose conditions hold, each with when it was last sent.
+    pub alerts: Vec<doorsync_store::Alert>,
+    /// Where alerts go: `webhook` (whether one is set) and how many operators are e-mailed.
+    pub alerting: Alerting,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alerting {
+    pub webhook: bool,
+    pub emails: usize,
+    pub pause_after_seconds: u64,
 }
 
 impl Engine {
@@ -279,6 +297,16 @@ impl Engine {
             connections,
             held_past_entitlement: store.held_past(None, 100).await?,
             setup_problems: store.setup_problems().await?,
+            alerts: store.active_alerts().await?,
+            alerting: Alerting {
+                webhook: self.config.alerts.webhook.is_some(),
+                emails: if self.config.mail.is_some() {
+                    self.config.alerts.emails.len()
+                } else {
+                    0
+                },
+                pause_after_seconds: self.config.alerts.pause_after.as_secs(),
+            },
         })
     }
 }

@@ -90,6 +90,9 @@ impl Engine {
         if let Some(Err(e)) = self.with_work_lease("mail", self.deliver_mail()).await {
             tracing::warn!(error = %e, "delivering mail failed");
         }
+        if let Some(Err(e)) = self.with_work_lease("hooks", self.deliver_hooks()).await {
+            tracing::warn!(error = %e, "delivering alert webhooks failed");
+        }
     }
 
     /// Subscribes the webhook to the connection's events when the service has a public address

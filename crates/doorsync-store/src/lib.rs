@@ -4,6 +4,7 @@
 //! transaction, so the engine can never miss a change.
 
 mod admins;
+mod alerts;
 mod bulk;
 mod inputs;
 mod invitations;
@@ -21,6 +22,7 @@ mod setup;
 mod sql;
 
 pub use admins::{Admin, AdminSession, OAuthState};
+pub use alerts::{Alert, AlertSend, OutgoingHook};
 pub use members::{MemberSession, OutgoingMail};
 pub use presence::{
     Checkin, DoorEvent, FailedCheckin, NewDoorEvent, PresenceDay, PresenceFilter, PresenceWrite,
@@ -507,6 +509,38 @@ pub trait Store: Send + Sync + 'static {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Option<String>>;
+
+    /// Notes that an alert's condition holds at `now` (one resolved begins again).
+    async fn observe_alert(
+        &self,
+        condition: &str,
+        kind: &str,
+        connection: Option<&str>,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<Alert>;
+    /// Sends the alert (queues its webhook calls and mails) unless it went out within `quiet`;
+    /// `false` when it did not go out now.
+    async fn send_alert(
+        &self,
+        condition: &str,
+        now: Timestamp,
+        quiet: SignedDuration,
+        send: &AlertSend,
+        expires_at: Timestamp,
+    ) -> Result<bool>;
+    /// The condition no longer holds.
+    async fn resolve_alert(&self, condition: &str, now: Timestamp) -> Result<()>;
+    /// The alerts whose conditions hold, oldest first.
+    async fn active_alerts(&self) -> Result<Vec<Alert>>;
+    /// Webhook calls due for an attempt.
+    async fn due_hooks(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingHook>>;
+    async fn hook_attempted(
+        &self,
+        id: &str,
+        now: Timestamp,
+        failure: Option<(&str, Timestamp)>,
+    ) -> Result<()>;
 
     /// How many dashboard administrators exist (none: the first run asks for one).
     async fn admin_count(&self) -> Result<i64>;

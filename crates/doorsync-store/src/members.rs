@@ -55,7 +55,7 @@ pub(crate) async fn create_link(
     Ok(())
 }
 
-async fn queue(
+pub(crate) async fn queue(
     tx: &mut sqlx::AnyConnection,
     mail: &OutgoingMail,
     now: Timestamp,

@@ -77,6 +77,11 @@ const SQLITE: &[Migration] = &[
         name: "member_app",
         sql: include_str!("../migrations/sqlite/0013_member_app.sql"),
     },
+    Migration {
+        version: 14,
+        name: "alerts",
+        sql: include_str!("../migrations/sqlite/0014_alerts.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -144,6 +149,11 @@ const POSTGRES: &[Migration] = &[
         version: 13,
         name: "member_app",
         sql: include_str!("../migrations/postgres/0013_member_app.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "alerts",
+        sql: include_str!("../migrations/postgres/0014_alerts.sql"),
     },
 ];
 

@@ -1063,6 +1063,49 @@ impl Store for SqlStore {
         crate::members::claim_unlock(self, connection, door, event_id, from, until).await
     }
 
+    async fn observe_alert(
+        &self,
+        condition: &str,
+        kind: &str,
+        connection: Option<&str>,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<Alert> {
+        crate::alerts::observe(self, condition, kind, connection, message, now).await
+    }
+
+    async fn send_alert(
+        &self,
+        condition: &str,
+        now: Timestamp,
+        quiet: SignedDuration,
+        send: &AlertSend,
+        expires_at: Timestamp,
+    ) -> Result<bool> {
+        crate::alerts::send(self, condition, now, quiet, send, expires_at).await
+    }
+
+    async fn resolve_alert(&self, condition: &str, now: Timestamp) -> Result<()> {
+        crate::alerts::resolve(self, condition, now).await
+    }
+
+    async fn active_alerts(&self) -> Result<Vec<Alert>> {
+        crate::alerts::active(self).await
+    }
+
+    async fn due_hooks(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingHook>> {
+        crate::alerts::due_hooks(self, now, limit).await
+    }
+
+    async fn hook_attempted(
+        &self,
+        id: &str,
+        now: Timestamp,
+        failure: Option<(&str, Timestamp)>,
+    ) -> Result<()> {
+        crate::alerts::hook_attempted(self, id, now, failure).await
+    }
+
     async fn admin_count(&self) -> Result<i64> {
         crate::admins::count(self).await
     }

@@ -647,7 +647,7 @@ fn engine_paths(mut doc: Doc) -> Doc {
         .schema(
             "SyncStatus",
             free_object(
-                "due, oldest_due_at, oldest_overdue_seconds, in_flight, errors by kind; per connection: pause, last and next audit, last directory read, calls this month against the budget, memberships held past their entitlement; held_past_entitlement (who); setup_problems (each {kind, id, field, connection_id, problem: group_not_in_directory | site_not_in_directory | no_connection, message})",
+                "due, oldest_due_at, oldest_overdue_seconds, in_flight, errors by kind; per connection: pause, last and next audit, last directory read, calls this month against the budget, memberships held past their entitlement; held_past_entitlement (who); setup_problems (each {kind, id, field, connection_id, problem: group_not_in_directory | site_not_in_directory | no_connection, message}); alerts (the conditions that hold: {condition, kind: connection_paused | credentials_refused | drift_found, connection_id, message, active_since, last_seen_at, last_sent_at}); alerting ({webhook, emails, pause_after_seconds})",
             ),
         )
         .schema("Preview", free_object("at, customers_considered, adds, removes, and each change as {customer_id, group_id, op}"));

@@ -22,6 +22,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Where mail goes out (the member app's sign-in links); none is sent without it.
     pub mail: Option<doorsync_engine::mail::MailConfig>,
+    /// Where alerts go, and after how long a pause alerts.
+    pub alerts: doorsync_engine::alerts::AlertConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,10 @@ struct File {
     public_url: Option<String>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
+    alert_webhook_url: Option<String>,
+    alert_webhook_secret: Option<String>,
+    alert_emails: Option<Vec<String>>,
+    alert_pause_after: Option<String>,
 }
 
 impl Config {
@@ -100,10 +106,21 @@ impl Config {
         if let Some(m) = &mail {
             doorsync_engine::mail::check(m).map_err(|e| anyhow::anyhow!(e))?;
         }
+        let alerts = alerts(
+            &env,
+            (
+                file.alert_webhook_url,
+                file.alert_webhook_secret,
+                file.alert_emails,
+                file.alert_pause_after,
+            ),
+            mail.is_some(),
+        )?;
         let config = Config {
             resync_interval,
             public_url,
             mail,
+            alerts,
             database_url: pick(
                 "DOORSYNC_DATABASE_URL",
                 file.database_url,
@@ -134,6 +151,70 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The alert settings: a webhook (an http or https address with a secret to sign its calls),
+/// operators' e-mail addresses (mail must be set up), and after how long a pause alerts.
+type AlertFile = (
+    Option<String>,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<String>,
+);
+
+fn alerts(
+    env: &impl Fn(&str) -> Option<String>,
+    (file_url, file_secret, file_emails, file_after): AlertFile,
+    mail: bool,
+) -> anyhow::Result<doorsync_engine::alerts::AlertConfig> {
+    use doorsync_engine::alerts::{AlertConfig, AlertWebhook};
+    let get =
+        |var: &str, from_file: Option<String>| env(var).filter(|v| !v.is_empty()).or(from_file);
+    let webhook = match (
+        get("DOORSYNC_ALERT_WEBHOOK_URL", file_url),
+        get("DOORSYNC_ALERT_WEBHOOK_SECRET", file_secret),
+    ) {
+        (None, _) => None,
+        (Some(url), secret) => {
+            match url::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => bail!("alert_webhook_url: {url:?} is not an http or https address"),
+            }
+            let secret = secret.filter(|s| s.len() >= 16).with_context(|| {
+                "alert_webhook_secret: the alert webhook needs a secret of 16 characters or more to sign its calls"
+            })?;
+            Some(AlertWebhook { url, secret })
+        }
+    };
+    let emails: Vec<String> = match env("DOORSYNC_ALERT_EMAILS").filter(|v| !v.is_empty()) {
+        Some(list) => list
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        None => file_emails.unwrap_or_default(),
+    };
+    for e in &emails {
+        if doorsync_core::Email::parse(e).is_err() {
+            bail!("alert_emails: {e:?} is not an e-mail address");
+        }
+    }
+    if !emails.is_empty() && !mail {
+        bail!("alert_emails: e-mailing alerts needs smtp_url");
+    }
+    let after = get("DOORSYNC_ALERT_PAUSE_AFTER", file_after).unwrap_or_else(|| "PT10M".into());
+    let pause_after = Some(&after)
+        .filter(|r| r.starts_with(['P', 'p']))
+        .and_then(|r| r.parse::<jiff::SignedDuration>().ok())
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .with_context(|| {
+            format!("alert_pause_after: {after:?} is not an ISO 8601 duration, such as PT10M")
+        })?;
+    Ok(AlertConfig {
+        webhook,
+        emails,
+        pause_after,
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<File> {
@@ -185,6 +266,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.mail.unwrap().from, "Desk <desk@space.example>");
+        let err = Config::load(None, |v| {
+            (v == "DOORSYNC_ALERT_WEBHOOK_URL").then(|| "https://hooks.example/x".into())
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("alert_webhook_secret"),
+            "{err:#}"
+        );
+        let err = Config::load(None, |v| {
+            (v == "DOORSYNC_ALERT_EMAILS").then(|| "ops@example.com".into())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("smtp_url"), "{err:#}");
+        let c = Config::load(None, |v| match v {
+            "DOORSYNC_ALERT_WEBHOOK_URL" => Some("https://hooks.example/x".into()),
+            "DOORSYNC_ALERT_WEBHOOK_SECRET" => Some("0123456789abcdef".into()),
+            "DOORSYNC_SMTP_URL" => Some("smtp://127.0.0.1:2525".into()),
+            "DOORSYNC_ALERT_EMAILS" => Some("ops@example.com, desk@example.com".into()),
+            "DOORSYNC_ALERT_PAUSE_AFTER" => Some("PT2M".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.alerts.emails.len(), 2);
+        assert_eq!(c.alerts.pause_after, std::time::Duration::from_secs(120));
         let c = Config::load(None, |v| {
             (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into())
         });

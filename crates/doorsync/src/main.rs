@@ -502,6 +502,7 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
             resync_interval: config.resync_interval,
             public_url: config.public_url.clone(),
             mail: config.mail.clone(),
+            alerts: config.alerts.clone(),
             ..Default::default()
         },
         outbox: None,

@@ -36,6 +36,10 @@ pub fn fast_engine(owner: &str) -> EngineConfig {
         event_poll_interval: Duration::from_millis(500),
         public_url: None,
         mail: None,
+        alerts: doorsync_engine::alerts::AlertConfig {
+            pause_after: Duration::from_secs(600),
+            ..Default::default()
+        },
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_secs(1),
         pause_base: Duration::from_millis(200),

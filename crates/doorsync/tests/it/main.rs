@@ -1,6 +1,7 @@
 //! The one integration-test binary: the store suite and the API suite run on SQLite and on
 //! PostgreSQL; the CLI tests drive the real `doorsync` binary.
 
+mod alerts;
 mod api;
 mod browser;
 mod cli;

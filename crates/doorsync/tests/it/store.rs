@@ -886,7 +886,111 @@ testkit::on_both_backends!(
     sign_in_links_work_once_and_expire,
     mail_is_kept_until_delivered_or_expired,
     a_remote_unlock_is_matched_to_one_event_only,
+    an_alert_goes_out_once_an_hour_while_its_condition_lasts,
 );
+
+async fn an_alert_goes_out_once_an_hour_while_its_condition_lasts(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let hour = SignedDuration::from_hours(1);
+    let send = |n: u32| AlertSend {
+        hooks: vec![OutgoingHook {
+            id: format!("h{n}"),
+            url: "http://127.0.0.1:9/hook".into(),
+            body: format!("{{\"n\":{n}}}"),
+            attempts: 0,
+        }],
+        mails: vec![],
+    };
+    let c = "credentials_refused:brivo";
+    let a = store
+        .observe_alert(c, "credentials_refused", Some("brivo"), "refused", now)
+        .await
+        .unwrap();
+    assert_eq!((a.active_since, a.last_sent_at), (now, None));
+    assert!(
+        store
+            .send_alert(c, now, hour, &send(1), now + hour * 24)
+            .await
+            .unwrap()
+    );
+    let later = now + SignedDuration::from_mins(30);
+    store
+        .observe_alert(
+            c,
+            "credentials_refused",
+            Some("brivo"),
+            "still refused",
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .send_alert(c, later, hour, &send(2), later + hour)
+            .await
+            .unwrap(),
+        "once an hour"
+    );
+    let active = store.active_alerts().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        (active[0].message.as_str(), active[0].active_since),
+        ("still refused", now)
+    );
+    assert_eq!(active[0].last_sent_at, Some(now));
+    let next = now + hour;
+    assert!(
+        store
+            .send_alert(c, next, hour, &send(3), next + hour)
+            .await
+            .unwrap()
+    );
+    // Queued calls: the first and the third.
+    let due = store.due_hooks(next, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        ["h1", "h3"]
+    );
+    store.hook_attempted("h1", next, None).await.unwrap();
+    store
+        .hook_attempted("h3", next, Some(("answered 500", next + hour)))
+        .await
+        .unwrap();
+    assert!(store.due_hooks(next, 10).await.unwrap().is_empty());
+    // Resolved, then back: a new alert, sent at once.
+    store.resolve_alert(c, next).await.unwrap();
+    assert!(store.active_alerts().await.unwrap().is_empty());
+    assert!(
+        !store
+            .send_alert(c, next + hour * 2, hour, &send(4), next + hour * 3)
+            .await
+            .unwrap()
+    );
+    let back = next + SignedDuration::from_mins(5);
+    let a = store
+        .observe_alert(
+            c,
+            "credentials_refused",
+            Some("brivo"),
+            "refused again",
+            back,
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.active_since, a.last_sent_at), (back, None));
+    assert!(
+        store
+            .send_alert(c, back, hour, &send(5), back + hour)
+            .await
+            .unwrap()
+    );
+    store.close().await;
+    db.drop_db().await;
+}
 
 async fn sign_in_links_work_once_and_expire(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
