@@ -56,6 +56,7 @@ impl Engine {
         &self,
         c: &str,
         state: &ConnectionState,
+        alerting: &std::collections::BTreeSet<String>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let store = &self.reconciler.store;
@@ -72,7 +73,7 @@ impl Engine {
                 .unwrap_or(SignedDuration::ZERO);
             self.raise(&pause, "connection_paused", c, &message, after, now)
                 .await?;
-        } else {
+        } else if alerting.contains(&pause) {
             store.resolve_alert(&pause, now).await?;
         }
         if refused {
@@ -88,7 +89,7 @@ impl Engine {
                 now,
             )
             .await?;
-        } else {
+        } else if alerting.contains(&credentials) {
             store.resolve_alert(&credentials, now).await?;
         }
         Ok(())

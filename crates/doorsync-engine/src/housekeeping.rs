@@ -19,6 +19,15 @@ impl Engine {
         let Ok(connections) = store.list(Kind::Connection, None, 500).await else {
             return;
         };
+        // The conditions alerting now, read once: a round writes nothing for alerts unless a
+        // condition begins, lasts or ends.
+        let alerting: std::collections::BTreeSet<String> = store
+            .active_alerts()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.condition)
+            .collect();
         for record in connections {
             let Some(connection) = drift::enabled(&record) else {
                 continue;
@@ -27,13 +36,7 @@ impl Engine {
             let Ok(state) = store.connection_state(c).await else {
                 continue;
             };
-            if let Some(Err(e)) = self
-                .with_work_lease(
-                    &format!("alerts:{c}"),
-                    self.connection_alerts(c, &state, now),
-                )
-                .await
-            {
+            if let Err(e) = self.connection_alerts(c, &state, &alerting, now).await {
                 tracing::warn!(connection = c, error = %e, "looking at alerts failed");
             }
             let usable = match state.paused_until {

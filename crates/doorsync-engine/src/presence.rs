@@ -87,10 +87,18 @@ impl Engine {
         {
             tracing::warn!(error = %e, "processing door events failed");
         }
-        if let Some(Err(e)) = self.with_work_lease("mail", self.deliver_mail()).await {
+        // The outboxes are looked at (a read) every second; the lease that makes their delivery
+        // one instance's job is taken only when something is due.
+        if self.config.mail.is_some()
+            && store.due_mail(now, 1).await.is_ok_and(|d| !d.is_empty())
+            && let Some(Err(e)) = self.with_work_lease("mail", self.deliver_mail()).await
+        {
             tracing::warn!(error = %e, "delivering mail failed");
         }
-        if let Some(Err(e)) = self.with_work_lease("hooks", self.deliver_hooks()).await {
+        if self.config.alerts.webhook.is_some()
+            && store.due_hooks(now, 1).await.is_ok_and(|d| !d.is_empty())
+            && let Some(Err(e)) = self.with_work_lease("hooks", self.deliver_hooks()).await
+        {
             tracing::warn!(error = %e, "delivering alert webhooks failed");
         }
     }

@@ -160,13 +160,11 @@ pub(crate) async fn due_hooks(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<OutgoingHook>> {
-    sqlx::query("DELETE FROM webhook_outbox WHERE sent_at IS NULL AND expires_at <= $1")
-        .bind(ms(now))
-        .execute(&store.pool)
-        .await?;
+    // A read only: this is asked every second; expired calls are deleted when calls are made.
     let rows = sqlx::query(
         "SELECT id, url, body, attempts FROM webhook_outbox
-            WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY created_at, id LIMIT $2",
+            WHERE sent_at IS NULL AND next_attempt_at <= $1 AND expires_at > $1
+         ORDER BY created_at, id LIMIT $2",
     )
     .bind(ms(now))
     .bind(i64::from(limit))
@@ -206,9 +204,12 @@ pub(crate) async fn hook_attempted(
         .bind(ms(retry_at)),
     };
     q.execute(&store.pool).await?;
-    sqlx::query("DELETE FROM webhook_outbox WHERE sent_at < $1")
-        .bind(ms(now) - 86_400_000)
-        .execute(&store.pool)
-        .await?;
+    sqlx::query(
+        "DELETE FROM webhook_outbox WHERE sent_at < $1 OR (sent_at IS NULL AND expires_at <= $2)",
+    )
+    .bind(ms(now) - 86_400_000)
+    .bind(ms(now))
+    .execute(&store.pool)
+    .await?;
     Ok(())
 }

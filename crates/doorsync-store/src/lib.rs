@@ -73,12 +73,8 @@ pub enum StoreError {
     BadUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migration {version} ({name}) failed: {source}")]
-    Migration {
-        version: i64,
-        name: &'static str,
-        source: sqlx::Error,
-    },
+    #[error("migration {version}: {message}")]
+    Migration { version: i64, message: String },
     #[error("{0}")]
     Secret(#[from] SecretError),
     #[error("stored {kind} {id:?} is unreadable: {message}")]

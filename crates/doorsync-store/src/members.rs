@@ -156,13 +156,10 @@ pub(crate) async fn due_mail(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<OutgoingMail>> {
-    sqlx::query("DELETE FROM mail_outbox WHERE sent_at IS NULL AND expires_at <= $1")
-        .bind(ms(now))
-        .execute(&store.pool)
-        .await?;
+    // A read only: this is asked every second; expired mail is deleted when mail is sent.
     let rows = sqlx::query(
         "SELECT id, to_addr, subject, body, attempts FROM mail_outbox
-            WHERE sent_at IS NULL AND next_attempt_at <= $1
+            WHERE sent_at IS NULL AND next_attempt_at <= $1 AND expires_at > $1
          ORDER BY created_at, id LIMIT $2",
     )
     .bind(ms(now))
@@ -205,11 +202,15 @@ pub(crate) async fn mail_attempted(
         .bind(ms(retry_at)),
     };
     q.execute(&store.pool).await?;
-    // Delivered mail is kept a day, for support questions, then forgotten.
-    sqlx::query("DELETE FROM mail_outbox WHERE sent_at < $1")
-        .bind(ms(now) - 86_400_000)
-        .execute(&store.pool)
-        .await?;
+    // Delivered mail is kept a day, for support questions, then forgotten; mail that could
+    // not be delivered before its expiry is dropped.
+    sqlx::query(
+        "DELETE FROM mail_outbox WHERE sent_at < $1 OR (sent_at IS NULL AND expires_at <= $2)",
+    )
+    .bind(ms(now) - 86_400_000)
+    .bind(ms(now))
+    .execute(&store.pool)
+    .await?;
     Ok(())
 }
 

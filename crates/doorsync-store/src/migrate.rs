@@ -1,9 +1,14 @@
-//! A small migration runner: each backend has its own ordered SQL files, applied once each, in a
-//! transaction, and recorded in `schema_migrations`.
+//! Migrations: each backend has its own ordered SQL files, embedded in the binary and applied by
+//! sqlx's migrator, once each, in a transaction, with a checksum: a migration changed after it
+//! was applied, or a database migrated by a newer doorsync, is refused. The files are listed
+//! here with `include_str!` rather than through `sqlx::migrate!`, which would need sqlx's macros
+//! feature and a second build of sqlx for the host; sqlx computes the same checksums either way.
 
 use crate::sql::Backend;
 use crate::{Result, StoreError};
-use sqlx::{AnyPool, Row};
+use sqlx::migrate::{Migrate, MigrateError, Migration as SqlxMigration, MigrationType, Migrator};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, SqlSafeStr};
+use std::borrow::Cow;
 
 struct Migration {
     version: i64,
@@ -157,82 +162,123 @@ const POSTGRES: &[Migration] = &[
     },
 ];
 
-/// An arbitrary constant: the advisory lock that keeps two instances from migrating at once.
-const PG_MIGRATION_LOCK: i64 = 0x646f_6f72_7379_6e63;
+const TABLE: &str = "_sqlx_migrations";
 
-pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> Result<Vec<i64>> {
+fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
-    let mut conn = pool.acquire().await?;
-    if backend == Backend::Postgres {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"
-        )))
-        .execute(&mut *conn)
-        .await?;
-    }
-    let result = apply(&mut conn, migrations, now_ms).await;
-    if backend == Backend::Postgres {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"
-        )))
-        .execute(&mut *conn)
-        .await?;
-    }
-    result
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|m| {
+                SqlxMigration::new(
+                    m.version,
+                    Cow::Borrowed(m.name),
+                    MigrationType::Simple,
+                    AssertSqlSafe(Cow::Borrowed(m.sql)).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
-async fn apply(
-    conn: &mut sqlx::AnyConnection,
-    migrations: &[Migration],
-    now_ms: i64,
-) -> Result<Vec<i64>> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>(0))
-        .collect::<Result<_, _>>()?;
-    let known = migrations.last().map_or(0, |m| m.version);
-    if let Some(&newest) = applied.last()
-        && newest > known
-    {
-        return Err(StoreError::Invalid {
-            field: "database_url",
-            message: format!(
-                "the database is at schema version {newest}, newer than this doorsync ({known})"
-            ),
-        });
-    }
-    let mut done = vec![];
-    for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
-        let fail = |source| StoreError::Migration {
-            version: m.version,
-            name: m.name,
-            source,
-        };
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(m.version)
-        .bind(m.name)
-        .bind(now_ms)
-        .execute(&mut *tx)
+/// Applies what the database lacks; returns the versions applied.
+pub(crate) async fn run(pool: &AnyPool, backend: Backend, _now_ms: i64) -> Result<Vec<i64>> {
+    let migrator = migrator(backend);
+    let mut conn = pool.acquire().await?;
+    conn.ensure_migrations_table(TABLE)
         .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        tracing::info!(version = m.version, name = m.name, "migration applied");
-        done.push(m.version);
+        .map_err(|e| migration_error(0, e.to_string()))?;
+    adopt(&mut conn, &migrator).await?;
+    let before = applied(&mut conn).await?;
+    if let Err(e) = migrator.run(&mut *conn).await {
+        // A refused run can return with sqlx's advisory lock still held by this session
+        // (PostgreSQL): closing the connection, rather than pooling it, lets the lock go.
+        let _ = conn.close().await;
+        return Err(refused(e, &migrator));
+    }
+    let done: Vec<i64> = applied(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|v| !before.contains(v))
+        .collect();
+    for v in &done {
+        let name = migrator
+            .iter()
+            .find(|m| m.version == *v)
+            .map_or("", |m| m.description.as_ref());
+        tracing::info!(version = v, name, "migration applied");
     }
     Ok(done)
+}
+
+async fn applied(conn: &mut AnyConnection) -> Result<Vec<i64>> {
+    Ok(conn
+        .list_applied_migrations(TABLE)
+        .await
+        .map_err(|e| migration_error(0, e.to_string()))?
+        .into_iter()
+        .map(|m| m.version)
+        .collect())
+}
+
+/// A database migrated by the earlier runner (versions in `schema_migrations`, no checksums)
+/// is taken over as it is: its versions are recorded as applied, with the checksums of the
+/// files this doorsync carries, which are the ones it applied.
+async fn adopt(conn: &mut AnyConnection, migrator: &Migrator) -> Result<()> {
+    let Ok(rows) = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await
+    else {
+        return Ok(());
+    };
+    for r in rows {
+        let version: i64 = r.try_get(0)?;
+        let Some(m) = migrator.iter().find(|m| m.version == version) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(m.description.as_ref())
+        .bind(m.checksum.to_vec())
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DROP TABLE IF EXISTS schema_migrations")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn migration_error(version: i64, message: String) -> StoreError {
+    StoreError::Migration { version, message }
+}
+
+/// sqlx's refusals in words an operator acts on.
+fn refused(e: MigrateError, migrator: &Migrator) -> StoreError {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match e {
+        MigrateError::VersionMissing(v) => StoreError::Invalid {
+            field: "database_url",
+            message: format!(
+                "the database is at schema version {v}, newer than this doorsync ({known}): run the doorsync that migrated it, or a newer one"
+            ),
+        },
+        MigrateError::VersionMismatch(v) => migration_error(
+            v,
+            "this migration was changed after the database applied it (its checksum differs): the database and this doorsync disagree about its schema".into(),
+        ),
+        MigrateError::Dirty(v) => migration_error(
+            v,
+            "this migration failed part-way earlier; the database needs a look before doorsync can start".into(),
+        ),
+        MigrateError::ExecuteMigration(source, v) => migration_error(v, source.to_string()),
+        other => migration_error(0, other.to_string()),
+    }
 }

@@ -887,7 +887,81 @@ testkit::on_both_backends!(
     mail_is_kept_until_delivered_or_expired,
     a_remote_unlock_is_matched_to_one_event_only,
     an_alert_goes_out_once_an_hour_while_its_condition_lasts,
+    migrations_are_checked_and_an_earlier_history_is_taken_over,
 );
+
+async fn migrations_recorded(conn: &mut sqlx::AnyConnection) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+async fn migrations_are_checked_and_an_earlier_history_is_taken_over(backend: Backend) {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let now = t("2026-06-01T09:00:00Z");
+    let store = db.store().await;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let all = migrations_recorded(&mut conn).await;
+    assert!(all >= 14, "{all}");
+    // A database the earlier runner migrated: its history in schema_migrations only.
+    sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for v in 1..=all {
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'x', 0)",
+        )
+        .bind(v)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    assert!(
+        store.migrate(now).await.unwrap().is_empty(),
+        "nothing is applied again"
+    );
+    assert_eq!(migrations_recorded(&mut conn).await, all);
+    // A migration changed after it was applied is refused.
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 3")
+        .bind(vec![0u8; 48])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = store.migrate(now).await.unwrap_err().to_string();
+    assert!(
+        err.contains("migration 3") && err.contains("changed"),
+        "{err}"
+    );
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // A database a newer doorsync migrated is refused, and left as it is.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+            VALUES (999, 'from the future', TRUE, $1, 0)",
+    )
+    .bind(vec![1u8; 48])
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let err = store.migrate(now).await.unwrap_err().to_string();
+    assert!(err.contains("newer than this doorsync"), "{err}");
+    let _ = conn.close().await;
+    store.close().await;
+    db.drop_db().await;
+}
 
 async fn an_alert_goes_out_once_an_hour_while_its_condition_lasts(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
