@@ -11,6 +11,7 @@
 //!   single-flight behind an async mutex, and a caller whose token was rejected only renews if
 //!   nobody has replaced that token in the meantime.
 
+use secrecy::ExposeSecret;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,7 +100,7 @@ enum TokenGrant<'a> {
 impl Tokens {
     pub(crate) fn new(grant: &Grant) -> Self {
         let refresh = match grant {
-            Grant::RefreshToken(token) => Some(token.clone()),
+            Grant::RefreshToken(token) => Some(token.expose_secret().to_owned()),
             Grant::Password { .. } => None,
         };
         Tokens {
@@ -209,8 +210,14 @@ impl Tokens {
         match &client.config().grant {
             Grant::Password { username, password } => {
                 let started = Instant::now();
-                let answer =
-                    token_call(client, TokenGrant::Password { username, password }).await?;
+                let answer = token_call(
+                    client,
+                    TokenGrant::Password {
+                        username,
+                        password: password.expose_secret(),
+                    },
+                )
+                .await?;
                 Ok((answer, started))
             }
             Grant::RefreshToken(_) => Err(refused.unwrap_or_else(|| {
@@ -288,7 +295,7 @@ async fn token_call(
     let mut retries = 0;
     loop {
         client.acquire_rate_slot(TOKEN_ENDPOINT).await;
-        let mut api_key = HeaderValue::from_str(&config.api_key).map_err(|e| {
+        let mut api_key = HeaderValue::from_str(config.api_key.expose_secret()).map_err(|e| {
             BrivoError::new(
                 ErrorKind::InvalidInput,
                 TOKEN_ENDPOINT,
@@ -300,7 +307,10 @@ async fn token_call(
         let request = client
             .http()
             .post(&url)
-            .basic_auth(&config.client_id, Some(&config.client_secret))
+            .basic_auth(
+                &config.client_id,
+                Some(config.client_secret.expose_secret()),
+            )
             .header("api-key", api_key)
             .header(ACCEPT, "application/json")
             .form(&form)

@@ -1,6 +1,7 @@
 //! The client handle and the one path every API call takes: rate limit, bearer token, one HTTP
 //! attempt with a timeout, accounting, then either a renewed token, a retry or the error.
 
+use secrecy::ExposeSecret;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,8 +142,11 @@ impl BrivoClient {
                 )
                 .with_source(e)
             })?;
-        let limiter =
-            ratelimit::shared(&config.api_url, &config.api_key, config.requests_per_second);
+        let limiter = ratelimit::shared(
+            &config.api_url,
+            config.api_key.expose_secret(),
+            config.requests_per_second,
+        );
         let backoff = Backoff {
             base: config.base_backoff,
             cap: config.max_backoff,
@@ -265,7 +269,8 @@ impl BrivoClient {
                 format!("the {what} is not a valid header value"),
             )
         };
-        let mut api_key = HeaderValue::from_str(&config.api_key).map_err(|_| invalid("API key"))?;
+        let mut api_key = HeaderValue::from_str(config.api_key.expose_secret())
+            .map_err(|_| invalid("API key"))?;
         api_key.set_sensitive(true);
         // Brivo's documentation writes `bearer` in lower case; both are accepted.
         let mut bearer = HeaderValue::from_str(&format!("bearer {token}"))

@@ -1,5 +1,6 @@
 //! What a client needs to reach one Brivo Access account, and the knobs of its call policy.
 
+use secrecy::SecretString;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,32 +13,22 @@ pub const EU_API_URL: &str = "https://api.eu.brivo.com/v1/api";
 /// Brivo's EU authorization server.
 pub const EU_AUTH_URL: &str = "https://auth.eu.brivo.com";
 
-/// How the client obtains its first access token.
-#[derive(Clone, PartialEq, Eq)]
+/// How the client obtains its first access token. Secrets are held in `secrecy`'s types: they
+/// print as `[REDACTED]` and are zeroed when dropped.
+#[derive(Clone, Debug)]
 pub enum Grant {
     /// The OAuth password grant of a "Password" application. `username` is the administrator's
     /// Admin ID, not their e-mail address (a frequent setup mistake). A "3-Legged" application's
     /// client is refused this grant (`Unauthorized`, code `unauthorized_client`).
-    Password { username: String, password: String },
+    Password {
+        username: String,
+        password: SecretString,
+    },
     /// A refresh token obtained elsewhere, typically from the authorization-code flow of a
     /// "3-Legged" application, with that application's client id and secret (a refresh token
     /// works only for the application it was issued to). The client cannot sign in again once
     /// it stops working.
-    RefreshToken(String),
-}
-
-// Hand-written so that a `{:?}` in a log line never prints a password or token.
-impl fmt::Debug for Grant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Grant::Password { username, .. } => f
-                .debug_struct("Password")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Grant::RefreshToken(_) => f.debug_tuple("RefreshToken").field(&"<redacted>").finish(),
-        }
-    }
+    RefreshToken(SecretString),
 }
 
 /// Everything a [`crate::BrivoClient`] needs. Build it with [`ClientConfig::us`],
@@ -50,9 +41,9 @@ pub struct ClientConfig {
     /// Authorization server base, e.g. `https://auth.brivo.com`; `/oauth/token` is appended.
     pub auth_url: String,
     /// The developer's API key, sent as `api-key` on every call to both servers.
-    pub api_key: String,
+    pub api_key: SecretString,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: SecretString,
     pub grant: Grant,
     /// Client-side limit on calls per second, shared by every client in this process that uses
     /// the same API key against the same API. `0` or a non-finite value turns the limit off.
@@ -83,9 +74,9 @@ impl ClientConfig {
         ClientConfig {
             api_url: trim_slash(api_url.into()),
             auth_url: trim_slash(auth_url.into()),
-            api_key: api_key.into(),
+            api_key: SecretString::from(api_key.into()),
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            client_secret: SecretString::from(client_secret.into()),
             grant,
             requests_per_second: 10.0,
             timeout: Duration::from_secs(10),
@@ -138,14 +129,15 @@ fn trim_slash(mut url: String) -> String {
     url
 }
 
+// Hand-written for the pacer, which has no `Debug`; the secrets print as `[REDACTED]`.
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("api_url", &self.api_url)
             .field("auth_url", &self.auth_url)
-            .field("api_key", &"<redacted>")
+            .field("api_key", &self.api_key)
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("client_secret", &self.client_secret)
             .field("grant", &self.grant)
             .field("requests_per_second", &self.requests_per_second)
             .field("timeout", &self.timeout)

@@ -6,9 +6,10 @@
 use crate::*;
 use doorsync_store::{Alert, AlertSend, ConnectionState, OutgoingHook, OutgoingMail, StoreError};
 use hmac::{KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Where alerts go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AlertConfig {
     pub webhook: Option<AlertWebhook>,
     /// Operators to e-mail (needs the mail settings).
@@ -17,11 +18,11 @@ pub struct AlertConfig {
     pub pause_after: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AlertWebhook {
     pub url: String,
     /// Signs each call: `X-Doorsync-Signature: t=UNIX,v1=HEX`, the HMAC-SHA256 of `UNIX.BODY`.
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 /// One alert per condition per this long, while it lasts.
@@ -216,7 +217,7 @@ impl Engine {
                 .header("content-type", "application/json")
                 .header(
                     "x-doorsync-signature",
-                    signature(&hook.secret, unix, &h.body),
+                    signature(hook.secret.expose_secret(), unix, &h.body),
                 )
                 .body(h.body.clone())
                 .send()

@@ -550,9 +550,9 @@ impl ProviderFactory for BrivoFactory {
         let grant = match (&cr.admin_id, &cr.password, &cr.refresh_token) {
             (Some(admin_id), Some(password), _) => Grant::Password {
                 username: admin_id.clone(),
-                password: password.clone(),
+                password: password.clone().into(),
             },
-            (_, _, Some(refresh)) => Grant::RefreshToken(refresh.clone()),
+            (_, _, Some(refresh)) => Grant::RefreshToken(refresh.clone().into()),
             _ => return Err(lacks()),
         };
         let (api_url, auth_url) = endpoints(c);

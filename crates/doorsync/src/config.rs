@@ -1,13 +1,14 @@
 //! Settings: defaults, then `doorsync.toml`, then `DOORSYNC_*` variables, then flags.
 
 use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::path::Path;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://doorsync.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
     pub listen: String,
@@ -15,7 +16,7 @@ pub struct Config {
     /// `text` (the default) or `json`, one object a line, for log shippers.
     pub log_format: LogFormat,
     /// 64 hex characters; seals provider credentials in the database.
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     /// The longest a subject goes without a reconcile when nothing marks it due.
     pub resync_interval: std::time::Duration,
     /// Where Brivo reaches this service, for its event webhook (`https://doorsync.example.com`).
@@ -96,7 +97,7 @@ impl Config {
             .filter(|v| !v.is_empty())
             .or(file.smtp_url)
             .map(|smtp_url| doorsync_engine::mail::MailConfig {
-                smtp_url,
+                smtp_url: smtp_url.into(),
                 from: pick(
                     "DOORSYNC_MAIL_FROM",
                     file.mail_from.clone(),
@@ -135,10 +136,12 @@ impl Config {
             },
             secret_key: env("DOORSYNC_SECRET_KEY")
                 .filter(|v| !v.is_empty())
-                .or(file.secret_key),
+                .or(file.secret_key)
+                .map(SecretString::from),
         };
         if let Some(k) = &config.secret_key {
-            doorsync_store::SecretKey::parse(k).map_err(|e| anyhow::anyhow!("secret_key: {e}"))?;
+            doorsync_store::SecretKey::parse(k.expose_secret())
+                .map_err(|e| anyhow::anyhow!("secret_key: {e}"))?;
         }
         if !(config.database_url.starts_with("sqlite:")
             || config.database_url.starts_with("postgres://")
@@ -183,7 +186,10 @@ fn alerts(
             let secret = secret.filter(|s| s.len() >= 16).with_context(|| {
                 "alert_webhook_secret: the alert webhook needs a secret of 16 characters or more to sign its calls"
             })?;
-            Some(AlertWebhook { url, secret })
+            Some(AlertWebhook {
+                url,
+                secret: secret.into(),
+            })
         }
     };
     let emails: Vec<String> = match env("DOORSYNC_ALERT_EMAILS").filter(|v| !v.is_empty()) {
@@ -290,6 +296,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.alerts.emails.len(), 2);
         assert_eq!(c.alerts.pause_after, std::time::Duration::from_secs(120));
+        // Secrets print as [REDACTED], whatever logs the settings.
+        let c = Config::load(None, |v| match v {
+            "DOORSYNC_SECRET_KEY" => Some("ab".repeat(32)),
+            "DOORSYNC_SMTP_URL" => Some("smtp://desk:mail-password@127.0.0.1:2525".into()),
+            "DOORSYNC_ALERT_WEBHOOK_URL" => Some("https://hooks.example/x".into()),
+            "DOORSYNC_ALERT_WEBHOOK_SECRET" => Some("hook-secret-0123456789".into()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "ab".repeat(32).as_str(),
+            "mail-password",
+            "hook-secret-0123456789",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
         let c = Config::load(None, |v| {
             (v == "DOORSYNC_DATABASE_URL").then(|| "mysql://x".into())
         });

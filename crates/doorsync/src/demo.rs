@@ -139,7 +139,7 @@ pub async fn run(
         account.client_secret.clone(),
         Grant::Password {
             username: account.admin_id.clone(),
-            password: account.password.clone(),
+            password: account.password.clone().into(),
         },
     ))?;
     let fresh = match store.get(Kind::Connection, "brivo").await? {
@@ -191,7 +191,7 @@ pub async fn run(
         engine: doorsync_engine::EngineConfig {
             public_url: Some(format!("http://{addr}")),
             mail: Some(doorsync_engine::mail::MailConfig {
-                smtp_url: format!("smtp://{smtp}"),
+                smtp_url: format!("smtp://{smtp}").into(),
                 from: crate::config::DEFAULT_MAIL_FROM.into(),
             }),
             ..Default::default()

@@ -424,7 +424,9 @@ async fn open(config: &Config, needs_key: bool) -> anyhow::Result<SqlStore> {
         tracing::info!(?applied, "database migrated");
     }
     Ok(match &config.secret_key {
-        Some(k) => store.with_secret_key(doorsync_store::SecretKey::parse(k)?),
+        Some(k) => store.with_secret_key(doorsync_store::SecretKey::parse(
+            secrecy::ExposeSecret::expose_secret(k),
+        )?),
         None => {
             if needs_key {
                 tracing::warn!("no DOORSYNC_SECRET_KEY: provider credentials cannot be stored");

@@ -129,7 +129,7 @@ pub fn sim_client(sim: &SimHandle) -> brivo_client::BrivoClient {
         account.client_secret,
         brivo_client::Grant::Password {
             username: account.admin_id,
-            password: account.password,
+            password: account.password.into(),
         },
     );
     fast_client(&mut config);
@@ -207,7 +207,7 @@ impl SyncApp {
         let env = AppEnv {
             base: format!("http://{app_addr}"),
             mail: doorsync_engine::mail::MailConfig {
-                smtp_url: format!("smtp://{smtp}"),
+                smtp_url: format!("smtp://{smtp}").into(),
                 from: "Space <desk@space.test>".into(),
             },
         };

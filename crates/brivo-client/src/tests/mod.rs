@@ -48,7 +48,7 @@ impl Env {
             account.client_secret,
             Grant::Password {
                 username: account.admin_id,
-                password: account.password,
+                password: account.password.into(),
             },
         );
         config.requests_per_second = 0.0;

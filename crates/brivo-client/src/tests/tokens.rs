@@ -50,7 +50,7 @@ async fn refresh_token_grant_works_and_cannot_sign_in_again() {
     let seed = env.client();
     seed.sign_in().await.unwrap();
     let mut config = env.config();
-    config.grant = Grant::RefreshToken(seed.refresh_token().unwrap());
+    config.grant = Grant::RefreshToken(seed.refresh_token().unwrap().into());
     let client = BrivoClient::new(config).unwrap();
     assert_eq!(client.list_groups(None).await.unwrap().len(), 14);
 
@@ -191,8 +191,8 @@ async fn a_three_legged_application_signs_in_by_refresh_token_only() {
     let account = env.sim.account();
     let mut config = env.config();
     config.client_id = account.code_client_id.clone();
-    config.client_secret = account.code_client_secret.clone();
-    config.grant = Grant::RefreshToken(three_legged_refresh_token(&env).await);
+    config.client_secret = account.code_client_secret.clone().into();
+    config.grant = Grant::RefreshToken(three_legged_refresh_token(&env).await.into());
     let client = BrivoClient::new(config.clone()).unwrap();
     assert_eq!(client.list_groups(None).await.unwrap().len(), 14);
     env.expire_access_tokens().await;
@@ -201,7 +201,7 @@ async fn a_three_legged_application_signs_in_by_refresh_token_only() {
 
     config.grant = Grant::Password {
         username: account.admin_id.clone(),
-        password: account.password.clone(),
+        password: account.password.clone().into(),
     };
     let wrong_type = BrivoClient::new(config).unwrap();
     let err = wrong_type.sign_in().await.unwrap_err();

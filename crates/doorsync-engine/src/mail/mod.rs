@@ -8,20 +8,22 @@ use crate::*;
 use doorsync_store::StoreError;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Where mail goes out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MailConfig {
     /// `smtp://host:port` (plain, or STARTTLS when the server offers it with `?tls=required`),
-    /// `smtps://host:port` (TLS from the start); `user:password@` for authentication.
-    pub smtp_url: String,
+    /// `smtps://host:port` (TLS from the start); `user:password@` for authentication, so it is
+    /// held as a secret.
+    pub smtp_url: SecretString,
     /// The sender, `doorsync <no-reply@example.com>`.
     pub from: String,
 }
 
 /// Checks a mail configuration without sending anything.
 pub fn check(config: &MailConfig) -> Result<(), String> {
-    AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose_secret())
         .map_err(|e| format!("smtp_url: {e}"))?;
     config
         .from
@@ -39,7 +41,7 @@ fn retry_after(attempts: i64) -> SignedDuration {
 }
 
 async fn send(config: &MailConfig, to: &str, subject: &str, body: &str) -> Result<(), String> {
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose_secret())
         .map_err(|e| e.to_string())?
         .timeout(Some(Duration::from_secs(30)))
         .build();

@@ -631,7 +631,7 @@ pub(super) async fn callback(
         cr.api_key.clone().unwrap_or_default(),
         cr.client_id.clone().unwrap_or_default(),
         cr.client_secret.clone().unwrap_or_default(),
-        brivo_client::Grant::RefreshToken(String::new()),
+        brivo_client::Grant::RefreshToken(String::new().into()),
     );
     let exchanged = match brivo_client::BrivoClient::new(config) {
         Ok(client) => client
