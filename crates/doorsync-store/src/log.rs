@@ -93,6 +93,8 @@ pub(crate) async fn append_audit(store: &SqlStore, e: AuditEntry) -> Result<i64>
     Ok(row.try_get(0)?)
 }
 
+// The filter is built here rather than with sqlx's `QueryBuilder`: over the `Any` driver that
+// builder writes `?` placeholders, which PostgreSQL refuses; the numbered `$N` work on both.
 pub(crate) async fn audit(
     store: &SqlStore,
     f: &AuditFilter,

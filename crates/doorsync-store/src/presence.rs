@@ -342,6 +342,8 @@ struct List {
 }
 
 /// The query for a page of `list`, newest first, paged by `(time, id)` strictly before `before`.
+/// Built here rather than with sqlx's `QueryBuilder`, which over the `Any` driver writes `?`
+/// placeholders that PostgreSQL refuses.
 fn filtered(
     list: &List,
     f: &PresenceFilter,
