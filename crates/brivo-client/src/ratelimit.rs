@@ -11,6 +11,12 @@
 //! reserves the next free slot under a short lock and then sleeps until it, so waiters are served
 //! in order and nothing polls. Calls are evenly spaced, with no saved-up burst (see `shape`). It
 //! runs on tokio's clock, which tests can pause.
+//!
+//! Kept here rather than taken from governor, whose GCRA it matches: governor waits on its own
+//! clock and timer (tokio's paused time, which the retry and pacing tests drive, does not move
+//! it), has no way for one over-QPS answer to hold every caller of a key (`hold_for`), and
+//! changes rate only by building a new limiter, which would split the key's budget between
+//! clients made before and after.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

@@ -1,136 +1,118 @@
-//! Counters and a histogram for `/metrics`, rendered in the Prometheus text format by hand: a few
-//! dozen series do not justify a metrics library.
+//! Counters and a histogram for `/metrics`, kept with prometheus-client and encoded in the
+//! OpenMetrics text format, with the gauges and provider call counts read at scrape time.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Upper bounds, in seconds, of the transition lateness histogram.
 const LATENESS_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
-#[derive(Default)]
-pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
-    lateness: Mutex<Histogram>,
-}
+type Labels = Vec<(String, String)>;
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; LATENESS_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-fn label(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    format!("{{{}}}", inner.join(","))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub struct Metrics {
+    reconciles: Family<Labels, Counter>,
+    changes: Family<Labels, Counter>,
+    drift: Family<Labels, Counter>,
+    lateness: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            reconciles: Family::default(),
+            changes: Family::default(),
+            drift: Family::default(),
+            lateness: Histogram::new(LATENESS_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
-    fn add(&self, name: &'static str, labels: &[(&str, &str)], n: u64) {
-        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        *c.entry((name, label(labels))).or_insert(0) += n;
-    }
-
     pub fn count_reconcile(&self, outcome: &str) {
-        self.add("doorsync_reconciles_total", &[("outcome", outcome)], 1);
+        self.reconciles
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
     }
 
     pub fn count_change(&self, operation: &str) {
-        self.add(
-            "doorsync_membership_changes_total",
-            &[("operation", operation)],
-            1,
-        );
+        self.changes
+            .get_or_create(&labels(&[("operation", operation)]))
+            .inc();
     }
 
     pub fn count_drift(&self, kind: &str, n: u64) {
-        self.add("doorsync_drift_findings_total", &[("kind", kind)], n);
+        self.drift
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc_by(n);
     }
 
     /// How long after its due time a subject was reconciled.
     pub fn observe_lateness(&self, seconds: f64) {
-        let mut h = self.lateness.lock().unwrap_or_else(|e| e.into_inner());
-        let seconds = seconds.max(0.0);
-        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+        self.lateness.observe(seconds.max(0.0));
     }
 
-    /// The Prometheus text; `extra` adds gauges and provider call counts read at scrape time.
+    /// The OpenMetrics text; `gauges` and `provider_calls` are read at scrape time.
     pub fn render(
         &self,
         gauges: &[(&str, &str, f64)],
         provider_calls: &[(String, String, String, u64)],
     ) -> String {
+        let mut registry = Registry::default();
+        registry.register(
+            "doorsync_reconciles",
+            "Reconciles by outcome",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "doorsync_membership_changes",
+            "Changes made in the provider by operation",
+            self.changes.clone(),
+        );
+        registry.register(
+            "doorsync_drift_findings",
+            "Drift found by the audit, by kind",
+            self.drift.clone(),
+        );
+        let calls = Family::<Labels, Counter>::default();
+        for (connection, endpoint, outcome, n) in provider_calls {
+            calls
+                .get_or_create(&labels(&[
+                    ("connection", connection),
+                    ("endpoint", endpoint),
+                    ("outcome", outcome),
+                ]))
+                .inc_by(*n);
+        }
+        registry.register(
+            "doorsync_provider_calls",
+            "Provider HTTP calls by connection, endpoint and outcome",
+            calls,
+        );
+        registry.register(
+            "doorsync_transition_lateness_seconds",
+            "Time from a subject's due instant to the end of its reconcile",
+            self.lateness.clone(),
+        );
+        for (name, help, v) in gauges {
+            let gauge = Gauge::<f64, AtomicU64>::default();
+            gauge.set(*v);
+            registry.register(*name, *help, gauge);
+        }
         let mut out = String::new();
-        let help: [(&str, &str); 4] = [
-            ("doorsync_reconciles_total", "Reconciles by outcome"),
-            (
-                "doorsync_membership_changes_total",
-                "Changes made in the provider by operation",
-            ),
-            (
-                "doorsync_drift_findings_total",
-                "Drift found by the audit, by kind",
-            ),
-            (
-                "doorsync_provider_calls_total",
-                "Provider HTTP calls by connection, endpoint and outcome",
-            ),
-        ];
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, text) in help {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} counter");
-            for ((n, labels), v) in counters.iter() {
-                if *n == name {
-                    let _ = writeln!(out, "{name}{labels} {v}");
-                }
-            }
-            if name == "doorsync_provider_calls_total" {
-                for (connection, endpoint, outcome, n) in provider_calls {
-                    let l = label(&[
-                        ("connection", connection),
-                        ("endpoint", endpoint),
-                        ("outcome", outcome),
-                    ]);
-                    let _ = writeln!(out, "{name}{l} {n}");
-                }
-            }
-        }
-        drop(counters);
-        let h = self.lateness.lock().unwrap_or_else(|e| e.into_inner());
-        let name = "doorsync_transition_lateness_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from a subject's due instant to the end of its reconcile"
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", h.buckets[i]);
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            h.count, h.sum, h.count
-        );
-        for (name, text, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} gauge\n{name} {v}");
-        }
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &registry);
         out
     }
 }
@@ -162,9 +144,10 @@ mod tests {
         );
         assert!(text.contains("doorsync_drift_findings_total{kind=\"stranger\"} 3"));
         assert!(text.contains("doorsync_transition_lateness_seconds_bucket{le=\"0.5\"} 1"));
-        assert!(text.contains("doorsync_transition_lateness_seconds_bucket{le=\"10\"} 2"));
+        assert!(text.contains("doorsync_transition_lateness_seconds_bucket{le=\"10.0\"} 2"));
         assert!(text.contains("doorsync_transition_lateness_seconds_count 2"));
         assert!(text.contains("doorsync_due_subjects 4"));
         assert!(text.contains("endpoint=\"PUT /groups/{id}/users/{id}\""));
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

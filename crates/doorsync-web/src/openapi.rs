@@ -755,7 +755,7 @@ fn engine_paths(mut doc: Doc) -> Doc {
             .response(
                 "200",
                 ResponseBuilder::new()
-                    .description("Prometheus text format 0.0.4")
+                    .description("OpenMetrics text (application/openmetrics-text 1.0.0), which Prometheus reads")
                     .build(),
             ),
         );

@@ -308,7 +308,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )
