@@ -165,13 +165,31 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// How an audited operation ended, as the log's filter reads it: its `outcome` is `ok`, or
+/// `error: what went wrong`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Ok,
+    Error,
+}
+
+impl std::str::FromStr for AuditOutcome {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "ok" => Ok(AuditOutcome::Ok),
+            "error" => Ok(AuditOutcome::Error),
+            _ => Err(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     pub subject: Option<String>,
     pub group_id: Option<String>,
     pub operation: Option<String>,
-    /// `ok`, `error` (every failure), or one failure's whole text.
-    pub outcome: Option<String>,
+    pub outcome: Option<AuditOutcome>,
     /// The beginning of the cause.
     pub cause: Option<String>,
     pub since: Option<Timestamp>,

@@ -117,14 +117,17 @@ pub(crate) async fn audit(
         }
     }
     // Failed outcomes read `error: what went wrong`: `error` finds them all.
-    if let Some(v) = &f.outcome {
+    if let Some(o) = f.outcome {
         n += 1;
-        if v == "error" {
-            clauses.push(format!("outcome LIKE ${n}"));
-            texts.insert(n, "error%".into());
-        } else {
-            clauses.push(format!("outcome = ${n}"));
-            texts.insert(n, v.clone());
+        match o {
+            AuditOutcome::Error => {
+                clauses.push(format!("outcome LIKE ${n}"));
+                texts.insert(n, "error%".into());
+            }
+            AuditOutcome::Ok => {
+                clauses.push(format!("outcome = ${n}"));
+                texts.insert(n, "ok".into());
+            }
         }
     }
     // A cause names what gave or ended access (`booking b1`, `drift: not entitled`): a

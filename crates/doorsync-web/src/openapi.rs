@@ -664,10 +664,7 @@ fn engine_paths(mut doc: Doc) -> Doc {
                 "operation",
                 "add_to_group, remove_from_group, create_user, suspend_user, ...",
             ),
-            q(
-                "outcome",
-                "ok; error for every failure; or one failure's whole text",
-            ),
+            q("outcome", "ok, or error for every failure"),
             q(
                 "cause",
                 "The beginning of the cause: booking:ID, contract:ID, pass_grant:ID, drift, ...",

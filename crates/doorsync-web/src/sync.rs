@@ -55,7 +55,11 @@ pub async fn audit(
             "customer_id" => filter.subject = Some(format!("customer:{v}")),
             "group_id" => filter.group_id = Some(v),
             "operation" => filter.operation = Some(v),
-            "outcome" => filter.outcome = Some(v),
+            "outcome" => {
+                filter.outcome = Some(v.parse().map_err(|()| {
+                    ApiError::bad_request("invalid_query", "outcome", "outcome is ok or error")
+                })?)
+            }
             "cause" => filter.cause = Some(v),
             "since" => filter.since = Some(instant(&k, &v)?),
             "until" => filter.until = Some(instant(&k, &v)?),

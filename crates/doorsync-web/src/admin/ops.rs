@@ -452,15 +452,22 @@ pub(super) async fn audit(
         }
         t
     };
+    let outcome: Result<Option<doorsync_store::AuditOutcome>, ()> = match form.outcome.as_str() {
+        "" => Ok(None),
+        v => v.parse().map(Some),
+    };
     let filter = AuditFilter {
         subject: some(&form.customer_id).map(|c| format!("customer:{c}")),
         group_id: some(&form.group_id),
         operation: some(&form.operation),
-        outcome: some(&form.outcome),
+        outcome: outcome.ok().flatten(),
         cause: some(&form.cause),
         since: instant("from", &form.since),
         until: instant("until", &form.until),
     };
+    if outcome.is_err() {
+        error = Some("The outcome is ok or error.".into());
+    }
     let before = q.get("before").and_then(|b| b.parse::<i64>().ok());
     let mut entries = st.store.audit(&filter, before, PAGE + 1).await?;
     let more = entries.len() > PAGE as usize;
@@ -738,7 +745,7 @@ pub(super) async fn customer(
         .collect();
     let filter = AuditFilter {
         subject: Some(subject.key()),
-        outcome: Some("error".into()),
+        outcome: Some(doorsync_store::AuditOutcome::Error),
         ..Default::default()
     };
     let errors = st.store.audit(&filter, None, 10).await?;

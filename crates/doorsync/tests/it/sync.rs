@@ -73,6 +73,22 @@ async fn a_booking_opens_its_room_from_lead_to_lag(backend: Backend) {
         .get_json("/api/v1/audit?customer_id=ana&operation=remove_from_group")
         .await;
     assert_eq!(audit["items"][0]["cause"], "ended booking:b1", "{audit}");
+    // The outcome filter reads ok or error, and nothing else.
+    let (_, ok) = s
+        .app
+        .get_json("/api/v1/audit?customer_id=ana&outcome=ok")
+        .await;
+    assert!(ok["items"].as_array().unwrap().len() >= 2, "{ok}");
+    let (_, failed) = s
+        .app
+        .get_json("/api/v1/audit?customer_id=ana&outcome=error")
+        .await;
+    assert_eq!(failed["items"], serde_json::json!([]));
+    let (status, refused) = s.app.get_json("/api/v1/audit?outcome=fine").await;
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (400, Some("outcome"))
+    );
     s.stop().await;
 }
 
