@@ -45,11 +45,6 @@ pub fn signature(secret: &str, unix: i64, body: &str) -> String {
     format!("t={unix},v1={hex}")
 }
 
-fn retry_after(attempts: i64) -> SignedDuration {
-    let secs = 5i64.saturating_mul(1 << attempts.clamp(0, 6));
-    SignedDuration::from_secs(secs.min(300))
-}
-
 impl Engine {
     /// Looks at a connection's state: a pause streak longer than the threshold alerts, one for
     /// refused credentials alerts at once; a connection that works again resolves both.
@@ -231,7 +226,9 @@ impl Engine {
                 None => store.hook_attempted(&h.id, now, None).await?,
                 Some(e) => {
                     tracing::warn!(url = %h.url, error = %e, "an alert webhook call failed");
-                    let retry = now.saturating_add(retry_after(h.attempts)).unwrap_or(now);
+                    let retry = now
+                        .saturating_add(crate::mail::retry_after(h.attempts))
+                        .unwrap_or(now);
                     store.hook_attempted(&h.id, now, Some((&e, retry))).await?;
                 }
             }

@@ -188,28 +188,5 @@ pub(crate) async fn hook_attempted(
     now: Timestamp,
     failure: Option<(&str, Timestamp)>,
 ) -> Result<()> {
-    let q = match failure {
-        None => sqlx::query(
-            "UPDATE webhook_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL
-                WHERE id = $1",
-        )
-        .bind(id)
-        .bind(ms(now)),
-        Some((error, retry_at)) => sqlx::query(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $2,
-                next_attempt_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(ms(retry_at)),
-    };
-    q.execute(&store.pool).await?;
-    sqlx::query(
-        "DELETE FROM webhook_outbox WHERE sent_at < $1 OR (sent_at IS NULL AND expires_at <= $2)",
-    )
-    .bind(ms(now) - 86_400_000)
-    .bind(ms(now))
-    .execute(&store.pool)
-    .await?;
-    Ok(())
+    crate::members::attempted(store, "webhook_outbox", id, now, failure).await
 }

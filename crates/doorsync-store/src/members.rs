@@ -186,27 +186,38 @@ pub(crate) async fn mail_attempted(
     now: Timestamp,
     failure: Option<(&str, Timestamp)>,
 ) -> Result<()> {
+    attempted(store, "mail_outbox", id, now, failure).await
+}
+
+/// Records an attempt at an entry of an outbox (`mail_outbox`, `webhook_outbox`: the same
+/// bookkeeping columns), and forgets entries delivered a day ago (kept that long for support
+/// questions) or past their expiry undelivered.
+pub(crate) async fn attempted(
+    store: &SqlStore,
+    table: &'static str,
+    id: &str,
+    now: Timestamp,
+    failure: Option<(&str, Timestamp)>,
+) -> Result<()> {
     let q = match failure {
-        None => sqlx::query(
-            "UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL
-                WHERE id = $1",
-        )
+        None => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET sent_at = $2, attempts = attempts + 1, last_error = NULL
+                WHERE id = $1"
+        )))
         .bind(id)
         .bind(ms(now)),
-        Some((error, retry_at)) => sqlx::query(
-            "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $2,
-                next_attempt_at = $3 WHERE id = $1",
-        )
+        Some((error, retry_at)) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET attempts = attempts + 1, last_error = $2,
+                next_attempt_at = $3 WHERE id = $1"
+        )))
         .bind(id)
         .bind(error)
         .bind(ms(retry_at)),
     };
     q.execute(&store.pool).await?;
-    // Delivered mail is kept a day, for support questions, then forgotten; mail that could
-    // not be delivered before its expiry is dropped.
-    sqlx::query(
-        "DELETE FROM mail_outbox WHERE sent_at < $1 OR (sent_at IS NULL AND expires_at <= $2)",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE sent_at < $1 OR (sent_at IS NULL AND expires_at <= $2)"
+    )))
     .bind(ms(now) - 86_400_000)
     .bind(ms(now))
     .execute(&store.pool)

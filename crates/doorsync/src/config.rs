@@ -73,10 +73,7 @@ impl Config {
                 .unwrap_or_else(|| default.to_owned())
         };
         let resync = pick("DOORSYNC_RESYNC_INTERVAL", file.resync_interval, "PT4H");
-        let resync_interval = Some(&resync)
-            .filter(|r| r.starts_with(['P', 'p']))
-            .and_then(|r| r.parse::<jiff::SignedDuration>().ok())
-            .and_then(|d| std::time::Duration::try_from(d).ok())
+        let resync_interval = iso_duration(&resync)
             .filter(|d| *d >= std::time::Duration::from_secs(60))
             .with_context(|| {
                 format!("resync_interval: {resync:?} is not an ISO 8601 duration of a minute or more, such as PT4H")
@@ -158,6 +155,15 @@ impl Config {
 
 /// The alert settings: a webhook (an http or https address with a secret to sign its calls),
 /// operators' e-mail addresses (mail must be set up), and after how long a pause alerts.
+/// An ISO 8601 duration (`PT10M`), not negative; jiff also reads the friendly `10m`, which the
+/// settings do not take.
+fn iso_duration(text: &str) -> Option<std::time::Duration> {
+    Some(text)
+        .filter(|r| r.starts_with(['P', 'p']))
+        .and_then(|r| r.parse::<jiff::SignedDuration>().ok())
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+}
+
 type AlertFile = (
     Option<String>,
     Option<String>,
@@ -209,13 +215,9 @@ fn alerts(
         bail!("alert_emails: e-mailing alerts needs smtp_url");
     }
     let after = get("DOORSYNC_ALERT_PAUSE_AFTER", file_after).unwrap_or_else(|| "PT10M".into());
-    let pause_after = Some(&after)
-        .filter(|r| r.starts_with(['P', 'p']))
-        .and_then(|r| r.parse::<jiff::SignedDuration>().ok())
-        .and_then(|d| std::time::Duration::try_from(d).ok())
-        .with_context(|| {
-            format!("alert_pause_after: {after:?} is not an ISO 8601 duration, such as PT10M")
-        })?;
+    let pause_after = iso_duration(&after).with_context(|| {
+        format!("alert_pause_after: {after:?} is not an ISO 8601 duration, such as PT10M")
+    })?;
     Ok(AlertConfig {
         webhook,
         emails,

@@ -35,7 +35,9 @@ pub fn check(config: &MailConfig) -> Result<(), String> {
 /// Mails tried per round.
 const ROUND: u32 = 20;
 
-fn retry_after(attempts: i64) -> SignedDuration {
+/// When an outbox entry (a mail, an alert's webhook call) that failed `attempts` times is tried
+/// again: 5 s doubling to 5 minutes.
+pub(crate) fn retry_after(attempts: i64) -> SignedDuration {
     let secs = 5i64.saturating_mul(1 << attempts.clamp(0, 6));
     SignedDuration::from_secs(secs.min(300))
 }

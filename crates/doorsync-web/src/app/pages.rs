@@ -194,14 +194,34 @@ async fn lists_doors(st: &AppState) -> bool {
         .any(|r| matches!(r, Record::Connection(c) if c.enabled && c.list_doors_in_app))
 }
 
-async fn form_of(req: Request) -> Option<(HeaderMap, Option<std::net::IpAddr>, Form)> {
+/// A posted form with its headers and the client's address; a body over [`MAX_FORM`] is
+/// answered with its page.
+async fn form_of(req: Request) -> Result<(HeaderMap, Option<std::net::IpAddr>, Form), Response> {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_FORM).await.ok()?;
-    Some((parts.headers, peer, Form::parse(&bytes)))
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+        message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too large",
+            "This form is too large.",
+        )
+    })?;
+    Ok((parts.headers, peer, Form::parse(&bytes)))
+}
+
+/// A form posted before sign-in, carrying the token of the double-submit cookie.
+async fn pre_signin_form(
+    req: Request,
+) -> Result<(HeaderMap, Option<std::net::IpAddr>, Form), Response> {
+    let (headers, peer, form) = form_of(req).await?;
+    let expected = crate::admin::cookie(&headers, CSRF_COOKIE).unwrap_or("");
+    if !form_ok(&form, expected) {
+        return Err(expired_form());
+    }
+    Ok((headers, peer, form))
 }
 
 fn expired_form() -> Response {
@@ -213,17 +233,10 @@ fn expired_form() -> Response {
 }
 
 pub(super) async fn request_link(State(st): State<AppState>, req: Request) -> Response {
-    let Some((headers, peer, form)) = form_of(req).await else {
-        return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Too large",
-            "This form is too large.",
-        );
+    let (headers, peer, form) = match pre_signin_form(req).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
-    let expected = crate::admin::cookie(&headers, CSRF_COOKIE).unwrap_or("");
-    if !form_ok(&form, expected) {
-        return expired_form();
-    }
     let email = form.text("email").unwrap_or("");
     match super::request_link(&st, email, peer).await {
         Ok(()) => sign_in_page(
@@ -270,17 +283,10 @@ pub(super) async fn confirm(
     Path(token): Path<String>,
     req: Request,
 ) -> Response {
-    let Some((headers, _, form)) = form_of(req).await else {
-        return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Too large",
-            "This form is too large.",
-        );
+    let (headers, _, _) = match pre_signin_form(req).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
-    let expected = crate::admin::cookie(&headers, CSRF_COOKIE).unwrap_or("");
-    if !form_ok(&form, expected) {
-        return expired_form();
-    }
     let Some((session, _, _)) = use_link(&st, &token).await else {
         return sign_in_page(
             &headers,
@@ -299,12 +305,9 @@ pub(super) async fn confirm(
 }
 
 pub(super) async fn sign_out(State(st): State<AppState>, req: Request) -> Response {
-    let Some((headers, _, form)) = form_of(req).await else {
-        return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Too large",
-            "This form is too large.",
-        );
+    let (headers, _, form) = match form_of(req).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
     if let Some(token) = session_cookie(&headers)
         && let Some((_, csrf)) = member_of(&st, token).await
@@ -329,12 +332,9 @@ pub(super) async fn unlock(
     Path(door): Path<String>,
     req: Request,
 ) -> Response {
-    let Some((headers, _, form)) = form_of(req).await else {
-        return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Too large",
-            "This form is too large.",
-        );
+    let (headers, _, form) = match form_of(req).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
     let Some((id, csrf)) = signed_in(&st, &headers).await else {
         return sign_in_page(
