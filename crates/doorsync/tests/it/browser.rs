@@ -98,12 +98,22 @@ async fn an_operator_sets_up_a_space_in_chromium() {
     chrome
         .click("form[action=\"/admin/connections/brivo/authorize\"] button")
         .await;
+    // The dashboard's own page says "Admin ID" too (its password form): wait for the browser to
+    // be on Brivo's page, not for the words.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !chrome.url().await.starts_with(&s.sim.auth_url()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not sent to Brivo's sign-in page: {}",
+            chrome.url().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         chrome
             .wait_for("Admin ID", Duration::from_secs(10), false)
             .await
     );
-    assert!(chrome.url().await.starts_with(&s.sim.auth_url()));
     chrome.screenshot(&shots, "04-brivo-sign-in").await;
     chrome.fill("input[name=username]", &account.admin_id).await;
     chrome.fill("input[name=password]", &account.password).await;
