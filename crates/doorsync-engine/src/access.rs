@@ -53,8 +53,45 @@ pub struct GroupView {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub until: Option<Timestamp>,
     /// The entitlements that give it: each with its cause, from and until.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ReasonDoc>)]
     pub reasons: Vec<Reason>,
+}
+
+/// The schema of an entitlement's reason as `Reason` serializes (doorsync-core knows nothing of
+/// OpenAPI); a test holds the two together.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Reason)]
+pub struct ReasonDoc {
+    cause: CauseDoc,
+    from: Timestamp,
+    until: Option<Timestamp>,
+}
+
+/// What gives the entitlement: its `kind`, and the ids of the records behind it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Cause)]
+pub struct CauseDoc {
+    kind: CauseKind,
+    booking_id: Option<String>,
+    resource_id: Option<String>,
+    pass_grant_id: Option<String>,
+    pass_id: Option<String>,
+    contract_id: Option<String>,
+    desk_id: Option<String>,
+    /// A team contract: the team, and its paying member who holds the contract.
+    team_id: Option<String>,
+    paying_member_id: Option<String>,
+    visitor_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    Booking,
+    PassGrant,
+    Contract,
+    TeamContract,
+    Visitor,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -251,4 +288,59 @@ pub async fn access_view(
             last_error: r.last_error,
         }),
     }))
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use doorsync_core::{Cause, Id, Reason};
+    use utoipa::PartialSchema;
+
+    /// Every cause serializes to fields the `Cause` schema names, its kind among the schema's.
+    #[test]
+    fn the_reason_schema_names_every_field_a_reason_has() {
+        let schema = serde_json::to_value(super::CauseDoc::schema()).unwrap();
+        let kinds = serde_json::to_value(super::CauseKind::schema()).unwrap();
+        let id = |s: &str| Id::parse(s).unwrap();
+        let causes = [
+            Cause::Booking {
+                booking_id: id("b"),
+                resource_id: id("r"),
+            },
+            Cause::PassGrant {
+                pass_grant_id: id("g"),
+                pass_id: id("p"),
+            },
+            Cause::Contract {
+                contract_id: id("c"),
+                desk_id: id("d"),
+            },
+            Cause::TeamContract {
+                contract_id: id("c"),
+                desk_id: id("d"),
+                team_id: id("t"),
+                paying_member_id: id("m"),
+            },
+            Cause::Visitor {
+                visitor_id: id("v"),
+            },
+        ];
+        for cause in causes {
+            let reason = Reason {
+                cause,
+                from: jiff::Timestamp::UNIX_EPOCH,
+                until: None,
+            };
+            let v = serde_json::to_value(&reason).unwrap();
+            assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+            for (field, value) in v["cause"].as_object().unwrap() {
+                assert!(
+                    schema["properties"].get(field).is_some(),
+                    "{field} is not in Cause"
+                );
+                if field == "kind" {
+                    assert!(kinds["enum"].as_array().unwrap().contains(value), "{value}");
+                }
+            }
+        }
+    }
 }

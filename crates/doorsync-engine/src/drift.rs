@@ -10,7 +10,7 @@ use doorsync_store::{DirectoryEntry, Kind, Record};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditReport {
     pub connection_id: String,
     pub groups: usize,

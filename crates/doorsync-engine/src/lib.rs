@@ -158,7 +158,7 @@ pub struct Span {
     pub end: std::time::Instant,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionStatus {
     pub connection_id: String,
     pub enabled: bool,
@@ -175,7 +175,7 @@ pub struct ConnectionStatus {
 }
 
 /// The account's Mobile Pass allotment as last read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MobilePasses {
     pub allotted: Option<i64>,
     pub assigned: Option<i64>,
@@ -184,7 +184,7 @@ pub struct MobilePasses {
     pub out_since: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
     pub due: i64,
     pub oldest_due_at: Option<Timestamp>,
@@ -204,7 +204,7 @@ pub struct SyncStatus {
     pub alerting: Alerting,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Alerting {
     pub webhook: bool,
     pub emails: usize,

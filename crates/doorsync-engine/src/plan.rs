@@ -30,9 +30,11 @@ pub enum Change {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PlannedChange {
+    #[schema(value_type = String)]
     pub customer_id: Id,
+    #[schema(value_type = String)]
     pub group_id: ProviderId,
     /// `add`, `remove`, or `release`: the group would no longer be managed at all and doorsync
     /// did not add this member, so it would leave the membership as it is. A member doorsync
@@ -40,7 +42,7 @@ pub struct PlannedChange {
     pub op: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub at: Timestamp,
     pub customers_considered: usize,

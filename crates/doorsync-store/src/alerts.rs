@@ -5,7 +5,7 @@ use crate::sql::{SqlStore, ms, ts};
 use crate::*;
 use sqlx::Row;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     /// What it is about, e.g. `connection_paused:brivo`: one alert per condition.
     pub condition: String,

@@ -130,7 +130,7 @@ pub struct Claim {
 }
 
 /// A membership a disabled connection keeps past its entitlement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HeldPast {
     pub connection_id: String,
     pub subject: String,
@@ -152,7 +152,7 @@ pub enum Outcome {
     Failed { retry_at: Timestamp, error: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: Timestamp,
@@ -167,7 +167,8 @@ pub struct AuditEntry {
 
 /// How an audited operation ended, as the log's filter reads it: its `outcome` is `ok`, or
 /// `error: what went wrong`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     Ok,
     Error,

@@ -6,7 +6,7 @@ use crate::*;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NewDoorEvent {
     pub event_id: String,
     pub occurred_at: Timestamp,
@@ -19,7 +19,7 @@ pub struct NewDoorEvent {
     pub remote_unlock: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DoorEvent {
     #[serde(flatten)]
     pub event: NewDoorEvent,
@@ -34,7 +34,7 @@ pub struct DoorEvent {
     pub outcome: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Checkin {
     pub id: String,
     pub customer_id: String,
@@ -48,7 +48,7 @@ pub struct Checkin {
     pub covered_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FailedCheckin {
     pub id: String,
     pub customer_id: Option<String>,

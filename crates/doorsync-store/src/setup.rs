@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 /// A piece of setup that gives nobody access.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SetupProblem {
     /// `link` or `location`.
     pub kind: &'static str,

@@ -1,206 +1,266 @@
-//! The REST API's routes and handlers. Every route goes through [`Routes::add`], which records it,
-//! so a test can hold the router and the OpenAPI description to each other.
+//! The REST API's routes and handlers. Each handler carries its description (a
+//! `#[utoipa::path]`, or for the generic collection handlers the operations built beside them),
+//! and the router is built from the handlers with it, so a route cannot go undescribed.
 
 use crate::AppState;
 use crate::collections::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::input;
+use crate::query::{IdPath, PageQuery, PathId, Q, parse_id};
+use crate::view::{AccessOut, InvitationRequested, LinkPage, LinkView, Page, Shown};
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{MethodRouter, get, post};
-use axum::{Json, Router};
 use doorsync_core::{Id, LinkKind, Subject};
 use doorsync_engine::access::access_view;
 use doorsync_store::{Kind, Record, link_key};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde_json::Value;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::{
+    ContentBuilder, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
+};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 500;
+pub use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
 
-pub struct Routes {
-    pub router: Router<AppState>,
-    /// `(method, path)` of every route, as written in the OpenAPI description.
-    pub seen: Vec<(&'static str, String)>,
+/// Every route of the API that takes an API token, with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .collection::<Connections>()
+        .collection::<Locations>()
+        .collection::<Passes>()
+        .collection::<Resources>()
+        .collection::<Desks>()
+        .collection::<Customers>()
+        .collection::<Teams>()
+        .collection::<Bookings>()
+        .collection::<Contracts>()
+        .collection::<PassGrants>()
+        .collection::<Visitors>()
+        .collection::<Doors>()
+        .routes(routes!(list_links))
+        .routes(routes!(get_link, put_link, delete_link))
+        .routes(routes!(customer_access))
+        .routes(routes!(visitor_access))
+        .routes(routes!(resend_invitation))
+        .routes(routes!(crate::batch::batch).map(|r| {
+            r.layer(axum::extract::DefaultBodyLimit::max(
+                crate::batch::MAX_BATCH_BODY,
+            ))
+        }))
+        .routes(routes!(openapi))
+        .routes(routes!(crate::sync::audit))
+        .routes(routes!(crate::presence::presence))
+        .routes(routes!(crate::presence::checkins))
+        .routes(routes!(crate::presence::failed_checkins))
+        .routes(routes!(crate::presence::door_events))
+        .routes(routes!(crate::sync::directory))
+        .routes(routes!(crate::sync::status))
+        .routes(routes!(crate::sync::resync))
+        .routes(routes!(crate::sync::plan))
+        .routes(routes!(crate::sync::metrics))
 }
 
-impl Routes {
-    fn add(mut self, path: &str, methods: &[&'static str], route: MethodRouter<AppState>) -> Self {
-        for m in methods {
-            self.seen.push((m, path.to_owned()));
-        }
-        self.router = self.router.route(path, route);
-        self
-    }
+trait CollectionRoutes {
+    fn collection<C: Collection>(self) -> Self;
+}
 
+impl CollectionRoutes for OpenApiRouter<AppState> {
     fn collection<C: Collection>(self) -> Self {
-        let many = format!("/api/v1/{}", C::PATH);
-        let one = format!("/api/v1/{}/{{id}}", C::PATH);
-        self.add(&many, &["get"], get(list::<C>)).add(
-            &one,
-            &["get", "put", "patch", "delete"],
-            get(get_one::<C>)
+        let (many, one) = collection_routes::<C>();
+        self.routes(many).routes(one)
+    }
+}
+
+fn json_content(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn answer(description: &str, schema: Option<Ref>) -> utoipa::openapi::Response {
+    let mut b = ResponseBuilder::new().description(description);
+    if let Some(s) = schema {
+        b = b.content("application/json", json_content(s));
+    }
+    b.build()
+}
+
+fn with_errors(mut b: ResponsesBuilder, codes: &[(&str, &str)]) -> ResponsesBuilder {
+    for (code, why) in codes {
+        b = b.response(
+            *code,
+            answer(why, Some(Ref::from_schema_name(ErrorBody::name()))),
+        );
+    }
+    b
+}
+
+/// The routes of one collection, `/api/v1/{path}` and `/api/v1/{path}/{id}`, each with its
+/// operations. `#[utoipa::path]` does not take generic handlers, so the operations are built
+/// here from the same types the handlers read and answer: `C::Body` and `Shown<C>`.
+fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMethodRouter<AppState>)
+{
+    let mut schemas = vec![];
+    <Page<Shown<C>> as ToSchema>::schemas(&mut schemas);
+    C::Body::schemas(&mut schemas);
+    schemas.push((C::Body::name().into_owned(), C::Body::schema()));
+    schemas.push((
+        <Page<Shown<C>>>::name().into_owned(),
+        <Page<Shown<C>>>::schema(),
+    ));
+    let shown = || Some(Ref::from_schema_name(C::TITLE));
+    let body_ref = Ref::from_schema_name(C::Body::name());
+    let tag = C::PATH;
+    let words = C::SINGULAR.replace('_', " ");
+    let id = || IdPath::into_params(|| None);
+    let op = |verb: &str, summary: String| {
+        OperationBuilder::new()
+            .operation_id(Some(format!("{verb}_{}", C::SINGULAR)))
+            .summary(Some(summary))
+            .tag(tag)
+            .parameters(Some(id()))
+    };
+    let list_op = OperationBuilder::new()
+        .operation_id(Some(format!("list_{}", C::PATH.replace('-', "_"))))
+        .summary(Some(format!("List {}", C::PATH.replace('-', " "))))
+        .tag(tag)
+        .parameters(Some(PageQuery::into_params(|| None)))
+        .responses(
+            with_errors(ResponsesBuilder::new(), &[("400", "Bad query")]).response(
+                "200",
+                answer(
+                    "A page",
+                    Some(Ref::from_schema_name(<Page<Shown<C>>>::name())),
+                ),
+            ),
+        );
+    let get_op = op("get", format!("Get a {words}")).responses(
+        with_errors(
+            ResponsesBuilder::new(),
+            &[("400", "Bad id"), ("404", "No such record")],
+        )
+        .response("200", answer("The record", shown())),
+    );
+    let writes = [
+        ("409", "The stored credentials cannot be read (connections)"),
+        (
+            "422",
+            "A field is invalid or names a record that does not exist",
+        ),
+    ];
+    let put_op = op("put", format!("Create or replace a {words} by your id"))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_content(body_ref))
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .responses(
+            with_errors(ResponsesBuilder::new(), &writes)
+                .response("200", answer("Replaced", shown()))
+                .response("201", answer("Created", shown())),
+        );
+    let patch_op = op(
+        "patch",
+        format!("Change some fields of a {words} (JSON Merge Patch, RFC 7396)"),
+    )
+    .description(Some(
+        "The fields sent replace the stored ones, `null` removes one (back to its default), \
+             the others stay as they are; the result is checked like a PUT. Write-only \
+             credentials left out are kept.",
+    ))
+    .request_body(Some(
+        RequestBodyBuilder::new()
+            .content(
+                "application/merge-patch+json",
+                json_content(ObjectBuilder::new().description(Some(format!(
+                    "Any subset of the fields of {}",
+                    C::Body::name()
+                )))),
+            )
+            .required(Some(Required::True))
+            .build(),
+    ))
+    .responses(
+        with_errors(ResponsesBuilder::new(), &writes)
+            .response("200", answer("Changed", shown()))
+            .response(
+                "404",
+                answer(
+                    "No such record",
+                    Some(Ref::from_schema_name(ErrorBody::name())),
+                ),
+            ),
+    );
+    let delete_op = op("delete", format!("Delete a {words}")).responses(
+        with_errors(
+            ResponsesBuilder::new(),
+            &[
+                ("400", "Bad id"),
+                ("404", "No such record"),
+                ("409", "Other records still use it"),
+            ],
+        )
+        .response("204", answer("Deleted", None)),
+    );
+    let many_path = format!("/api/v1/{}", C::PATH);
+    let one_path = format!("/api/v1/{}/{{id}}", C::PATH);
+    let mut many = Paths::new();
+    many.add_path_operation(&many_path, vec![HttpMethod::Get], list_op);
+    let mut one = Paths::new();
+    for (method, op) in [
+        (HttpMethod::Get, get_op),
+        (HttpMethod::Put, put_op),
+        (HttpMethod::Patch, patch_op),
+        (HttpMethod::Delete, delete_op),
+    ] {
+        one.add_path_operation(&one_path, vec![method], op);
+    }
+    (
+        (schemas.clone(), many, axum::routing::get(list::<C>)),
+        (
+            schemas,
+            one,
+            axum::routing::get(get_one::<C>)
                 .put(put_one::<C>)
                 .patch(patch_one::<C>)
                 .delete(delete_one::<C>),
-        )
-    }
+        ),
+    )
 }
 
-/// Every authenticated route of the API.
-pub fn routes() -> Routes {
-    Routes {
-        router: Router::new(),
-        seen: vec![],
-    }
-    .collection::<Connections>()
-    .collection::<Locations>()
-    .collection::<Passes>()
-    .collection::<Resources>()
-    .collection::<Desks>()
-    .collection::<Customers>()
-    .collection::<Teams>()
-    .collection::<Bookings>()
-    .collection::<Contracts>()
-    .collection::<PassGrants>()
-    .collection::<Visitors>()
-    .collection::<Doors>()
-    .add("/api/v1/links", &["get"], get(list_links))
-    .add(
-        "/api/v1/links/{kind}/{item_id}",
-        &["get", "put", "delete"],
-        get(get_link).put(put_link).delete(delete_link),
-    )
-    .add(
-        "/api/v1/customers/{id}/access",
-        &["get"],
-        get(customer_access),
-    )
-    .add(
-        "/api/v1/visitors/{id}/access",
-        &["get"],
-        get(visitor_access),
-    )
-    .add(
-        "/api/v1/customers/{id}/invitation",
-        &["post"],
-        post(resend_invitation),
-    )
-    .add("/api/v1/batch", &["post"], crate::batch::routes())
-    .add("/api/v1/openapi.json", &["get"], get(openapi))
-    .add("/api/v1/audit", &["get"], get(crate::sync::audit))
-    .add("/api/v1/presence", &["get"], get(crate::presence::presence))
-    .add("/api/v1/checkins", &["get"], get(crate::presence::checkins))
-    .add(
-        "/api/v1/failed-checkins",
-        &["get"],
-        get(crate::presence::failed_checkins),
-    )
-    .add(
-        "/api/v1/door-events",
-        &["get"],
-        get(crate::presence::door_events),
-    )
-    .add(
-        "/api/v1/connections/{id}/directory",
-        &["get"],
-        get(crate::sync::directory),
-    )
-    .add("/api/v1/sync/status", &["get"], get(crate::sync::status))
-    .add("/api/v1/sync/resync", &["post"], post(crate::sync::resync))
-    .add("/api/v1/plan", &["post"], post(crate::sync::plan))
-    .add("/metrics", &["get"], get(crate::sync::metrics))
-}
-
-fn parse_id(field: &'static str, raw: &str) -> Result<Id, ApiError> {
-    Id::parse(raw).map_err(|e| ApiError::bad_request("invalid_id", field, e.to_string()))
-}
-
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<Id, ApiError> {
-    let Path(raw) = path.map_err(|e| ApiError::bad_request("invalid_id", "id", e.body_text()))?;
-    parse_id("id", &raw)
-}
-
-struct Page {
-    limit: u32,
-    cursor: Option<String>,
-}
-
-fn page(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<Page, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
-    let mut page = Page {
-        limit: DEFAULT_LIMIT,
-        cursor: None,
-    };
-    for (k, v) in q {
-        match k.as_str() {
-            "limit" => {
-                page.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_query",
-                            "limit",
-                            format!("limit is 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-            }
-            "cursor" => {
-                input::no_control("cursor", &v)?;
-                page.cursor = Some(v)
-            }
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
-                    other.to_owned(),
-                    "unknown query parameter; use limit and cursor",
-                ));
-            }
-        }
-    }
-    Ok(page)
-}
-
-async fn list_kind(
+async fn list_kind<T>(
     st: &AppState,
     kind: Kind,
-    page: Page,
-    render: fn(&Record) -> Value,
-) -> Result<Json<Value>, ApiError> {
-    let mut records = st
+    page: PageQuery,
+    render: impl Fn(&Record) -> T,
+) -> Result<Page<T>, ApiError> {
+    let limit = page.limit();
+    let records = st
         .store
-        .list(kind, page.cursor.as_deref(), page.limit + 1)
+        .list(kind, page.cursor.as_deref(), limit + 1)
         .await?;
-    let more = records.len() > page.limit as usize;
-    records.truncate(page.limit as usize);
-    let next = if more {
-        records.last().map(|r| r.key())
-    } else {
-        None
-    };
-    let items: Vec<Value> = records.iter().map(render).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Page::of(records, limit, Record::key).map(|r| render(&r)))
 }
 
 async fn list<C: Collection>(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    list_kind(&st, C::KIND, page(query)?, C::render).await
+    Q(page): Q<PageQuery>,
+) -> Result<Json<Page<Shown<C>>>, ApiError> {
+    Ok(Json(list_kind(&st, C::KIND, page, Shown::<C>::of).await?))
 }
 
 async fn get_one<C: Collection>(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path_id(path)?;
+    PathId(id): PathId,
+) -> Result<Json<Shown<C>>, ApiError> {
     match st.store.get(C::KIND, id.as_str()).await? {
-        Some(r) => Ok(Json(C::render(&r))),
+        Some(r) => Ok(Json(Shown::of(&r))),
         None => Err(ApiError::not_found(format_args!(
             "{} {id:?}",
             C::KIND.as_str()
@@ -210,11 +270,10 @@ async fn get_one<C: Collection>(
 
 async fn put_one<C: Collection>(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = path_id(path)?;
+) -> Result<(StatusCode, Json<Shown<C>>), ApiError> {
     let body: C::Body = input::json(&headers, body)?;
     let record = C::into_record(id, body)?;
     let written = st.store.put(record, st.clock.now()).await?;
@@ -224,7 +283,7 @@ async fn put_one<C: Collection>(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(C::render(&written.record))))
+    Ok((status, Json(Shown::of(&written.record))))
 }
 
 /// JSON Merge Patch (RFC 7396): the fields sent replace the stored ones, `null` removes one
@@ -232,11 +291,10 @@ async fn put_one<C: Collection>(
 /// and written like a `PUT`.
 async fn patch_one<C: Collection>(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path_id(path)?;
+) -> Result<Json<Shown<C>>, ApiError> {
     let patch: Value = input::json(&headers, body)?;
     let current = st
         .store
@@ -249,7 +307,7 @@ async fn patch_one<C: Collection>(
     let record = C::into_record(id, body)?;
     let written = st.store.put(record, st.clock.now()).await?;
     st.wake();
-    Ok(Json(C::render(&written.record)))
+    Ok(Json(Shown::of(&written.record)))
 }
 
 pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
@@ -274,9 +332,8 @@ pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
 
 async fn delete_one<C: Collection>(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(path)?;
     if st
         .store
         .delete(C::KIND, id.as_str(), st.clock.now())
@@ -292,8 +349,21 @@ async fn delete_one<C: Collection>(
     }
 }
 
-fn render_link(r: &Record) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
+fn link_view(r: &Record) -> Result<LinkView, ApiError> {
+    LinkView::of(r).ok_or_else(|| ApiError::internal("a link key holds another kind of record"))
+}
+
+/// The two parts of a link's path.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by the path's extractor as a tuple; the struct describes it.
+struct LinkPath {
+    /// pass, resource or desk
+    #[param(schema_with = crate::schema::link_kind_schema)]
+    kind: String,
+    /// The id of the pass, resource or desk
+    #[param(pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
+    item_id: String,
 }
 
 fn link_path(
@@ -307,24 +377,43 @@ fn link_path(
     Ok((kind, parse_id("item_id", &item)?))
 }
 
+/// List links of inventory items to access groups
+#[utoipa::path(get, path = "/api/v1/links", tag = "links", operation_id = "list_links",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page", body = LinkPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ))]
 async fn list_links(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    list_kind(&st, Kind::Link, page(query)?, render_link).await
+    Q(page): Q<PageQuery>,
+) -> Result<Json<Page<LinkView>>, ApiError> {
+    let page = list_kind(&st, Kind::Link, page, LinkView::of).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().flatten().collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
+/// The access group an item opens
+#[utoipa::path(get, path = "/api/v1/links/{kind}/{item_id}", tag = "links",
+    operation_id = "get_link", params(LinkPath),
+    responses(
+        (status = 200, description = "The link", body = LinkView),
+        (status = 400, description = "Bad kind or id", body = ErrorBody),
+        (status = 404, description = "The item is not linked", body = ErrorBody),
+    ))]
 async fn get_link(
     State(st): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkView>, ApiError> {
     let (kind, item) = link_path(path)?;
     match st
         .store
         .get(Kind::Link, &link_key(kind, item.as_str()))
         .await?
     {
-        Some(r) => Ok(Json(render_link(&r))),
+        Some(r) => Ok(Json(link_view(&r)?)),
         None => Err(ApiError::not_found(format_args!(
             "link of {} {item:?}",
             kind.as_str()
@@ -332,12 +421,22 @@ async fn get_link(
     }
 }
 
+/// Link an item to an access group
+#[utoipa::path(put, path = "/api/v1/links/{kind}/{item_id}", tag = "links",
+    operation_id = "put_link", params(LinkPath), request_body = LinkBody,
+    responses(
+        (status = 200, description = "Replaced", body = LinkView),
+        (status = 201, description = "Created", body = LinkView),
+        (status = 400, description = "Bad kind, id or JSON", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 422, description = "Bad group id", body = ErrorBody),
+    ))]
 async fn put_link(
     State(st): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<LinkView>), ApiError> {
     let (kind, item_id) = link_path(path)?;
     let body: LinkBody = input::json(&headers, body)?;
     let record = body.into_record(kind, item_id.clone())?;
@@ -358,9 +457,17 @@ async fn put_link(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(render_link(&written.record))))
+    Ok((status, Json(link_view(&written.record)?)))
 }
 
+/// Unlink an item: it is no longer controlled
+#[utoipa::path(delete, path = "/api/v1/links/{kind}/{item_id}", tag = "links",
+    operation_id = "delete_link", params(LinkPath),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 400, description = "Bad kind or id", body = ErrorBody),
+        (status = 404, description = "The item is not linked", body = ErrorBody),
+    ))]
 async fn delete_link(
     State(st): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -382,26 +489,36 @@ async fn delete_link(
 }
 
 /// The access view of one subject, keyed by its id: the same view `doorsync explain` prints.
-async fn access(st: &AppState, subject: Subject) -> Result<Json<Value>, ApiError> {
-    let (key, id, what) = match &subject {
-        Subject::Customer(id) => ("customer_id", id.clone(), "customer"),
-        Subject::Visitor(id) => ("visitor_id", id.clone(), "visitor"),
+async fn access(st: &AppState, subject: Subject) -> Result<Json<AccessOut>, ApiError> {
+    let (customer_id, visitor_id, what, id) = match &subject {
+        Subject::Customer(id) => (Some(id.to_string()), None, "customer", id),
+        Subject::Visitor(id) => (None, Some(id.to_string()), "visitor", id),
     };
     let view = access_view(st.store.as_ref(), &subject, st.clock.now())
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("{what} {id:?}")))?;
-    let mut body = serde_json::to_value(view).map_err(ApiError::internal)?;
-    body[key] = json!(id);
-    Ok(Json(body))
+    Ok(Json(AccessOut {
+        customer_id,
+        visitor_id,
+        view,
+    }))
 }
 
-/// Asks for a new Mobile Pass invitation now: the customer's reconcile cancels a pending one
-/// and sends another (once the customer has access and a Brivo user).
+/// Send the customer a new Mobile Pass invitation now
+///
+/// The customer's reconcile cancels a pending invitation and sends a new one, as soon as the
+/// customer has access and a Brivo user (and the account has passes left).
+#[utoipa::path(post, path = "/api/v1/customers/{id}/invitation", tag = "customers",
+    operation_id = "resend_invitation", params(IdPath),
+    responses(
+        (status = 202, description = "Asked for; the engine sends it", body = InvitationRequested),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such customer", body = ErrorBody),
+    ))]
 async fn resend_invitation(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = path_id(path)?;
+    PathId(id): PathId,
+) -> Result<(StatusCode, Json<InvitationRequested>), ApiError> {
     if st.store.get(Kind::Customer, id.as_str()).await?.is_none() {
         return Err(ApiError::not_found(format_args!("customer {id:?}")));
     }
@@ -412,26 +529,47 @@ async fn resend_invitation(
     st.wake();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "customer_id": id, "requested_at": now })),
+        Json(InvitationRequested {
+            customer_id: id.to_string(),
+            requested_at: now,
+        }),
     ))
 }
 
+/// Why a customer has access: each group held or due, its causes, until when
+#[utoipa::path(get, path = "/api/v1/customers/{id}/access", tag = "customers",
+    operation_id = "customer_access", params(IdPath),
+    responses(
+        (status = 200, description = "Access now", body = AccessOut),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ))]
 async fn customer_access(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path_id(path)?;
+    PathId(id): PathId,
+) -> Result<Json<AccessOut>, ApiError> {
     access(&st, Subject::Customer(id)).await
 }
 
+/// Why a visitor has access: each group held or due, its causes, until when
+#[utoipa::path(get, path = "/api/v1/visitors/{id}/access", tag = "visitors",
+    operation_id = "visitor_access", params(IdPath),
+    responses(
+        (status = 200, description = "Access now", body = AccessOut),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ))]
 async fn visitor_access(
     State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path_id(path)?;
+    PathId(id): PathId,
+) -> Result<Json<AccessOut>, ApiError> {
     access(&st, Subject::Visitor(id)).await
 }
 
+/// This description
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API",
+        content_type = "application/json", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }

@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::collections::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::input;
 use axum::Json;
 use axum::body::Bytes;
@@ -15,8 +15,9 @@ use axum::http::HeaderMap;
 use doorsync_core::{Clock, Id, LinkKind};
 use doorsync_store::{BatchDone, BatchOp, Kind, Record, Store, StoreError, link_key};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 /// Operations applied in one transaction.
 pub const CHUNK: usize = 500;
@@ -26,7 +27,7 @@ pub const MAX_OPERATIONS: usize = 10_000;
 pub const MAX_BATCH_BODY: usize = 32 * 1024 * 1024;
 
 /// One operation as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
     pub op: OpKind,
@@ -36,10 +37,11 @@ pub struct Operation {
     pub id: String,
     /// The body of a `put` (as for `PUT`) or of a `patch` (a JSON Merge Patch).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub body: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     Put,
@@ -48,15 +50,18 @@ pub enum OpKind {
 }
 
 /// The outcome of one operation: the status the single-record call would have answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = BatchResult)]
 pub struct ItemResult {
     pub index: usize,
+    /// What the single-record call would answer: 201, 200, 204, 400, 404, 409, 422.
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
+    pub error: Option<ErrorDetail>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = BatchSummary)]
 pub struct Summary {
     pub created: usize,
     pub replaced: usize,
@@ -127,10 +132,6 @@ fn registry() -> HashMap<&'static str, Entry> {
         entry::<Visitors>(),
         entry::<Doors>(),
     ])
-}
-
-fn error_value(e: &ApiError) -> Value {
-    json!({"code": e.code, "message": e.message, "field": e.field})
 }
 
 /// An operation checked and turned into a store write, or why it cannot be.
@@ -311,7 +312,7 @@ pub async fn apply(
         for (i, slot) in slots.into_iter().enumerate() {
             let index = base + i;
             let (status, error) = match slot {
-                Err(e) => (e.status.as_u16(), Some(error_value(&e))),
+                Err(e) => (e.status.as_u16(), Some(e.detail())),
                 Ok((op, link)) => match done.next() {
                     Some(Ok(BatchDone::Written(w))) => (if w.created { 201 } else { 200 }, None),
                     Some(Ok(BatchDone::Deleted(true))) => (204, None),
@@ -321,11 +322,11 @@ pub async fn apply(
                             BatchOp::Put(r) => r.key(),
                         };
                         let e = ApiError::not_found(what);
-                        (404, Some(error_value(&e)))
+                        (404, Some(e.detail()))
                     }
                     Some(Err(e)) => {
                         let e = store_error(e, link);
-                        (e.status.as_u16(), Some(error_value(&e)))
+                        (e.status.as_u16(), Some(e.detail()))
                     }
                     // Not applied: an earlier operation failed in a strict run.
                     None => break,
@@ -348,18 +349,38 @@ pub async fn apply(
     Ok(results)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub struct BatchRequest {
+    /// Each an operation; one that is not is reported in its place.
+    #[schema(value_type = Vec<Operation>, max_items = 10000)]
     operations: Vec<Value>,
 }
 
-/// `POST /api/v1/batch`: `{"operations": [...]}` → `{"results": [...], "summary": {...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per operation, in order.
+    pub results: Vec<ItemResult>,
+    pub summary: Summary,
+}
+
+/// Many puts, patches and deletes at once
+///
+/// Applied in order, 500 to a transaction; each operation stands alone (a failing one changes
+/// nothing and has its own result) and a chunk's writes appear together. At most 10,000
+/// operations and 32 MiB a request.
+#[utoipa::path(post, path = "/api/v1/batch", tag = "batch", operation_id = "batch",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per operation", body = BatchResponse),
+        (status = 413, description = "Body over 32 MiB", body = ErrorBody),
+        (status = 422, description = "Not a list of operations, or too many", body = ErrorBody),
+    ))]
 pub async fn batch(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchResponse>, ApiError> {
     let req: BatchRequest = input::json(&headers, body)?;
     if req.operations.len() > MAX_OPERATIONS {
         return Err(ApiError::invalid(
@@ -380,9 +401,5 @@ pub async fn batch(
     for r in &results {
         summary.count(r.status);
     }
-    Ok(Json(json!({ "results": results, "summary": summary })))
-}
-
-pub fn routes() -> axum::routing::MethodRouter<AppState> {
-    axum::routing::post(batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BODY))
+    Ok(Json(BatchResponse { results, summary }))
 }

@@ -15,6 +15,10 @@ use utoipa::ToSchema;
 pub trait Collection: Send + Sync + 'static {
     /// The path segment under `/api/v1`.
     const PATH: &'static str;
+    /// The name of a record's schema.
+    const TITLE: &'static str;
+    /// One record, in operation ids (`get_pass_grant`).
+    const SINGULAR: &'static str;
     const KIND: Kind;
     type Body: DeserializeOwned + ToSchema + Send + 'static;
 
@@ -215,6 +219,8 @@ fn yes() -> bool {
 pub struct Connections;
 impl Collection for Connections {
     const PATH: &'static str = "connections";
+    const TITLE: &'static str = "Connection";
+    const SINGULAR: &'static str = "connection";
     const KIND: Kind = Kind::Connection;
     type Body = ConnectionBody;
 
@@ -336,6 +342,8 @@ pub struct LocationBody {
 pub struct Locations;
 impl Collection for Locations {
     const PATH: &'static str = "locations";
+    const TITLE: &'static str = "Location";
+    const SINGULAR: &'static str = "location";
     const KIND: Kind = Kind::Location;
     type Body = LocationBody;
 
@@ -378,6 +386,8 @@ pub struct PassBody {
 pub struct Passes;
 impl Collection for Passes {
     const PATH: &'static str = "passes";
+    const TITLE: &'static str = "Pass";
+    const SINGULAR: &'static str = "pass";
     const KIND: Kind = Kind::Pass;
     type Body = PassBody;
 
@@ -409,6 +419,8 @@ pub struct ResourceBody {
 pub struct Resources;
 impl Collection for Resources {
     const PATH: &'static str = "resources";
+    const TITLE: &'static str = "Resource";
+    const SINGULAR: &'static str = "resource";
     const KIND: Kind = Kind::Resource;
     type Body = ResourceBody;
 
@@ -437,6 +449,8 @@ pub struct DeskBody {
 pub struct Desks;
 impl Collection for Desks {
     const PATH: &'static str = "desks";
+    const TITLE: &'static str = "Desk";
+    const SINGULAR: &'static str = "desk";
     const KIND: Kind = Kind::Desk;
     type Body = DeskBody;
 
@@ -467,6 +481,8 @@ pub struct DoorBody {
 pub struct Doors;
 impl Collection for Doors {
     const PATH: &'static str = "doors";
+    const TITLE: &'static str = "Door";
+    const SINGULAR: &'static str = "door";
     const KIND: Kind = Kind::Door;
     type Body = DoorBody;
 
@@ -506,6 +522,8 @@ pub struct CustomerBody {
 pub struct Customers;
 impl Collection for Customers {
     const PATH: &'static str = "customers";
+    const TITLE: &'static str = "Customer";
+    const SINGULAR: &'static str = "customer";
     const KIND: Kind = Kind::Customer;
     type Body = CustomerBody;
 
@@ -546,6 +564,8 @@ pub struct TeamBody {
 pub struct Teams;
 impl Collection for Teams {
     const PATH: &'static str = "teams";
+    const TITLE: &'static str = "Team";
+    const SINGULAR: &'static str = "team";
     const KIND: Kind = Kind::Team;
     type Body = TeamBody;
 
@@ -580,6 +600,8 @@ pub struct BookingBody {
 pub struct Bookings;
 impl Collection for Bookings {
     const PATH: &'static str = "bookings";
+    const TITLE: &'static str = "Booking";
+    const SINGULAR: &'static str = "booking";
     const KIND: Kind = Kind::Booking;
     type Body = BookingBody;
 
@@ -627,6 +649,8 @@ pub struct ContractBody {
 pub struct Contracts;
 impl Collection for Contracts {
     const PATH: &'static str = "contracts";
+    const TITLE: &'static str = "Contract";
+    const SINGULAR: &'static str = "contract";
     const KIND: Kind = Kind::Contract;
     type Body = ContractBody;
 
@@ -687,6 +711,8 @@ pub struct PassGrantBody {
 pub struct PassGrants;
 impl Collection for PassGrants {
     const PATH: &'static str = "pass-grants";
+    const TITLE: &'static str = "PassGrant";
+    const SINGULAR: &'static str = "pass_grant";
     const KIND: Kind = Kind::PassGrant;
     type Body = PassGrantBody;
 
@@ -734,6 +760,8 @@ pub struct VisitorBody {
 pub struct Visitors;
 impl Collection for Visitors {
     const PATH: &'static str = "visitors";
+    const TITLE: &'static str = "Visitor";
+    const SINGULAR: &'static str = "visitor";
     const KIND: Kind = Kind::Visitor;
     type Body = VisitorBody;
 

@@ -11,9 +11,11 @@ pub mod error;
 pub mod input;
 pub mod openapi;
 pub mod presence;
+pub mod query;
 mod schema;
 pub mod server;
 pub mod sync;
+pub mod view;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -47,12 +49,12 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = api::routes()
-        .router
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+    let (api, _) = api::routes().split_for_parts();
+    let (member_api, _) = app::api_routes().split_for_parts();
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .route(
             "/",
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(admin::routes(state.clone()))
         .merge(app::routes())
+        .merge(member_api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -2,15 +2,17 @@
 //! (with the reason), and the door events they came from.
 
 use crate::AppState;
-use crate::api::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::error::ApiError;
-use crate::input;
+use crate::error::{ApiError, ErrorBody};
+use crate::query::{DEFAULT_LIMIT, PresenceQuery, Q};
+use crate::view::{
+    CheckinPage, DoorEventPage, FailedCheckinPage, LocationPresence, Page, Presence, Present,
+};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use doorsync_store::{Kind, PresenceFilter, Record, parse_cursor};
+use axum::extract::State;
+use doorsync_store::{
+    Checkin, DoorEvent, FailedCheckin, Kind, PresenceFilter, Record, parse_cursor,
+};
 use jiff::Timestamp;
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 struct ListQuery {
@@ -19,118 +21,96 @@ struct ListQuery {
     before: Option<(i64, String)>,
 }
 
-fn list_query(
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<ListQuery, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
-    let mut out = ListQuery {
-        filter: PresenceFilter::default(),
-        limit: DEFAULT_LIMIT,
-        before: None,
-    };
-    let instant = |k: &str, v: &str| {
-        v.parse::<Timestamp>().map_err(|_| {
+fn list_query(q: PresenceQuery) -> Result<ListQuery, ApiError> {
+    let before = match q.cursor {
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
-                k.to_owned(),
-                "an RFC 3339 instant, e.g. 2026-06-01T09:00:00Z",
+                "cursor",
+                "use the next_cursor of the previous page",
             )
-        })
+        })?),
+        None => None,
     };
-    for (k, v) in q {
-        input::no_control(k.clone(), &v)?;
-        match k.as_str() {
-            "customer_id" => out.filter.customer_id = Some(v),
-            "location_id" => out.filter.location_id = Some(v),
-            "since" => out.filter.since = Some(instant(&k, &v)?),
-            "until" => out.filter.until = Some(instant(&k, &v)?),
-            "limit" => {
-                out.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_query",
-                            "limit",
-                            format!("limit is 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-            }
-            "cursor" => {
-                out.before = Some(parse_cursor(&v).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        "cursor",
-                        "use the next_cursor of the previous page",
-                    )
-                })?)
-            }
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
-                    other.to_owned(),
-                    "unknown query parameter; use customer_id, location_id, since, until, limit, cursor",
-                ));
-            }
-        }
-    }
-    Ok(out)
+    Ok(ListQuery {
+        filter: PresenceFilter {
+            customer_id: q.customer_id,
+            location_id: q.location_id,
+            since: q.since,
+            until: q.until,
+        },
+        limit: q.limit.unwrap_or(DEFAULT_LIMIT),
+        before,
+    })
 }
 
-/// A page of `items` (one more than asked tells there is a next page), with its cursor.
-fn paged<T: serde::Serialize>(
-    mut items: Vec<T>,
-    limit: u32,
-    key: impl Fn(&T) -> (Timestamp, String),
-) -> Json<Value> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next = more
-        .then(|| items.last().map(&key))
-        .flatten()
-        .map(|(t, id)| format!("{}:{id}", t.as_millisecond()));
-    Json(json!({ "items": items, "next_cursor": next }))
+/// The cursor of a presence list: the instant and the id of the last item shown.
+fn cursor(t: Timestamp, id: &str) -> String {
+    format!("{}:{id}", t.as_millisecond())
 }
 
+/// Check-ins, each with what covered it
+#[utoipa::path(get, path = "/api/v1/checkins", tag = "presence", operation_id = "list_checkins",
+    params(PresenceQuery),
+    responses(
+        (status = 200, description = "A page, newest first", body = CheckinPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ))]
 pub async fn checkins(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = list_query(query)?;
+    Q(q): Q<PresenceQuery>,
+) -> Result<Json<Page<Checkin>>, ApiError> {
+    let q = list_query(q)?;
     let items = st.store.checkins(&q.filter, q.before, q.limit + 1).await?;
-    Ok(paged(items, q.limit, |c| (c.checked_in_at, c.id.clone())))
+    Ok(Json(Page::of(items, q.limit, |c| {
+        cursor(c.checked_in_at, &c.id)
+    })))
 }
 
+/// Failed check-ins: the door opened, nothing covered them; each with its reason
+#[utoipa::path(get, path = "/api/v1/failed-checkins", tag = "presence",
+    operation_id = "list_failed_checkins", params(PresenceQuery),
+    responses(
+        (status = 200, description = "A page, newest first", body = FailedCheckinPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ))]
 pub async fn failed_checkins(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = list_query(query)?;
+    Q(q): Q<PresenceQuery>,
+) -> Result<Json<Page<FailedCheckin>>, ApiError> {
+    let q = list_query(q)?;
     let items = st
         .store
         .failed_checkins(&q.filter, q.before, q.limit + 1)
         .await?;
-    Ok(paged(items, q.limit, |f| (f.at, f.id.clone())))
+    Ok(Json(Page::of(items, q.limit, |f| cursor(f.at, &f.id))))
 }
 
+/// Door events as the provider reported them, with what presence made of each
+#[utoipa::path(get, path = "/api/v1/door-events", tag = "presence",
+    operation_id = "list_door_events", params(PresenceQuery),
+    responses(
+        (status = 200, description = "A page, newest first", body = DoorEventPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ))]
 pub async fn door_events(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = list_query(query)?;
+    Q(q): Q<PresenceQuery>,
+) -> Result<Json<Page<DoorEvent>>, ApiError> {
+    let q = list_query(q)?;
     let items = st
         .store
         .door_events(&q.filter, q.before, q.limit + 1)
         .await?;
-    Ok(paged(items, q.limit, |e| {
-        (e.event.occurred_at, e.event.event_id.clone())
-    }))
+    Ok(Json(Page::of(items, q.limit, |e| {
+        cursor(e.event.occurred_at, &e.event.event_id)
+    })))
 }
 
-/// Who is in now: the check-ins still open today (the location's day) at each location.
-pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Who is in now, per location: the check-ins still open today (the location's day)
+#[utoipa::path(get, path = "/api/v1/presence", tag = "presence", operation_id = "presence",
+    responses((status = 200, description = "Per location", body = Presence)))]
+pub async fn presence(State(st): State<AppState>) -> Result<Json<Presence>, ApiError> {
     let now = st.clock.now();
     let mut dates = BTreeMap::new();
     let mut names = BTreeMap::new();
@@ -150,22 +130,29 @@ pub async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiErro
         .into_iter()
         .filter(|c| seen.insert((c.location_id.clone(), c.customer_id.clone())))
         .collect();
-    let locations: Vec<Value> = dates
-        .iter()
-        .map(|(id, date)| {
-            let here: Vec<Value> = open
+    let locations = dates
+        .into_iter()
+        .map(|(id, local_date)| {
+            let present: Vec<Present> = open
                 .iter()
-                .filter(|c| &c.location_id == id)
-                .map(|c| {
-                    json!({"customer_id": c.customer_id, "checked_in_at": c.checked_in_at,
-                           "covered_kind": c.covered_kind, "covered_id": c.covered_id})
+                .filter(|c| c.location_id == id)
+                .map(|c| Present {
+                    customer_id: c.customer_id.clone(),
+                    checked_in_at: c.checked_in_at,
+                    covered_kind: c.covered_kind.clone(),
+                    covered_id: c.covered_id.clone(),
                 })
                 .collect();
-            json!({"location_id": id, "name": names.get(id), "local_date": date,
-                   "count": here.len(), "present": here})
+            LocationPresence {
+                name: names.remove(&id).unwrap_or_default(),
+                location_id: id,
+                local_date,
+                count: present.len(),
+                present,
+            }
         })
         .collect();
-    Ok(Json(json!({ "at": now, "locations": locations })))
+    Ok(Json(Presence { at: now, locations }))
 }
 
 /// Brivo's event webhook, `POST /hooks/brivo/{secret}`: the event is kept (once, by its id) in

@@ -19,6 +19,10 @@ pub fn no_access_policy_schema() -> Object {
     string_enum(&["remove_from_groups", "suspend", "delete"])
 }
 
+pub fn link_kind_schema() -> Object {
+    string_enum(&["pass", "resource", "desk"])
+}
+
 pub fn desk_kind_schema() -> Object {
     string_enum(&["desk", "office"])
 }

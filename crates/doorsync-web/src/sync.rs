@@ -1,22 +1,22 @@
 //! The engine's read models and controls: audit log, sync status, resync, plan preview, metrics.
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::input;
+use crate::query::{AuditQuery, IdPath, PathId, Q, ResyncQuery};
+use crate::view::*;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use doorsync_core::{Id, LinkKind};
-use doorsync_engine::Engine;
-use doorsync_engine::plan::{Change, preview};
+use doorsync_engine::plan::{Change, Preview, preview};
+use doorsync_engine::{Engine, SyncStatus};
 use doorsync_store::AuditFilter;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -30,118 +30,69 @@ fn engine(st: &AppState) -> Result<&Arc<Engine>, ApiError> {
     })
 }
 
+/// The audit log: every provider call doorsync made, with its cause, newest first
+#[utoipa::path(get, path = "/api/v1/audit", tag = "sync", operation_id = "audit_log",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page, newest first", body = AuditItemPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+    ))]
 pub async fn audit(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
-    let mut filter = AuditFilter::default();
-    let mut limit = crate::api::DEFAULT_LIMIT;
-    let mut before = None;
-    let instant = |k: &str, v: &str| {
-        v.parse::<Timestamp>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                k.to_owned(),
-                "an RFC 3339 instant, e.g. 2026-06-01T09:00:00Z",
-            )
-        })
+    Q(q): Q<AuditQuery>,
+) -> Result<Json<Page<AuditItem>>, ApiError> {
+    let filter = AuditFilter {
+        subject: q
+            .subject
+            .or_else(|| q.customer_id.map(|c| format!("customer:{c}"))),
+        group_id: q.group_id,
+        operation: q.operation,
+        outcome: q.outcome,
+        cause: q.cause,
+        since: q.since,
+        until: q.until,
     };
-    for (k, v) in q {
-        input::no_control(k.clone(), &v)?;
-        match k.as_str() {
-            "subject" => filter.subject = Some(v),
-            "customer_id" => filter.subject = Some(format!("customer:{v}")),
-            "group_id" => filter.group_id = Some(v),
-            "operation" => filter.operation = Some(v),
-            "outcome" => {
-                filter.outcome = Some(v.parse().map_err(|()| {
-                    ApiError::bad_request("invalid_query", "outcome", "outcome is ok or error")
-                })?)
-            }
-            "cause" => filter.cause = Some(v),
-            "since" => filter.since = Some(instant(&k, &v)?),
-            "until" => filter.until = Some(instant(&k, &v)?),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=crate::api::MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_query",
-                            "limit",
-                            format!("limit is 1 to {}", crate::api::MAX_LIMIT),
-                        )
-                    })?
-            }
-            "cursor" => {
-                before = Some(v.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        "cursor",
-                        "use the next_cursor of the previous page",
-                    )
-                })?)
-            }
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
-                    other.to_owned(),
-                    "unknown query parameter; use subject, customer_id, group_id, operation, outcome, cause, since, until, limit, cursor",
-                ));
-            }
-        }
-    }
-    let mut items = st.store.audit(&filter, before, limit + 1).await?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next = if more {
-        items.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+    let limit = q.limit.unwrap_or(crate::query::DEFAULT_LIMIT);
+    let items = st.store.audit(&filter, q.cursor, limit + 1).await?;
+    let page = Page::of(items, limit, |e| e.seq.to_string());
     // Names from the connection directories, beside each entry's group id.
-    let shown: std::collections::BTreeSet<String> =
-        items.iter().filter_map(|e| e.group_id.clone()).collect();
-    let names = st.store.group_names(&shown).await?;
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|e| {
-            let name = e.group_id.as_ref().and_then(|g| names.get(g)).cloned();
-            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-            v["group_name"] = json!(name);
-            v
-        })
+    let shown: std::collections::BTreeSet<String> = page
+        .items
+        .iter()
+        .filter_map(|e| e.group_id.clone())
         .collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let names = st.store.group_names(&shown).await?;
+    Ok(Json(page.map(|entry| AuditItem {
+        group_name: entry.group_id.as_ref().and_then(|g| names.get(g)).cloned(),
+        entry,
+    })))
 }
 
-pub async fn status(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let status = engine(&st)?.status().await?;
-    Ok(Json(serde_json::to_value(status).unwrap_or(Value::Null)))
+/// How the sync stands: the due queue, errors, each connection, alerts
+#[utoipa::path(get, path = "/api/v1/sync/status", tag = "sync", operation_id = "sync_status",
+    responses(
+        (status = 200, description = "The status", body = SyncStatus),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
+pub async fn status(State(st): State<AppState>) -> Result<Json<SyncStatus>, ApiError> {
+    Ok(Json(engine(&st)?.status().await?))
 }
 
+/// Audit every enabled connection now: read each managed group, repair what differs
+#[utoipa::path(post, path = "/api/v1/sync/resync", tag = "sync", operation_id = "resync",
+    params(ResyncQuery),
+    responses(
+        (status = 202, description = "Started", body = ResyncStarted),
+        (status = 200, description = "Done (wait=true)", body = ResyncDone),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
 pub async fn resync(
     State(st): State<AppState>,
-    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    Q(q): Q<ResyncQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", "query", e.body_text()))?;
-    let wait = match q.get("wait").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "wait",
-                "wait is true or false",
-            ));
-        }
-    };
     let engine = engine(&st)?.clone();
-    if !wait {
+    if !q.wait.unwrap_or(false) {
         tokio::spawn(async move {
             for r in engine.resync().await {
                 if let Err((c, e)) = r {
@@ -149,18 +100,25 @@ pub async fn resync(
                 }
             }
         });
-        return Ok((StatusCode::ACCEPTED, Json(json!({"status": "started"}))).into_response());
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(ResyncStarted { status: "started" }),
+        )
+            .into_response());
     }
-    let results: Vec<Value> = engine
+    let audits = engine
         .resync()
         .await
         .into_iter()
         .map(|r| match r {
-            Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
-            Err((c, e)) => json!({"connection_id": c, "error": e}),
+            Ok(report) => ResyncResult::Done(report),
+            Err((connection_id, error)) => ResyncResult::Failed {
+                connection_id,
+                error,
+            },
         })
         .collect();
-    Ok(Json(json!({ "audits": results })).into_response())
+    Ok(Json(ResyncDone { audits }).into_response())
 }
 
 /// A change to preview: a link (set or removed) or new buffers for a location or resource.
@@ -197,11 +155,18 @@ pub struct PlanBuffers {
     pub lag: Option<SignedDuration>,
 }
 
+/// What a change of links or buffers would add and remove now, applying nothing
+#[utoipa::path(post, path = "/api/v1/plan", tag = "sync", operation_id = "plan",
+    request_body = PlanBody,
+    responses(
+        (status = 200, description = "The preview", body = Preview),
+        (status = 422, description = "A bad change", body = ErrorBody),
+    ))]
 pub async fn plan(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let body: PlanBody = input::json(&headers, body)?;
     let mut changes = vec![];
     for (i, l) in body.links.into_iter().enumerate() {
@@ -244,19 +209,23 @@ pub async fn plan(
             "name at least one change in links, locations or resources",
         ));
     }
-    let p = preview(st.store.as_ref(), st.clock.now(), &changes).await?;
-    Ok(Json(serde_json::to_value(p).unwrap_or(Value::Null)))
+    Ok(Json(
+        preview(st.store.as_ref(), st.clock.now(), &changes).await?,
+    ))
 }
 
-/// The groups, sites and doors read from a connection's provider, to link items to.
+/// The groups, sites and doors read from the connection's provider, with their ids
+#[utoipa::path(get, path = "/api/v1/connections/{id}/directory", tag = "connections",
+    operation_id = "connection_directory", params(IdPath),
+    responses(
+        (status = 200, description = "The directory as last read", body = Directory),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    ))]
 pub async fn directory(
     State(st): State<AppState>,
-    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let axum::extract::Path(raw) =
-        path.map_err(|e| ApiError::bad_request("invalid_id", "id", e.body_text()))?;
-    let id =
-        Id::parse(&raw).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    PathId(id): PathId,
+) -> Result<Json<Directory>, ApiError> {
     if st
         .store
         .get(doorsync_store::Kind::Connection, id.as_str())
@@ -266,25 +235,34 @@ pub async fn directory(
         return Err(ApiError::not_found(format_args!("connection {id:?}")));
     }
     let state = st.store.connection_state(id.as_str()).await?;
-    let mut out = serde_json::Map::new();
-    out.insert(
-        "read_at".into(),
-        serde_json::to_value(state.last_directory_at).unwrap_or(Value::Null),
-    );
-    for (kind, key) in [("group", "groups"), ("site", "sites"), ("door", "doors")] {
-        let entries = st.store.directory(id.as_str(), kind).await?;
-        let list: Vec<Value> = entries
+    let read = async |kind: &str| -> Result<Vec<DirectoryEntry>, ApiError> {
+        Ok(st
+            .store
+            .directory(id.as_str(), kind)
+            .await?
             .into_iter()
-            .map(|e| match e.parent_id {
-                Some(site) => json!({"id": e.provider_id, "name": e.name, "site_id": site}),
-                None => json!({"id": e.provider_id, "name": e.name}),
+            .map(|e| DirectoryEntry {
+                id: e.provider_id,
+                name: e.name,
+                site_id: e.parent_id,
             })
-            .collect();
-        out.insert(key.into(), Value::Array(list));
-    }
-    Ok(Json(Value::Object(out)))
+            .collect())
+    };
+    Ok(Json(Directory {
+        read_at: state.last_directory_at,
+        groups: read("group").await?,
+        sites: read("site").await?,
+        doors: read("door").await?,
+    }))
 }
 
+/// Prometheus text: reconciles, provider calls, transition lateness, due queue, drift
+#[utoipa::path(get, path = "/metrics", tag = "meta", operation_id = "metrics",
+    responses(
+        (status = 200, description = "OpenMetrics text (application/openmetrics-text 1.0.0), which Prometheus reads",
+            content_type = "application/openmetrics-text", body = String),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let engine = engine(&st)?;
     let due = st.store.due_summary(st.clock.now()).await?;

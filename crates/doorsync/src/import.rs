@@ -102,8 +102,9 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
             for r in &results {
                 summary.count(r.status);
                 if let Some(e) = &r.error {
-                    let field = e["field"]
-                        .as_str()
+                    let field = e
+                        .field
+                        .as_ref()
                         .map(|f| format!(" (field {f})"))
                         .unwrap_or_default();
                     eprintln!(
@@ -111,8 +112,8 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
                         clear(&progress),
                         lines[r.index],
                         r.status,
-                        e["code"].as_str().unwrap_or("error"),
-                        e["message"].as_str().unwrap_or(""),
+                        e.code,
+                        e.message,
                     );
                     anyhow::ensure!(
                         !strict,

@@ -3,7 +3,7 @@
 
 use super::view::{MemberView, member_view};
 use super::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -11,36 +11,53 @@ use axum::response::{IntoResponse, Response};
 use doorsync_engine::member::{MemberDoor, MemberUnlock};
 use doorsync_engine::provider::InvitationState;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignInBody {
+#[schema(as = MemberSignIn)]
+pub(super) struct SignInBody {
+    /// The member's e-mail address.
     email: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SessionBody {
+#[schema(as = MemberSessionRequest)]
+pub(super) struct SessionBody {
     /// The token of the e-mailed link (the last part of its path).
     token: String,
 }
 
-#[derive(Serialize)]
-struct SessionOut {
+/// A member session.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MemberSession)]
+pub(super) struct SessionOut {
+    /// Send as `Authorization: Bearer TOKEN` to the member app's API.
     token: String,
     expires_at: Timestamp,
 }
 
-#[derive(Serialize)]
-struct Doors {
+/// The doors the member may open now.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MemberDoors)]
+pub(super) struct Doors {
     items: Vec<MemberDoor>,
+}
+
+/// A sign-in link was asked for.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MemberSignInSent)]
+pub(super) struct LinkSent {
+    message: &'static str,
 }
 
 /// The member's Mobile Pass: where it stands, and its code only for a space that redeems
 /// passes automatically (the app redeems it with Brivo's SDK).
-#[derive(Serialize)]
-struct MobilePassOut {
-    /// `pending`, `redeemed`, or `none`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MobilePass)]
+pub(super) struct MobilePassOut {
+    #[schema(value_type = String, pattern = "^(pending|redeemed|none)$")]
     status: &'static str,
     expires_at: Option<Timestamp>,
     redeem_automatically: bool,
@@ -82,6 +99,14 @@ fn engine(st: &AppState) -> Result<&std::sync::Arc<doorsync_engine::Engine>, Api
     })
 }
 
+/// E-mails a one-time sign-in link (the same answer for any address)
+#[utoipa::path(post, path = "/app/api/v1/signin", tag = "member app",
+    operation_id = "member_signin", security(()), request_body = SignInBody,
+    responses(
+        (status = 202, description = "A link is on its way if the address is a member's", body = LinkSent),
+        (status = 429, description = "Too many links for this address or client in 15 minutes", body = ErrorBody),
+        (status = 503, description = "Sign-in mail is not set up", body = ErrorBody),
+    ))]
 pub(super) async fn request_link(
     State(st): State<AppState>,
     req: Request,
@@ -104,9 +129,9 @@ pub(super) async fn request_link(
     match super::request_link(&st, &body.email, peer).await {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({
-                "message": "if this address belongs to a member, a sign-in link is on its way; it works once, within 15 minutes"
-            })),
+            Json(LinkSent {
+                message: "if this address belongs to a member, a sign-in link is on its way; it works once, within 15 minutes",
+            }),
         )
             .into_response()),
         Err(LinkRefused::TooMany) => Err(ApiError::new(
@@ -122,6 +147,13 @@ pub(super) async fn request_link(
     }
 }
 
+/// Exchanges a sign-in link's token (once, within 15 minutes) for a member session token
+#[utoipa::path(post, path = "/app/api/v1/session", tag = "member app",
+    operation_id = "member_session", security(()), request_body = SessionBody,
+    responses(
+        (status = 201, description = "The session", body = SessionOut),
+        (status = 401, description = "The link expired or was used", body = ErrorBody),
+    ))]
 pub(super) async fn open_session(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -138,6 +170,10 @@ pub(super) async fn open_session(
     Ok((StatusCode::CREATED, Json(SessionOut { token, expires_at })).into_response())
 }
 
+/// Ends the member session
+#[utoipa::path(delete, path = "/app/api/v1/session", tag = "member app",
+    operation_id = "member_signout", security(("member" = [])),
+    responses((status = 204, description = "Signed out")))]
 pub(super) async fn end_session(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -151,6 +187,10 @@ pub(super) async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The member's passes, bookings, contracts and visitors
+#[utoipa::path(get, path = "/app/api/v1/me", tag = "member app", operation_id = "member_me",
+    security(("member" = [])),
+    responses((status = 200, description = "The member's view", body = MemberView)))]
 pub(super) async fn me(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -162,17 +202,34 @@ pub(super) async fn me(
         .ok_or_else(unauthorized)
 }
 
+/// The doors the member may open now
+#[utoipa::path(get, path = "/app/api/v1/doors", tag = "member app",
+    operation_id = "member_doors", security(("member" = [])),
+    responses(
+        (status = 200, description = "The doors", body = Doors),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
 pub(super) async fn doors(
     State(st): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Doors>, ApiError> {
     let id = member(&st, &headers).await?;
     let items = engine(&st)?.member_doors(&id).await?;
-    Ok(Json(
-        serde_json::to_value(Doors { items }).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(Doors { items }))
 }
 
+/// Opens a door the member holds at this instant (checked on the server)
+#[utoipa::path(post, path = "/app/api/v1/doors/{id}/unlock", tag = "member app",
+    operation_id = "member_unlock", security(("member" = [])),
+    params(("id" = String, Path, description = "The door's id")),
+    responses(
+        (status = 204, description = "The door opened"),
+        (status = 403, description = "remote_unlock_off: the door does not allow remote unlock", body = ErrorBody),
+        (status = 404, description = "Not a door the member can open now", body = ErrorBody),
+        (status = 412, description = "door_offline: the door's panel is offline", body = ErrorBody),
+        (status = 502, description = "Brivo did not answer", body = ErrorBody),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
 pub(super) async fn unlock(
     State(st): State<AppState>,
     Path(door): Path<String>,
@@ -202,10 +259,18 @@ pub(super) async fn unlock(
     }
 }
 
+/// The member's Mobile Pass; its code only when the space redeems passes automatically
+#[utoipa::path(get, path = "/app/api/v1/mobile-pass", tag = "member app",
+    operation_id = "member_mobile_pass", security(("member" = [])),
+    responses(
+        (status = 200, description = "The pass", body = MobilePassOut),
+        (status = 502, description = "Brivo did not answer", body = ErrorBody),
+        (status = 503, description = "No engine in this process", body = ErrorBody),
+    ))]
 pub(super) async fn mobile_pass(
     State(st): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MobilePassOut>, ApiError> {
     let id = member(&st, &headers).await?;
     let engine = engine(&st)?;
     let pass = engine
@@ -230,5 +295,5 @@ pub(super) async fn mobile_pass(
             code: (automatic && p.state == InvitationState::Pending).then_some(p.code),
         },
     };
-    Ok(Json(serde_json::to_value(out).map_err(ApiError::internal)?))
+    Ok(Json(out))
 }

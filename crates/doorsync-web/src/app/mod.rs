@@ -47,15 +47,19 @@ pub fn routes() -> Router<AppState> {
         .route("/app/signout", post(pages::sign_out))
         .route("/app/outbox", get(pages::outbox))
         .route("/app/doors/{id}/unlock", post(pages::unlock))
-        .route("/app/api/v1/signin", post(api::request_link))
-        .route(
-            "/app/api/v1/session",
-            post(api::open_session).delete(api::end_session),
-        )
-        .route("/app/api/v1/me", get(api::me))
-        .route("/app/api/v1/doors", get(api::doors))
-        .route("/app/api/v1/doors/{id}/unlock", post(api::unlock))
-        .route("/app/api/v1/mobile-pass", get(api::mobile_pass))
+}
+
+/// The member app's JSON API, with its description: its bearer token is a member session's,
+/// not an API token.
+pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(api::request_link))
+        .routes(routes!(api::open_session, api::end_session))
+        .routes(routes!(api::me))
+        .routes(routes!(api::doors))
+        .routes(routes!(api::unlock))
+        .routes(routes!(api::mobile_pass))
 }
 
 /// Why a sign-in link was not sent.
