@@ -146,13 +146,17 @@ fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMe
         )
         .response("200", answer("The record", shown())),
     );
-    let writes = [
-        ("409", "The stored credentials cannot be read (connections)"),
-        (
+    let conflict = C::HOLDS_CREDENTIALS.then_some((
+        "409",
+        "The stored credentials cannot be read with this instance's secret key",
+    ));
+    let writes: Vec<_> = conflict
+        .into_iter()
+        .chain([(
             "422",
             "A field is invalid or names a record that does not exist",
-        ),
-    ];
+        )])
+        .collect();
     let put_op = op("put", format!("Create or replace a {words} by your id"))
         .request_body(Some(
             RequestBodyBuilder::new()
@@ -197,16 +201,17 @@ fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMe
                 ),
             ),
     );
+    let in_use = format!(
+        "Other records still use it (from {})",
+        C::REFERENCED_BY.join(", ")
+    );
+    let mut delete_errors = vec![("400", "Bad id"), ("404", "No such record")];
+    if !C::REFERENCED_BY.is_empty() {
+        delete_errors.push(("409", &in_use));
+    }
     let delete_op = op("delete", format!("Delete a {words}")).responses(
-        with_errors(
-            ResponsesBuilder::new(),
-            &[
-                ("400", "Bad id"),
-                ("404", "No such record"),
-                ("409", "Other records still use it"),
-            ],
-        )
-        .response("204", answer("Deleted", None)),
+        with_errors(ResponsesBuilder::new(), &delete_errors)
+            .response("204", answer("Deleted", None)),
     );
     let many_path = format!("/api/v1/{}", C::PATH);
     let one_path = format!("/api/v1/{}/{{id}}", C::PATH);

@@ -20,6 +20,10 @@ pub trait Collection: Send + Sync + 'static {
     /// One record, in operation ids (`get_pass_grant`).
     const SINGULAR: &'static str;
     const KIND: Kind;
+    /// The collections whose records can name one of these (so a delete can be refused, 409).
+    const REFERENCED_BY: &'static [&'static str] = &[];
+    /// Whether a write can be refused for stored credentials it cannot read (409).
+    const HOLDS_CREDENTIALS: bool = false;
     type Body: DeserializeOwned + ToSchema + Send + 'static;
 
     fn into_record(id: Id, body: Self::Body) -> Result<Record, ApiError>;
@@ -219,6 +223,8 @@ fn yes() -> bool {
 pub struct Connections;
 impl Collection for Connections {
     const PATH: &'static str = "connections";
+    const REFERENCED_BY: &'static [&'static str] = &["locations"];
+    const HOLDS_CREDENTIALS: bool = true;
     const TITLE: &'static str = "Connection";
     const SINGULAR: &'static str = "connection";
     const KIND: Kind = Kind::Connection;
@@ -342,6 +348,8 @@ pub struct LocationBody {
 pub struct Locations;
 impl Collection for Locations {
     const PATH: &'static str = "locations";
+    const REFERENCED_BY: &'static [&'static str] =
+        &["passes", "resources", "desks", "doors", "visitors"];
     const TITLE: &'static str = "Location";
     const SINGULAR: &'static str = "location";
     const KIND: Kind = Kind::Location;
@@ -386,6 +394,7 @@ pub struct PassBody {
 pub struct Passes;
 impl Collection for Passes {
     const PATH: &'static str = "passes";
+    const REFERENCED_BY: &'static [&'static str] = &["pass-grants"];
     const TITLE: &'static str = "Pass";
     const SINGULAR: &'static str = "pass";
     const KIND: Kind = Kind::Pass;
@@ -419,6 +428,7 @@ pub struct ResourceBody {
 pub struct Resources;
 impl Collection for Resources {
     const PATH: &'static str = "resources";
+    const REFERENCED_BY: &'static [&'static str] = &["bookings"];
     const TITLE: &'static str = "Resource";
     const SINGULAR: &'static str = "resource";
     const KIND: Kind = Kind::Resource;
@@ -449,6 +459,7 @@ pub struct DeskBody {
 pub struct Desks;
 impl Collection for Desks {
     const PATH: &'static str = "desks";
+    const REFERENCED_BY: &'static [&'static str] = &["contracts"];
     const TITLE: &'static str = "Desk";
     const SINGULAR: &'static str = "desk";
     const KIND: Kind = Kind::Desk;
@@ -522,6 +533,8 @@ pub struct CustomerBody {
 pub struct Customers;
 impl Collection for Customers {
     const PATH: &'static str = "customers";
+    const REFERENCED_BY: &'static [&'static str] =
+        &["teams", "bookings", "contracts", "pass-grants", "visitors"];
     const TITLE: &'static str = "Customer";
     const SINGULAR: &'static str = "customer";
     const KIND: Kind = Kind::Customer;

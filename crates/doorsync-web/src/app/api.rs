@@ -207,7 +207,6 @@ pub(super) async fn me(
     operation_id = "member_doors", security(("member" = [])),
     responses(
         (status = 200, description = "The doors", body = Doors),
-        (status = 503, description = "No engine in this process", body = ErrorBody),
     ))]
 pub(super) async fn doors(
     State(st): State<AppState>,
@@ -228,7 +227,6 @@ pub(super) async fn doors(
         (status = 404, description = "Not a door the member can open now", body = ErrorBody),
         (status = 412, description = "door_offline: the door's panel is offline", body = ErrorBody),
         (status = 502, description = "Brivo did not answer", body = ErrorBody),
-        (status = 503, description = "No engine in this process", body = ErrorBody),
     ))]
 pub(super) async fn unlock(
     State(st): State<AppState>,
@@ -265,7 +263,6 @@ pub(super) async fn unlock(
     responses(
         (status = 200, description = "The pass", body = MobilePassOut),
         (status = 502, description = "Brivo did not answer", body = ErrorBody),
-        (status = 503, description = "No engine in this process", body = ErrorBody),
     ))]
 pub(super) async fn mobile_pass(
     State(st): State<AppState>,

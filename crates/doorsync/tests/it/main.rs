@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 mod browser;
 mod cli;
+mod contract;
 mod dashboard;
 mod member;
 mod presence;
