@@ -17,6 +17,7 @@ use doorsync_core::{Id, LinkKind, Subject};
 use doorsync_engine::access::access_view;
 use doorsync_store::{Kind, Record, link_key};
 use serde_json::Value;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::ObjectBuilder;
@@ -157,6 +158,27 @@ fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMe
             "A field is invalid or names a record that does not exist",
         )])
         .collect();
+    // What a client (or the fuzzer) can do next with the record it wrote, by the path's id.
+    let mut next: Vec<String> = ["get", "patch", "delete"]
+        .iter()
+        .map(|verb| format!("{verb}_{}", C::SINGULAR))
+        .collect();
+    next.extend(C::FOLLOW_UPS.iter().map(|s| s.to_string()));
+    let written = |description: &str| {
+        let mut r = answer(description, shown());
+        for operation in &next {
+            r.links.insert(
+                operation.clone(),
+                RefOr::T(
+                    LinkBuilder::new()
+                        .operation_id(operation)
+                        .parameter("id", "$request.path.id")
+                        .build(),
+                ),
+            );
+        }
+        r
+    };
     let put_op = op("put", format!("Create or replace a {words} by your id"))
         .request_body(Some(
             RequestBodyBuilder::new()
@@ -166,8 +188,8 @@ fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMe
         ))
         .responses(
             with_errors(ResponsesBuilder::new(), &writes)
-                .response("200", answer("Replaced", shown()))
-                .response("201", answer("Created", shown())),
+                .response("200", written("Replaced"))
+                .response("201", written("Created")),
         );
     let patch_op = op(
         "patch",

@@ -24,6 +24,8 @@ pub trait Collection: Send + Sync + 'static {
     const REFERENCED_BY: &'static [&'static str] = &[];
     /// Whether a write can be refused for stored credentials it cannot read (409).
     const HOLDS_CREDENTIALS: bool = false;
+    /// The operations, beyond get, patch and delete, that take a record's id in their path.
+    const FOLLOW_UPS: &'static [&'static str] = &[];
     type Body: DeserializeOwned + ToSchema + Send + 'static;
 
     fn into_record(id: Id, body: Self::Body) -> Result<Record, ApiError>;
@@ -206,7 +208,7 @@ pub struct ConnectionBody {
     #[serde(default)]
     pub link_users_by_email: bool,
     /// Provider calls allowed a month (default 100000); the drift audit is paced to stay within it.
-    #[schema(minimum = 100)]
+    #[schema(minimum = 100, maximum = 1_000_000_000_000u64)]
     pub monthly_call_budget: Option<u64>,
     /// Calls per second the API key allows (default 10), shared by every doorsync instance on
     /// the database; calls are spaced evenly so that Brivo never answers over-QPS.
@@ -216,6 +218,9 @@ pub struct ConnectionBody {
     pub enabled: bool,
 }
 
+/// A month's calls at 380,000 a second; more is a typo, and would overflow the pacing's sums.
+const MAX_MONTHLY_CALL_BUDGET: u64 = 1_000_000_000_000;
+
 fn yes() -> bool {
     true
 }
@@ -223,6 +228,7 @@ fn yes() -> bool {
 pub struct Connections;
 impl Collection for Connections {
     const PATH: &'static str = "connections";
+    const FOLLOW_UPS: &'static [&'static str] = &["connection_directory"];
     const REFERENCED_BY: &'static [&'static str] = &["locations"];
     const HOLDS_CREDENTIALS: bool = true;
     const TITLE: &'static str = "Connection";
@@ -251,10 +257,10 @@ impl Collection for Connections {
             list_doors_in_app: b.list_doors_in_app,
             link_users_by_email: b.link_users_by_email,
             monthly_call_budget: match b.monthly_call_budget {
-                Some(n) if n < 100 => {
+                Some(n) if !(100..=MAX_MONTHLY_CALL_BUDGET).contains(&n) => {
                     return Err(ApiError::invalid(
                         "monthly_call_budget",
-                        "must be at least 100",
+                        "must be 100 to 1,000,000,000,000",
                     ));
                 }
                 Some(n) => n,
@@ -533,6 +539,7 @@ pub struct CustomerBody {
 pub struct Customers;
 impl Collection for Customers {
     const PATH: &'static str = "customers";
+    const FOLLOW_UPS: &'static [&'static str] = &["customer_access", "resend_invitation"];
     const REFERENCED_BY: &'static [&'static str] =
         &["teams", "bookings", "contracts", "pass-grants", "visitors"];
     const TITLE: &'static str = "Customer";
@@ -773,6 +780,7 @@ pub struct VisitorBody {
 pub struct Visitors;
 impl Collection for Visitors {
     const PATH: &'static str = "visitors";
+    const FOLLOW_UPS: &'static [&'static str] = &["visitor_access"];
     const TITLE: &'static str = "Visitor";
     const SINGULAR: &'static str = "visitor";
     const KIND: Kind = Kind::Visitor;
