@@ -389,7 +389,7 @@ struct LinkPath {
     #[param(schema_with = crate::schema::link_kind_schema)]
     kind: String,
     /// The id of the pass, resource or desk
-    #[param(pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
+    #[param(schema_with = crate::schema::id_schema)]
     item_id: String,
 }
 

@@ -42,7 +42,8 @@ pub trait Collection: Send + Sync + 'static {
 
 fn name(field: &'static str, s: String) -> Result<String, ApiError> {
     let t = s.trim();
-    if t.is_empty() || t.chars().count() > 200 {
+    // Counted as sent, as the description's maxLength counts.
+    if t.is_empty() || s.chars().count() > 200 {
         return Err(ApiError::invalid(field, "must be 1 to 200 characters"));
     }
     if t.chars().any(char::is_control) {
@@ -196,8 +197,10 @@ pub struct ConnectionBody {
     #[schema(schema_with = no_access_policy_schema)]
     pub no_access_policy: NoAccessPolicy,
     #[serde(default)]
+    #[schema(schema_with = provider_id_list_schema)]
     pub visitor_group_ids: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = provider_id_list_schema)]
     pub exempt_user_ids: Vec<String>,
     #[serde(default)]
     pub redeem_passes_automatically: bool,
@@ -329,13 +332,15 @@ impl Collection for Connections {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationBody {
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// IANA time zone name; day edges of contracts and visits are computed in it.
     #[schema(value_type = String, example = "Europe/London")]
     pub timezone: Zone,
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = optional_id_schema)]
     pub connection_id: Option<Id>,
     /// The provider's site id.
+    #[schema(schema_with = optional_provider_id_schema)]
     pub site_id: Option<String>,
     /// Access starts this long before a booking or visit (ISO 8601 duration, default PT15M).
     #[schema(value_type = Option<String>, example = "PT15M")]
@@ -392,8 +397,9 @@ impl Collection for Locations {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub location_id: Id,
+    #[schema(schema_with = name_schema)]
     pub name: String,
 }
 
@@ -418,8 +424,9 @@ impl Collection for Passes {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub location_id: Id,
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Overrides the location's lead.
     #[schema(value_type = Option<String>, example = "PT10M")]
@@ -454,8 +461,9 @@ impl Collection for Resources {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeskBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub location_id: Id,
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[serde(default)]
     #[schema(schema_with = desk_kind_schema)]
@@ -484,14 +492,16 @@ impl Collection for Desks {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DoorBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub location_id: Id,
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[serde(default)]
     #[schema(schema_with = presence_role_schema)]
     pub presence_role: PresenceRole,
     /// The provider's id of the access point (Brivo's numeric id, as text).
     #[serde(default)]
+    #[schema(schema_with = optional_provider_id_schema)]
     pub provider_door_id: Option<String>,
 }
 
@@ -527,6 +537,7 @@ impl Collection for Doors {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerBody {
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[schema(value_type = String, format = Email)]
     pub email: Email,
@@ -572,12 +583,13 @@ impl Collection for Customers {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamBody {
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// The member who holds the team's contracts; they reach every member.
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub paying_member_id: Id,
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(schema_with = id_list_schema)]
     pub member_ids: Vec<Id>,
 }
 
@@ -604,9 +616,9 @@ impl Collection for Teams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub customer_id: Id,
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub resource_id: Id,
     #[schema(value_type = String, format = DateTime)]
     pub start: Timestamp,
@@ -651,10 +663,10 @@ impl Collection for Bookings {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub customer_id: Id,
     /// Desks and offices of one location.
-    #[schema(value_type = Vec<String>)]
+    #[schema(schema_with = id_list_schema)]
     pub desk_ids: Vec<Id>,
     #[schema(value_type = String, format = Date)]
     pub start_date: Date,
@@ -715,9 +727,9 @@ impl Collection for Contracts {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassGrantBody {
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub customer_id: Id,
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub pass_id: Id,
     #[schema(value_type = String, format = DateTime)]
     pub valid_from: Timestamp,
@@ -763,12 +775,13 @@ impl Collection for PassGrants {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VisitorBody {
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[schema(value_type = String, format = Email)]
     pub email: Email,
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub host_customer_id: Id,
-    #[schema(value_type = String)]
+    #[schema(schema_with = id_schema)]
     pub location_id: Id,
     #[schema(value_type = String, format = DateTime)]
     pub arrival: Timestamp,

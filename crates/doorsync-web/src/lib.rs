@@ -12,7 +12,7 @@ pub mod input;
 pub mod openapi;
 pub mod presence;
 pub mod query;
-mod schema;
+pub mod schema;
 pub mod server;
 pub mod sync;
 pub mod view;

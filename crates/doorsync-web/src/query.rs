@@ -175,9 +175,7 @@ impl Checked for ResyncQuery {}
 #[into_params(parameter_in = Path)]
 pub struct IdPath {
     /// The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : - (not . or ..)
-    // Stricter than the server (which also takes ids beginning with a dot, other than `.` and
-    // `..`), so that every id a generated client or a fuzzer makes from it is accepted.
-    #[param(pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
+    #[param(schema_with = crate::schema::id_schema)]
     pub id: String,
 }
 
