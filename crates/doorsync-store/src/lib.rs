@@ -356,6 +356,10 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Records of `kind` with the id `text`, then those whose fields contain it (any case).
     async fn search(&self, kind: Kind, text: &str, limit: u32) -> Result<Vec<Record>>;
+    /// The customers whose e-mail address is `email` (any case), by id.
+    async fn customers_by_email(&self, email: &str) -> Result<Vec<Record>>;
+    /// The visitors `customer` hosts whose visit has not ended before `since`, by id.
+    async fn hosted_visitors(&self, customer: &str, since: Timestamp) -> Result<Vec<Record>>;
     /// Deletes a record (and the link of an inventory item); `false` when there was none.
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool>;
 

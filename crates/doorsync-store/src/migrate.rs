@@ -87,6 +87,11 @@ const SQLITE: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../migrations/sqlite/0014_alerts.sql"),
     },
+    Migration {
+        version: 15,
+        name: "customer_emails",
+        sql: include_str!("../migrations/sqlite/0015_customer_emails.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -159,6 +164,11 @@ const POSTGRES: &[Migration] = &[
         version: 14,
         name: "alerts",
         sql: include_str!("../migrations/postgres/0014_alerts.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "customer_emails",
+        sql: include_str!("../migrations/postgres/0015_customer_emails.sql"),
     },
 ];
 

@@ -44,7 +44,8 @@ pub(crate) async fn unproject(conn: &mut AnyConnection, kind: Kind, key: &str) -
         Kind::Team => ("in_teams", "id"),
         Kind::Location => ("in_locations", "id"),
         Kind::Visitor => ("in_visitors", "id"),
-        Kind::Connection | Kind::Customer | Kind::Door => return Ok(()),
+        Kind::Customer => ("in_customer_emails", "id"),
+        Kind::Connection | Kind::Door => return Ok(()),
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM {table} WHERE {column} = $1"
@@ -164,56 +165,74 @@ pub(crate) async fn project(conn: &mut AnyConnection, record: &Record, fresh: bo
                 .execute(&mut *conn)
                 .await?;
         }
-        Record::Connection(_) | Record::Customer(_) | Record::Door(_) => {}
+        Record::Customer(c) => {
+            sqlx::query("INSERT INTO in_customer_emails (id, email) VALUES ($1, $2)")
+                .bind(c.id.as_str())
+                .bind(c.email.as_str().to_lowercase())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Record::Connection(_) | Record::Door(_) => {}
     }
     Ok(())
 }
 
-/// Projects every record stored before the `in_*` tables existed, once: the marker row is
-/// deleted in the same transaction, so a crash halfway starts over cleanly.
+/// Projects every record stored before an `in_*` table existed, once for each: a migration that
+/// adds tables leaves a marker naming them, which is deleted in the same transaction as the
+/// projection, so a crash halfway starts over cleanly.
 pub(crate) async fn backfill(conn: &mut AnyConnection, backend: Backend) -> Result<u64> {
+    const MARKERS: &[(&str, &[Kind])] = &[
+        (
+            "inputs",
+            &[
+                Kind::Location,
+                Kind::Pass,
+                Kind::Resource,
+                Kind::Desk,
+                Kind::Link,
+                Kind::Team,
+                Kind::Booking,
+                Kind::Contract,
+                Kind::PassGrant,
+                Kind::Visitor,
+            ],
+        ),
+        ("customer_emails", &[Kind::Customer]),
+    ];
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     // Instances starting together: the first takes the marker's lock, the others find it gone.
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let pending = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM backfill WHERE name = 'inputs'{lock}"
-    )))
-    .fetch_optional(&mut *tx)
-    .await?
-    .is_some();
-    if !pending {
-        return Ok(0);
-    }
     let mut n = 0;
-    let kinds = [
-        Kind::Location,
-        Kind::Pass,
-        Kind::Resource,
-        Kind::Desk,
-        Kind::Link,
-        Kind::Team,
-        Kind::Booking,
-        Kind::Contract,
-        Kind::PassGrant,
-        Kind::Visitor,
-    ];
-    for kind in kinds {
-        let rows = sqlx::query("SELECT id, body FROM records WHERE kind = $1")
-            .bind(kind.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in rows {
-            let (id, body): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            project(&mut tx, &parse(kind, &id, &body)?, false).await?;
-            n += 1;
+    for (marker, kinds) in MARKERS {
+        let pending = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM backfill WHERE name = $1{lock}"
+        )))
+        .bind(*marker)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if !pending {
+            continue;
         }
+        for kind in *kinds {
+            let rows = sqlx::query("SELECT id, body FROM records WHERE kind = $1")
+                .bind(kind.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows {
+                let (id, body): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                project(&mut tx, &parse(*kind, &id, &body)?, false).await?;
+                n += 1;
+            }
+        }
+        sqlx::query("DELETE FROM backfill WHERE name = $1")
+            .bind(*marker)
+            .execute(&mut *tx)
+            .await?;
     }
-    sqlx::query("DELETE FROM backfill WHERE name = 'inputs'")
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -130,6 +130,16 @@ impl SqlStore {
     /// A record read back, with its credentials unsealed. Credentials this store cannot open (no
     /// key, or another key) read as absent, with an error in the log: the connection then says it
     /// lacks credentials, and putting them again with the current key repairs it.
+    /// Records from rows of `id` and `body`.
+    fn open_rows(&self, kind: Kind, rows: &[sqlx::any::AnyRow]) -> Result<Vec<Record>> {
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                self.open(kind, &id, &row.try_get::<String, _>("body")?)
+            })
+            .collect()
+    }
+
     fn open(&self, kind: Kind, id: &str, body: &str) -> Result<Record> {
         let mut record = parse(kind, id, body)?;
         if let Record::Connection(c) = &mut record {
@@ -722,6 +732,39 @@ impl Store for SqlStore {
                 self.open(kind, &id, &row.try_get::<String, _>("body")?)
             })
             .collect()
+    }
+
+    async fn customers_by_email(&self, email: &str) -> Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.body FROM in_customer_emails e
+             JOIN records r ON r.kind = 'customer' AND r.id = e.id
+             WHERE e.email = $1 ORDER BY r.id",
+        )
+        .bind(email.trim().to_lowercase())
+        .fetch_all(&self.pool)
+        .await?;
+        self.open_rows(Kind::Customer, &rows)
+    }
+
+    async fn hosted_visitors(&self, customer: &str, since: Timestamp) -> Result<Vec<Record>> {
+        // The reference the visitor keeps to its host, and the visit's end as projected (which
+        // runs `RELEVANT_AFTER_END` past the departure, so `since` is moved back as far).
+        let since = since
+            .checked_sub(crate::project::RELEVANT_AFTER_END)
+            .unwrap_or(Timestamp::MIN);
+        let rows = sqlx::query(
+            "SELECT r.id, r.body FROM refs f
+             JOIN in_visitors v ON v.id = f.id
+             JOIN records r ON r.kind = 'visitor' AND r.id = f.id
+             WHERE f.ref_kind = 'customer' AND f.ref_id = $1 AND f.kind = 'visitor'
+               AND f.field = 'host_customer_id' AND v.until_ms >= $2
+             ORDER BY r.id",
+        )
+        .bind(customer)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        self.open_rows(Kind::Visitor, &rows)
     }
 
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {

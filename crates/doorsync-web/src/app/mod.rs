@@ -107,12 +107,9 @@ pub(crate) async fn request_link(
     if email.is_empty() || email.len() > 254 {
         return Ok(());
     }
-    let customer = match store
-        .search(doorsync_store::Kind::Customer, &email, 50)
-        .await
-    {
+    let customer = match store.customers_by_email(&email).await {
         Ok(found) => found.into_iter().find_map(|r| match r {
-            Record::Customer(c) if c.email.as_str().eq_ignore_ascii_case(&email) => Some(c),
+            Record::Customer(c) => Some(c),
             _ => None,
         }),
         Err(e) => {

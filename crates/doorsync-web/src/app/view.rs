@@ -104,10 +104,9 @@ pub async fn member_view(
         return Ok(None);
     };
     let mut view = from_inputs(&inputs, now);
-    // The visitors this member hosts (a scan of the visitors that name them).
-    for r in store.search(Kind::Visitor, id.as_str(), 200).await? {
+    for r in store.hosted_visitors(id.as_str(), now).await? {
         let Record::Visitor(v) = r else { continue };
-        if &v.host_customer_id != id || v.departure.is_some_and(|d| d <= now) {
+        if v.departure.is_some_and(|d| d <= now) {
             continue;
         }
         let l = match store.get(Kind::Location, v.location_id.as_str()).await? {

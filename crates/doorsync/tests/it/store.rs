@@ -888,6 +888,7 @@ testkit::on_both_backends!(
     a_remote_unlock_is_matched_to_one_event_only,
     an_alert_goes_out_once_an_hour_while_its_condition_lasts,
     migrations_are_checked_and_an_earlier_history_is_taken_over,
+    members_are_found_by_address_and_hosts_by_their_visitors,
 );
 
 async fn migrations_recorded(conn: &mut sqlx::AnyConnection) -> i64 {
@@ -1691,6 +1692,118 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
         .unwrap();
     store.put(cut("2026-06-01T11:30:00Z"), later).await.unwrap();
     assert_eq!(due_at(&store, &cust("cut")).await, None);
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// A member's sign-in finds them by their address (any case; not a longer address containing
+/// it), as it is now; their visitors are the ones that name them as host, without the visits
+/// long past. Customers stored before the address table existed are found after a start.
+async fn members_are_found_by_address_and_hosts_by_their_visitors(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let now = t("2026-06-01T09:00:00Z");
+    let with_email = |c: &str, email: &str| {
+        let Record::Customer(mut x) = customer(c) else {
+            unreachable!()
+        };
+        x.email = Email::parse(email).unwrap();
+        Record::Customer(x)
+    };
+    for r in [
+        with_email("a", "Ana@Example.com"),
+        with_email("b", "banana@example.com"),
+        with_email("c", "ana@example.com.au"),
+        location("L"),
+    ] {
+        store.put(r, now).await.unwrap();
+    }
+    let ids = |rs: Vec<Record>| rs.iter().map(Record::key).collect::<Vec<_>>();
+    let found = store.customers_by_email(" ana@EXAMPLE.com ").await.unwrap();
+    assert_eq!(ids(found), ["a"]);
+    store
+        .put(with_email("a", "ana@new.example"), now)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .customers_by_email("ana@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store.customers_by_email("ana@new.example").await.unwrap()),
+        ["a"]
+    );
+    // Stored before the table: found once a start has projected them.
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    for sql in [
+        "DELETE FROM in_customer_emails",
+        "INSERT INTO backfill (name) VALUES ('customer_emails')",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    let _ = conn.close().await;
+    assert!(
+        store
+            .customers_by_email("banana@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.migrate(now).await.unwrap();
+    assert_eq!(
+        ids(store
+            .customers_by_email("banana@example.com")
+            .await
+            .unwrap()),
+        ["b"]
+    );
+    assert!(store.delete(Kind::Customer, "b", now).await.unwrap());
+    assert!(
+        store
+            .customers_by_email("banana@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let visitor = |v: &str, host: &str, arrival: &str, departure: Option<&str>| {
+        Record::Visitor(Visitor {
+            id: id(v),
+            name: format!("Visitor {v} for ana"),
+            email: Email::parse("v@example.com").unwrap(),
+            host_customer_id: id(host),
+            location_id: id("L"),
+            arrival: t(arrival),
+            departure: departure.map(t),
+        })
+    };
+    for r in [
+        visitor("today", "a", "2026-06-01T14:00:00Z", None),
+        visitor(
+            "tomorrow",
+            "a",
+            "2026-06-02T10:00:00Z",
+            Some("2026-06-02T12:00:00Z"),
+        ),
+        visitor(
+            "last-month",
+            "a",
+            "2026-05-01T10:00:00Z",
+            Some("2026-05-01T12:00:00Z"),
+        ),
+        visitor("not-hers", "c", "2026-06-01T14:00:00Z", None),
+    ] {
+        store.put(r, now).await.unwrap();
+    }
+    let hosted = store.hosted_visitors("a", now).await.unwrap();
+    assert_eq!(ids(hosted), ["today", "tomorrow"]);
     store.close().await;
     db.drop_db().await;
 }
