@@ -598,5 +598,7 @@ async fn visitor_access(
     responses((status = 200, description = "The OpenAPI 3.1 description of this API",
         content_type = "application/json", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
+    // Gathered once: it is the same for the life of the process.
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(crate::openapi::document).clone())
 }

@@ -160,7 +160,9 @@ async fn render_home(
     let (mut doors, mut list_doors, mut pass, mut pass_error) = (vec![], false, None, None);
     if let Some(engine) = &st.engine {
         list_doors = lists_doors(st).await;
-        doors = engine.member_doors(id).await.unwrap_or_default();
+        if list_doors {
+            doors = engine.member_doors(id).await.unwrap_or_default();
+        }
         match engine.mobile_pass(id).await {
             Ok(p) => pass = p,
             Err(e) => {

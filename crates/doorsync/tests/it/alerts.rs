@@ -127,6 +127,29 @@ async fn refused_credentials_and_drift_alert_the_operators(backend: Backend) {
             .await,
         "no drift alert"
     );
+    // The status lists it while it holds; an audit that finds nothing resolves it.
+    let drift_listed = || async {
+        let (_, status) = s.app.get_json("/api/v1/sync/status").await;
+        status["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "drift_found")
+    };
+    assert!(drift_listed().await);
+    let res = s
+        .http
+        .post(format!("{}/api/v1/sync/resync?wait=true", s.app.base))
+        .bearer_auth(&s.app.token)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["audits"][0]["strangers_removed"], 0, "{report}");
+    assert!(
+        !drift_listed().await,
+        "a clean audit resolves the drift alert"
+    );
 
     // Refused credentials: the next call fails to sign in, the connection pauses, and both
     // the pause (alerting at once here) and the credentials alert.
