@@ -163,11 +163,19 @@ fn provider_ids(field: &'static str, ids: Vec<String>) -> Result<Vec<String>, Ap
     Ok(ids)
 }
 
-fn read_only_time(name: &'static str) -> (&'static str, utoipa::openapi::schema::Schema) {
-    (
-        name,
-        utoipa::openapi::schema::Schema::Object(instant_schema()),
-    )
+/// An instant the server sets; `nullable` when it is shown as null until then.
+fn read_only_time(
+    name: &'static str,
+    nullable: bool,
+) -> (&'static str, utoipa::openapi::schema::Schema) {
+    let mut schema = instant_schema();
+    if nullable {
+        schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::String,
+            utoipa::openapi::schema::Type::Null,
+        ]);
+    }
+    (name, utoipa::openapi::schema::Schema::Object(schema))
 }
 
 // ---- connections
@@ -513,6 +521,12 @@ impl Collection for Doors {
     const KIND: Kind = Kind::Door;
     type Body = DoorBody;
 
+    /// Set by the directory read when Brivo stops listing the door; a write through the API
+    /// clears it until the next read marks it again.
+    fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
+        vec![read_only_time("gone_at", false)]
+    }
+
     fn into_record(id: Id, b: DoorBody) -> Result<Record, ApiError> {
         Ok(Record::Door(Door {
             id,
@@ -576,7 +590,7 @@ impl Collection for Customers {
     }
 
     fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
-        vec![read_only_time("status_since")]
+        vec![read_only_time("status_since", false)]
     }
 }
 
@@ -656,7 +670,7 @@ impl Collection for Bookings {
     }
 
     fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
-        vec![read_only_time("cancelled_at")]
+        vec![read_only_time("cancelled_at", true)]
     }
 }
 
@@ -720,7 +734,7 @@ impl Collection for Contracts {
     }
 
     fn read_only() -> Vec<(&'static str, utoipa::openapi::schema::Schema)> {
-        vec![read_only_time("cancelled_at")]
+        vec![read_only_time("cancelled_at", true)]
     }
 }
 

@@ -68,6 +68,46 @@ fn malformed() -> Body {
     Body::Raw("application/json", b"{\"name\":".to_vec())
 }
 
+/// `value` is what `response` describes, at its top level: every field it has is described
+/// (the record schemas are closed), every required one is there, each of a described type.
+fn conforms(doc: &Value, response: &Value, value: &Value, what: &str) {
+    let mut schema = &response["content"]["application/json"]["schema"];
+    if let Some(r) = schema["$ref"].as_str() {
+        schema = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()];
+    }
+    let properties = schema["properties"].as_object().expect("an object schema");
+    let fields = value.as_object().expect("an object");
+    for (name, v) in fields {
+        let described = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{what}: {name} is not described"));
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let types: Vec<&str> = match &described["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        assert!(
+            types.contains(&kind) || (kind == "integer" && types.contains(&"number")),
+            "{what}: {name} is {kind}, described as {types:?}"
+        );
+    }
+    for name in schema["required"].as_array().into_iter().flatten() {
+        assert!(
+            fields.contains_key(name.as_str().unwrap()),
+            "{what}: required {name} is missing"
+        );
+    }
+}
+
 /// The statuses every write with a body can answer for its body: 400, 413, 415, 422.
 async fn body_refusals(
     p: &mut Probe,
@@ -222,6 +262,12 @@ async fn every_documented_status_is_answered(backend: Backend) {
                 .call(base, Some(t), M::PUT, &one, &k, Body::Json(body.clone()))
                 .await;
             assert_eq!(status, want, "PUT {k}: {got}");
+            conforms(
+                &doc,
+                &doc["paths"][&one]["put"]["responses"]["200"],
+                &got,
+                &k,
+            );
         }
         p.call(base, Some(t), M::PUT, &one, &bad, Body::Json(body.clone()))
             .await;
@@ -309,6 +355,45 @@ async fn every_documented_status_is_answered(backend: Backend) {
         )
         .await;
     assert_eq!(status, 409, "{got}");
+
+    // A door Brivo no longer lists shows when it went, and takes a patch of its role.
+    let gone = doorsync_store::Record::Door(Door {
+        id: Id::parse("gone").unwrap(),
+        location_id: Id::parse("hq").unwrap(),
+        name: "Old door".into(),
+        presence_role: PresenceRole::None,
+        provider_door_id: Some("999999".into()),
+        gone_at: Some(now),
+    });
+    doorsync_store::Store::put(&elsewhere, gone, now)
+        .await
+        .unwrap();
+    let one = "/api/v1/doors/{id}";
+    let (status, got) = p
+        .call(base, Some(t), M::GET, one, "/api/v1/doors/gone", Body::None)
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert!(got["gone_at"].is_string(), "{got}");
+    conforms(
+        &doc,
+        &doc["paths"][one]["get"]["responses"]["200"],
+        &got,
+        "a gone door",
+    );
+    let (status, got) = p
+        .call(
+            base,
+            Some(t),
+            M::PATCH,
+            one,
+            "/api/v1/doors/gone",
+            Body::Raw(
+                "application/merge-patch+json",
+                br#"{"presence_role": "check_in"}"#.to_vec(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
 
     // Links.
     s.put_ok(
