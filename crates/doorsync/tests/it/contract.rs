@@ -17,9 +17,11 @@ enum Body {
     Raw(&'static str, Vec<u8>),
 }
 
-/// Sends requests and remembers `(method, path template, status)` of every answer.
+/// Sends requests, holds each JSON answer to the schema the description gives for its status,
+/// and remembers `(method, path template, status)` of every answer.
 struct Probe {
     http: reqwest::Client,
+    doc: Value,
     seen: BTreeSet<(String, String, u16)>,
 }
 
@@ -45,9 +47,23 @@ impl Probe {
         };
         let res = req.send().await.expect("request");
         let status = res.status().as_u16();
+        let json = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
         let body = res.json().await.unwrap_or(Value::Null);
-        self.seen
-            .insert((method.as_str().to_lowercase(), template.to_owned(), status));
+        let m = method.as_str().to_lowercase();
+        let schema = &self.doc["paths"][template][&m]["responses"][status.to_string()]["content"]["application/json"]
+            ["schema"];
+        if json && !schema.is_null() && template != "/api/v1/openapi.json" {
+            conforms(
+                &self.doc,
+                schema,
+                &body,
+                &format!("{method} {path} {status}"),
+            );
+        }
+        self.seen.insert((m, template.to_owned(), status));
         (status, body)
     }
 }
@@ -68,43 +84,72 @@ fn malformed() -> Body {
     Body::Raw("application/json", b"{\"name\":".to_vec())
 }
 
-/// `value` is what `response` describes, at its top level: every field it has is described
-/// (the record schemas are closed), every required one is there, each of a described type.
-fn conforms(doc: &Value, response: &Value, value: &Value, what: &str) {
-    let mut schema = &response["content"]["application/json"]["schema"];
+/// `value` is what `schema` describes: the fields of its objects described (where the schema
+/// is closed) and required ones present, its arrays' items, and the type of every value.
+/// Enough of JSON Schema for what the description uses: `$ref`, `allOf`, objects, arrays,
+/// `type`, `enum`.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
     if let Some(r) = schema["$ref"].as_str() {
-        schema = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()];
+        let name = r.rsplit('/').next().unwrap();
+        return conforms(doc, &doc["components"]["schemas"][name], value, at);
     }
-    let properties = schema["properties"].as_object().expect("an object schema");
-    let fields = value.as_object().expect("an object");
-    for (name, v) in fields {
-        let described = properties
-            .get(name)
-            .unwrap_or_else(|| panic!("{what}: {name} is not described"));
-        let kind = match v {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        let types: Vec<&str> = match &described["type"] {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
+    if let Some(parts) = schema["allOf"].as_array() {
+        // Each part sees only the fields it describes (an allOf of open objects).
+        for part in parts {
+            conforms(doc, part, value, at);
+        }
+        return;
+    }
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    assert!(
+        types.is_empty()
+            || types.contains(&kind)
+            || (kind == "integer" && types.contains(&"number")),
+        "{at}: {kind} {value}, described as {types:?}"
+    );
+    if let Some(values) = schema["enum"].as_array() {
         assert!(
-            types.contains(&kind) || (kind == "integer" && types.contains(&"number")),
-            "{what}: {name} is {kind}, described as {types:?}"
+            values.contains(value),
+            "{at}: {value} is not one of {values:?}"
         );
     }
-    for name in schema["required"].as_array().into_iter().flatten() {
-        assert!(
-            fields.contains_key(name.as_str().unwrap()),
-            "{what}: required {name} is missing"
-        );
+    match value {
+        Value::Object(fields) => {
+            let properties = schema["properties"].as_object();
+            let closed = schema["additionalProperties"] == false;
+            for (name, v) in fields {
+                match properties.and_then(|p| p.get(name)) {
+                    Some(described) => conforms(doc, described, v, &format!("{at}.{name}")),
+                    None => assert!(!closed, "{at}: {name} is not described"),
+                }
+            }
+            for name in schema["required"].as_array().into_iter().flatten() {
+                let name = name.as_str().unwrap();
+                assert!(
+                    fields.contains_key(name),
+                    "{at}: required {name} is missing"
+                );
+            }
+        }
+        Value::Array(items) if !schema["items"].is_null() => {
+            for (i, item) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], item, &format!("{at}[{i}]"));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -145,6 +190,7 @@ async fn every_documented_status_is_answered(backend: Backend) {
     let t = t.as_str();
     let mut p = Probe {
         http: reqwest::Client::new(),
+        doc: doc.clone(),
         seen: BTreeSet::new(),
     };
     use Method as M;
