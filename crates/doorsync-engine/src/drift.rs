@@ -246,7 +246,7 @@ pub async fn sync_directory(
 /// Keeps a `doors` record for every door of a site that one of the connection's locations is:
 /// a new door comes with no presence role, a renamed one takes its new name, and one the
 /// provider no longer lists is marked gone (never deleted: its events stay explained).
-async fn sync_doors(
+pub(crate) async fn sync_doors(
     r: &Reconciler,
     connection: &Connection,
     doors: &[DirectoryEntry],

@@ -48,6 +48,7 @@ impl Engine {
                 continue;
             }
             self.directory_if_due(connection, now).await;
+            self.doors_if_locations_changed(connection).await;
             let state = store.connection_state(c).await.unwrap_or_default();
             if state.passes_out_since.is_some()
                 && state.passes_read_at.is_none_or(|t| {
@@ -258,6 +259,37 @@ impl Engine {
                     .min(self.config.directory_interval);
                 retry.insert(c.to_owned(), (after_now(now, wait), n));
             }
+        }
+    }
+
+    /// A location given a site or a connection (or taken off one) has its door records at once,
+    /// from the directory already read, rather than at the next read up to `directory_interval`
+    /// later: until then presence would count nobody at its doors and the member app list none.
+    /// Read-only unless a door's location, name or presence changed.
+    async fn doors_if_locations_changed(&self, connection: &doorsync_core::Connection) {
+        let store = &self.reconciler.store;
+        let c = connection.id.as_str();
+        let Ok(version) = store.catalog_version().await else {
+            return;
+        };
+        let kept = |m: &HashMap<String, i64>| m.get(c) == Some(&version);
+        if kept(&self.doors_kept_at.lock().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
+        // Before the first read there is nothing to keep, and an empty list would mark every
+        // door gone.
+        let doors = match store.directory(c, "door").await {
+            Ok(doors) if !doors.is_empty() => doors,
+            _ => return,
+        };
+        match drift::sync_doors(&self.reconciler, connection, &doors).await {
+            Ok(()) => {
+                self.doors_kept_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(c.to_owned(), version);
+            }
+            Err(e) => tracing::warn!(connection = c, error = %e, "keeping the doors failed"),
         }
     }
 

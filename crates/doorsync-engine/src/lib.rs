@@ -142,6 +142,8 @@ pub struct Engine {
     pub(crate) directory_retry: Mutex<HashMap<String, (Timestamp, u32)>>,
     /// Provider calls already counted against each connection's budget.
     pub(crate) counted_calls: Mutex<HashMap<String, u64>>,
+    /// The catalog version each connection's doors were last kept at.
+    pub(crate) doors_kept_at: Mutex<HashMap<String, i64>>,
     pub(crate) spans: Mutex<Vec<Span>>,
     /// Reconciles may run while fewer than `workers` are running.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
@@ -230,6 +232,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             directory_retry: Mutex::new(HashMap::new()),
             counted_calls: Mutex::new(HashMap::new()),
+            doors_kept_at: Mutex::new(HashMap::new()),
             spans: Mutex::new(vec![]),
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             revocation_lane: Arc::new(tokio::sync::Semaphore::new(1)),

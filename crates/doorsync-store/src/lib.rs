@@ -706,6 +706,9 @@ pub trait Store: Send + Sync + 'static {
         entries: &[DirectoryEntry],
     ) -> Result<()>;
     async fn directory(&self, connection: &str, kind: &str) -> Result<Vec<DirectoryEntry>>;
+    /// A number that changes whenever a link, item, location or connection is written (on any
+    /// instance).
+    async fn catalog_version(&self) -> Result<i64>;
     /// The names read from any connection's provider of the groups `ids`, by group id; a group
     /// no directory lists is absent.
     async fn group_names(&self, ids: &BTreeSet<String>) -> Result<BTreeMap<String, String>>;

@@ -1365,13 +1365,19 @@ impl Store for SqlStore {
         )
     }
 
+    async fn catalog_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT version FROM catalog_version WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
     /// Computed again only when a link, item, location or connection changed since (on any
     /// instance): one small read per reconcile otherwise.
     async fn managed_groups(&self, connection: &str) -> Result<BTreeSet<String>> {
-        let version: i64 = sqlx::query("SELECT version FROM catalog_version WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        let version = self.catalog_version().await?;
         let cached = |m: &ManagedCache| {
             m.get(connection)
                 .filter(|(v, _)| *v == version)

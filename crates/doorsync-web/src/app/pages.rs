@@ -360,8 +360,13 @@ pub(super) async fn unlock(
         )
         .await;
     };
+    // Which door opened, by its name, when there are several to choose from.
+    let opened = match st.store.get(doorsync_store::Kind::Door, &door).await {
+        Ok(Some(Record::Door(d))) => format!("{} is open.", d.name),
+        _ => "The door is open.".to_owned(),
+    };
     let (status, notice, alert) = match engine.unlock_for_member(&id, &door).await {
-        Ok(MemberUnlock::Opened) => (StatusCode::OK, Some("The door is open."), None),
+        Ok(MemberUnlock::Opened) => (StatusCode::OK, Some(opened.as_str()), None),
         Ok(MemberUnlock::Offline) => (
             StatusCode::PRECONDITION_FAILED,
             None,

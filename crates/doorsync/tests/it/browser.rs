@@ -1,7 +1,9 @@
 //! The dashboard end to end in headless Chromium: an operator signs in, saves the integration
 //! settings, connects to brivo-sim through its sign-in page with the Admin ID, picks the site,
 //! sets a door to check in, links a room through the plan; a booking made through the API then
-//! shows on the customer's page. A screenshot of each page goes under `target/screenshots/`.
+//! shows on the customer's page. The customer then signs in to the member app with the link
+//! mailed to her and opens the room's door. A screenshot of each page goes under
+//! `target/screenshots/`.
 
 use doorsync_core::Clock;
 use serde_json::json;
@@ -233,6 +235,79 @@ async fn an_operator_sets_up_a_space_in_chromium() {
         chrome.screenshot(&shots, name).await;
     }
     assert_eq!(s.members("Meeting Room 2").await, ["mia"]);
+
+    // Mia, in the member app on her phone: she asks for a link, opens it from her mail, signs
+    // in, sees her booking and the room's door, and opens it.
+    let before = s.inbox.all().len();
+    chrome.goto(&format!("{base}/app")).await;
+    assert!(
+        chrome
+            .wait_for("Send me a sign-in link", Duration::from_secs(10), false)
+            .await
+    );
+    chrome.screenshot(&shots, "16-member-signin").await;
+    chrome.fill("#email", "mia@example.com").await;
+    chrome.click("form[action=\"/app/signin\"] button").await;
+    assert!(
+        chrome
+            .wait_for("link is on its way", Duration::from_secs(10), false)
+            .await,
+        "{}",
+        chrome.source().await
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let link = loop {
+        let mails = s.inbox.all();
+        if let Some(link) = mails
+            .iter()
+            .skip(before)
+            .filter(|m| m.to.iter().any(|to| to == "mia@example.com"))
+            .find_map(|m| m.body.lines().find(|l| l.contains("/app/signin/")))
+        {
+            break link.trim().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sign-in mail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    chrome.goto(&link).await;
+    chrome.screenshot(&shots, "17-member-confirm").await;
+    chrome.click("form[action^=\"/app/signin/\"] button").await;
+    assert!(
+        chrome
+            .wait_for("Hello, Member mia", Duration::from_secs(10), false)
+            .await,
+        "{}",
+        chrome.source().await
+    );
+    if !chrome
+        .wait_for("Meeting Room 2 Door", Duration::from_secs(20), true)
+        .await
+    {
+        let (_, doors) = s.app.get_json("/api/v1/doors?limit=100").await;
+        let (_, access) = s.app.get_json("/api/v1/customers/mia/access").await;
+        panic!(
+            "the room's door is not listed: {}\ndoors {doors}\naccess {access}",
+            chrome.source().await
+        );
+    }
+    let home = chrome.source().await;
+    assert!(home.contains("Meeting Room 2"), "her booking is listed");
+    chrome.screenshot(&shots, "18-member-home").await;
+    chrome.click("ul.doors form button").await;
+    assert!(
+        chrome
+            .wait_for(" Door is open.", Duration::from_secs(10), false)
+            .await,
+        "{}",
+        chrome.source().await
+    );
+    chrome.screenshot(&shots, "19-member-unlocked").await;
+    chrome.click("form[action=\"/app/signout\"] button").await;
+    assert!(
+        chrome
+            .wait_for("Send me a sign-in link", Duration::from_secs(10), false)
+            .await
+    );
     chrome.quit().await;
     s.stop().await;
 }

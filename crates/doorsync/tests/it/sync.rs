@@ -1330,6 +1330,7 @@ testkit::on_both_backends!(
     drift_is_repaired_and_unmanaged_groups_are_left_alone,
     setup_that_gives_nobody_access_is_refused_or_flagged,
     brivo_refusals_of_the_whole_account_pause_or_stop_what_they_concern,
+    a_location_given_a_site_has_its_doors_at_once,
 );
 
 /// The checker itself must catch both kinds of violation.
@@ -1430,5 +1431,53 @@ async fn another_instance_hears_a_write_at_once_through_postgres() {
     );
     listening.abort();
     run.stop().await;
+    s.stop().await;
+}
+
+/// A location given a site (here the site moves from one location to another) has its doors at
+/// once, from the directory already read: the next read is an hour away in these tests.
+async fn a_location_given_a_site_has_its_doors_at_once(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
+        return;
+    };
+    let doors_at = |location: &'static str| {
+        let s = &s;
+        async move {
+            let (_, v) = s.app.get_json("/api/v1/doors?limit=100").await;
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["location_id"] == location)
+                .count()
+        }
+    };
+    assert!(
+        s.eventually(WAIT, || async { doors_at("hq").await == 13 })
+            .await,
+        "the first directory read keeps the site's 13 doors"
+    );
+    let site = s.brivo.list_sites(None).await.unwrap()[0].id.to_string();
+    s.put_ok(
+        "/api/v1/locations/annex",
+        json!({"name": "Annex", "timezone": "Europe/London", "connection_id": "brivo"}),
+    )
+    .await;
+    let (status, body) = s
+        .app
+        .patch_json("/api/v1/locations/hq", json!({"site_id": null}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .app
+        .patch_json("/api/v1/locations/annex", json!({"site_id": site}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        s.eventually(WAIT, || async { doors_at("annex").await == 13 })
+            .await,
+        "the doors move with the site: {} at the annex",
+        doors_at("annex").await
+    );
     s.stop().await;
 }
