@@ -53,7 +53,55 @@ pub fn document() -> OpenApi {
     doc.merge(crate::api::routes().into_openapi());
     doc.merge(crate::app::api_routes().into_openapi());
     with_common_answers(&mut doc);
+    closed(&mut doc);
     doc
+}
+
+/// Every object the server writes is a Rust struct that has exactly the fields described, so
+/// the schemas say so (`additionalProperties: false`): a field shown but not described fails the
+/// fuzzer's response check and the contract test. Not the parts of an `allOf` (a flattened
+/// struct), which each describe some of the fields only.
+fn closed(doc: &mut OpenApi) {
+    use utoipa::openapi::schema::AdditionalProperties;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    // The parts of every allOf, wherever it is written.
+    fn parts_of(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for item in m
+                    .get("allOf")
+                    .and_then(|a| a.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(r) = item.get("$ref").and_then(|r| r.as_str()) {
+                        out.insert(r.rsplit('/').next().unwrap_or("").to_owned());
+                    }
+                }
+                m.values().for_each(|x| parts_of(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| parts_of(x, out)),
+            _ => {}
+        }
+    }
+    let mut parts = std::collections::BTreeSet::new();
+    parts_of(
+        &serde_json::to_value(&components.schemas).unwrap_or_default(),
+        &mut parts,
+    );
+    for (name, schema) in components.schemas.iter_mut() {
+        if parts.contains(name) {
+            continue;
+        }
+        if let RefOr::T(utoipa::openapi::Schema::Object(o)) = schema
+            && !o.properties.is_empty()
+            && o.additional_properties.is_none()
+        {
+            o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
 }
 
 /// Every operation behind a token can be refused for it (401), and every operation that reads a
