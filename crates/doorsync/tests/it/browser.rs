@@ -293,14 +293,19 @@ async fn an_operator_sets_up_a_space_in_chromium() {
     let home = chrome.source().await;
     assert!(home.contains("Meeting Room 2"), "her booking is listed");
     chrome.screenshot(&shots, "18-member-home").await;
-    chrome.click("ul.doors form button").await;
-    assert!(
-        chrome
+    // Brivo is asked at once; on a loaded machine its answer can outlast the client's timeout,
+    // which the page says ("Brivo did not answer"), and Mia tries again.
+    let mut opened = false;
+    for _ in 0..3 {
+        chrome.click("ul.doors form button").await;
+        opened = chrome
             .wait_for(" Door is open.", Duration::from_secs(10), false)
-            .await,
-        "{}",
-        chrome.source().await
-    );
+            .await;
+        if opened || !chrome.source().await.contains("Brivo did not answer") {
+            break;
+        }
+    }
+    assert!(opened, "{}", chrome.source().await);
     chrome.screenshot(&shots, "19-member-unlocked").await;
     chrome.click("form[action=\"/app/signout\"] button").await;
     assert!(
