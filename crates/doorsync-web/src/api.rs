@@ -386,10 +386,10 @@ fn link_view(r: &Record) -> Result<LinkView, ApiError> {
 #[allow(dead_code)] // Read by the path's extractor as a tuple; the struct describes it.
 struct LinkPath {
     /// pass, resource or desk
-    #[param(schema_with = crate::schema::link_kind_schema)]
+    #[param(pattern = "^(pass|resource|desk)$")]
     kind: String,
     /// The id of the pass, resource or desk
-    #[param(schema_with = crate::schema::id_schema)]
+    #[param(pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
     item_id: String,
 }
 

@@ -175,7 +175,9 @@ impl Checked for ResyncQuery {}
 #[into_params(parameter_in = Path)]
 pub struct IdPath {
     /// The caller's id: 1 to 128 characters of A-Z a-z 0-9 . _ : - (not . or ..)
-    #[param(schema_with = crate::schema::id_schema)]
+    // schema::ID_PATTERN: an attribute takes only a literal (`schema_with` would drop the
+    // parameter's `required`); a test holds the two together.
+    #[param(pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
     pub id: String,
 }
 
@@ -196,4 +198,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 
 pub fn parse_id(field: &'static str, raw: &str) -> Result<Id, ApiError> {
     Id::parse(raw).map_err(|e| ApiError::bad_request("invalid_id", field, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoParams;
+
+    /// A path's id is required, described, and has the pattern of an id in a body.
+    #[test]
+    fn the_id_in_a_path_is_described_as_in_a_body() {
+        let params = super::IdPath::into_params(|| None);
+        let p = serde_json::to_value(&params[0]).unwrap();
+        assert_eq!(p["required"], true, "{p}");
+        assert!(p["description"].is_string(), "{p}");
+        assert_eq!(p["schema"]["pattern"], crate::schema::ID_PATTERN, "{p}");
+    }
 }
