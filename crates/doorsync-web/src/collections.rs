@@ -232,6 +232,16 @@ pub struct ConnectionBody {
 /// A month's calls at 380,000 a second; more is a typo, and would overflow the pacing's sums.
 const MAX_MONTHLY_CALL_BUDGET: u64 = 1_000_000_000_000;
 
+// (A field whose schema comes from `schema_with` loses its doc comment, and one whose pattern is
+// written here needs a literal: the patterns are schema.rs's, tied by the tests below.)
+fn desk_ids_schema() -> utoipa::openapi::schema::Schema {
+    let mut schema = id_list_schema();
+    if let utoipa::openapi::schema::Schema::Array(a) = &mut schema {
+        a.description = Some("Desks and offices of one location.".into());
+    }
+    schema
+}
+
 fn yes() -> bool {
     true
 }
@@ -348,7 +358,7 @@ pub struct LocationBody {
     #[schema(schema_with = optional_id_schema)]
     pub connection_id: Option<Id>,
     /// The provider's site id.
-    #[schema(schema_with = optional_provider_id_schema)]
+    #[schema(pattern = r"^[!-~]{1,64}$")]
     pub site_id: Option<String>,
     /// Access starts this long before a booking or visit (ISO 8601 duration, default PT15M).
     #[schema(value_type = Option<String>, example = "PT15M")]
@@ -509,7 +519,7 @@ pub struct DoorBody {
     pub presence_role: PresenceRole,
     /// The provider's id of the access point (Brivo's numeric id, as text).
     #[serde(default)]
-    #[schema(schema_with = optional_provider_id_schema)]
+    #[schema(pattern = r"^[!-~]{1,64}$")]
     pub provider_door_id: Option<String>,
 }
 
@@ -600,7 +610,7 @@ pub struct TeamBody {
     #[schema(schema_with = name_schema)]
     pub name: String,
     /// The member who holds the team's contracts; they reach every member.
-    #[schema(schema_with = id_schema)]
+    #[schema(value_type = String, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
     pub paying_member_id: Id,
     #[serde(default)]
     #[schema(schema_with = id_list_schema)]
@@ -680,7 +690,7 @@ pub struct ContractBody {
     #[schema(schema_with = id_schema)]
     pub customer_id: Id,
     /// Desks and offices of one location.
-    #[schema(schema_with = id_list_schema)]
+    #[schema(schema_with = desk_ids_schema)]
     pub desk_ids: Vec<Id>,
     #[schema(value_type = String, format = Date)]
     pub start_date: Date,
@@ -857,5 +867,36 @@ impl LinkBody {
             item_id,
             group_id: group.to_owned(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    fn pattern(
+        schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        field: &str,
+    ) -> String {
+        let v = serde_json::to_value(schema).unwrap();
+        v["properties"][field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {v}"))
+            .to_owned()
+    }
+
+    /// The patterns written as literals on fields are schema.rs's.
+    #[test]
+    fn literal_patterns_are_the_shared_ones() {
+        assert_eq!(
+            pattern(LocationBody::schema(), "site_id"),
+            PROVIDER_ID_PATTERN
+        );
+        assert_eq!(
+            pattern(DoorBody::schema(), "provider_door_id"),
+            PROVIDER_ID_PATTERN
+        );
+        assert_eq!(pattern(TeamBody::schema(), "paying_member_id"), ID_PATTERN);
     }
 }

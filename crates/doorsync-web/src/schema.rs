@@ -18,7 +18,7 @@ const NAME_PATTERN: &str = concat!(
 );
 
 /// A provider's id (a group, site, user or door): 1 to 64 visible ASCII characters.
-const PROVIDER_ID_PATTERN: &str = r"^[!-~]{1,64}$";
+pub const PROVIDER_ID_PATTERN: &str = r"^[!-~]{1,64}$";
 
 fn string(pattern: &str, nullable: bool) -> ObjectBuilder {
     let ty = if nullable {
@@ -50,10 +50,6 @@ pub fn optional_id_schema() -> Object {
 
 pub fn id_list_schema() -> Schema {
     Schema::Array(ArrayBuilder::new().items(id_schema()).build())
-}
-
-pub fn optional_provider_id_schema() -> Object {
-    string(PROVIDER_ID_PATTERN, true).build()
 }
 
 pub fn provider_id_list_schema() -> Schema {
