@@ -160,15 +160,13 @@ pub(crate) async fn due_hooks(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<OutgoingHook>> {
-    // A read only: this is asked every second; expired calls are deleted when calls are made.
-    let rows = sqlx::query(
-        "SELECT id, url, body, attempts FROM webhook_outbox
-            WHERE sent_at IS NULL AND next_attempt_at <= $1 AND expires_at > $1
-         ORDER BY created_at, id LIMIT $2",
+    let rows = crate::members::due_rows(
+        store,
+        "webhook_outbox",
+        "id, url, body, attempts",
+        now,
+        limit,
     )
-    .bind(ms(now))
-    .bind(i64::from(limit))
-    .fetch_all(&store.pool)
     .await?;
     rows.iter()
         .map(|r| {

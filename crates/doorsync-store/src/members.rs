@@ -156,15 +156,13 @@ pub(crate) async fn due_mail(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<OutgoingMail>> {
-    // A read only: this is asked every second; expired mail is deleted when mail is sent.
-    let rows = sqlx::query(
-        "SELECT id, to_addr, subject, body, attempts FROM mail_outbox
-            WHERE sent_at IS NULL AND next_attempt_at <= $1 AND expires_at > $1
-         ORDER BY created_at, id LIMIT $2",
+    let rows = due_rows(
+        store,
+        "mail_outbox",
+        "id, to_addr, subject, body, attempts",
+        now,
+        limit,
     )
-    .bind(ms(now))
-    .bind(i64::from(limit))
-    .fetch_all(&store.pool)
     .await?;
     rows.iter()
         .map(|r| {
@@ -177,6 +175,27 @@ pub(crate) async fn due_mail(
             })
         })
         .collect()
+}
+
+/// The `columns` of the entries of an outbox (`mail_outbox`, `webhook_outbox`) due for an
+/// attempt, oldest first, leaving out those past their expiry. A read only: this is asked every
+/// second; expired entries are deleted when an attempt is recorded.
+pub(crate) async fn due_rows(
+    store: &SqlStore,
+    table: &'static str,
+    columns: &'static str,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {table}
+            WHERE sent_at IS NULL AND next_attempt_at <= $1 AND expires_at > $1
+         ORDER BY created_at, id LIMIT $2"
+    )))
+    .bind(ms(now))
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await?)
 }
 
 /// Records a delivery attempt: sent, or failed with the error and when to try again.

@@ -694,12 +694,7 @@ impl Store for SqlStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                self.open(kind, &id, &row.try_get::<String, _>("body")?)
-            })
-            .collect()
+        self.open_rows(kind, &rows)
     }
 
     async fn search(&self, kind: Kind, text: &str, limit: u32) -> Result<Vec<Record>> {
@@ -725,13 +720,7 @@ impl Store for SqlStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .take(limit as usize)
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                self.open(kind, &id, &row.try_get::<String, _>("body")?)
-            })
-            .collect()
+        self.open_rows(kind, &rows[..rows.len().min(limit as usize)])
     }
 
     async fn customers_by_email(&self, email: &str) -> Result<Vec<Record>> {

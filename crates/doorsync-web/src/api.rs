@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::collections::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::input;
+use crate::openapi::{answer, error_answer};
 use crate::query::{IdPath, PageQuery, PathId, Q, parse_id};
 use crate::view::{AccessOut, InvitationRequested, LinkPage, LinkView, Page, Shown};
 use axum::Json;
@@ -21,9 +22,7 @@ use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::ObjectBuilder;
-use utoipa::openapi::{
-    ContentBuilder, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
-};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponsesBuilder, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
@@ -83,20 +82,9 @@ fn json_content(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
 }
 
-fn answer(description: &str, schema: Option<Ref>) -> utoipa::openapi::Response {
-    let mut b = ResponseBuilder::new().description(description);
-    if let Some(s) = schema {
-        b = b.content("application/json", json_content(s));
-    }
-    b.build()
-}
-
 fn with_errors(mut b: ResponsesBuilder, codes: &[(&str, &str)]) -> ResponsesBuilder {
     for (code, why) in codes {
-        b = b.response(
-            *code,
-            answer(why, Some(Ref::from_schema_name(ErrorBody::name()))),
-        );
+        b = b.response(*code, error_answer(why));
     }
     b
 }
@@ -106,14 +94,15 @@ fn with_errors(mut b: ResponsesBuilder, codes: &[(&str, &str)]) -> ResponsesBuil
 /// here from the same types the handlers read and answer: `C::Body` and `Shown<C>`.
 fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMethodRouter<AppState>)
 {
-    let mut schemas = vec![];
+    let mut schemas = vec![
+        (C::Body::name().into_owned(), C::Body::schema()),
+        (
+            <Page<Shown<C>>>::name().into_owned(),
+            <Page<Shown<C>>>::schema(),
+        ),
+    ];
+    // The record, and the schemas its body names.
     <Page<Shown<C>> as ToSchema>::schemas(&mut schemas);
-    C::Body::schemas(&mut schemas);
-    schemas.push((C::Body::name().into_owned(), C::Body::schema()));
-    schemas.push((
-        <Page<Shown<C>>>::name().into_owned(),
-        <Page<Shown<C>>>::schema(),
-    ));
     let shown = || Some(Ref::from_schema_name(C::TITLE));
     let body_ref = Ref::from_schema_name(C::Body::name());
     let tag = C::PATH;
@@ -215,13 +204,7 @@ fn collection_routes<C: Collection>() -> (UtoipaMethodRouter<AppState>, UtoipaMe
     .responses(
         with_errors(ResponsesBuilder::new(), &writes)
             .response("200", answer("Changed", shown()))
-            .response(
-                "404",
-                answer(
-                    "No such record",
-                    Some(Ref::from_schema_name(ErrorBody::name())),
-                ),
-            ),
+            .response("404", error_answer("No such record")),
     );
     let in_use = format!(
         "Other records still use it (from {})",

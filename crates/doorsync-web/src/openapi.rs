@@ -5,23 +5,26 @@
 use crate::error::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Response,
     ResponseBuilder,
 };
 use utoipa::{PartialSchema, ToSchema};
 
-fn error_answer(description: &str) -> RefOr<utoipa::openapi::Response> {
-    RefOr::T(
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
-                    .build(),
-            )
-            .build(),
-    )
+/// An answer with a JSON body of `schema`, or none.
+pub(crate) fn answer(description: &str, schema: Option<Ref>) -> Response {
+    let mut b = ResponseBuilder::new().description(description);
+    if let Some(s) = schema {
+        b = b.content(
+            "application/json",
+            ContentBuilder::new().schema(Some(s)).build(),
+        );
+    }
+    b.build()
+}
+
+/// An answer in the error shape.
+pub(crate) fn error_answer(description: &str) -> Response {
+    answer(description, Some(Ref::from_schema_name(ErrorBody::name())))
 }
 
 pub fn document() -> OpenApi {
@@ -128,7 +131,7 @@ fn with_common_answers(doc: &mut OpenApi) {
                 op.responses
                     .responses
                     .entry("401".into())
-                    .or_insert_with(|| error_answer("No valid bearer token"));
+                    .or_insert_with(|| RefOr::T(error_answer("No valid bearer token")));
             }
             if op.request_body.is_none() {
                 continue;
@@ -145,7 +148,7 @@ fn with_common_answers(doc: &mut OpenApi) {
                 op.responses
                     .responses
                     .entry(code.into())
-                    .or_insert_with(|| error_answer(why));
+                    .or_insert_with(|| RefOr::T(error_answer(why)));
             }
         }
     }
