@@ -160,8 +160,7 @@ fn link_parts(key: &str) -> Result<(LinkKind, Id), ApiError> {
             "a link's id is {kind}/{item_id}, kind pass, resource or desk",
         )
     })?;
-    let item =
-        Id::parse(item).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    let item = crate::query::parse_id("id", item)?;
     Ok((kind, item))
 }
 
@@ -188,8 +187,7 @@ fn prepare(reg: &HashMap<&'static str, Entry>, op: Operation) -> Result<Prepared
             format!("no collection {:?}", op.collection),
         )
     })?;
-    let id =
-        Id::parse(&op.id).map_err(|e| ApiError::bad_request("invalid_id", "id", e.to_string()))?;
+    let id = crate::query::parse_id("id", &op.id)?;
     match op.op {
         OpKind::Put => {
             let body = op
