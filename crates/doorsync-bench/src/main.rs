@@ -53,6 +53,15 @@ enum Command {
         #[arg(long)]
         reuse: bool,
     },
+    /// A revocation due one second after a location's lead changes, while the edit makes
+    /// every customer with a booking of its rooms due (doorsync and brivo-sim in one process).
+    LeadEdit {
+        /// sqlite, or postgres (on the server DOORSYNC_TEST_PG_URL names)
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 5_000)]
+        customers: usize,
+    },
     /// Run doorsync's API and engine against an in-process brivo-sim and measure the sync:
     /// first access, reconcile throughput, write-to-Brivo latency, lateness under the key's
     /// rate, revocations while new customers queue, and an idle hour's calls.
@@ -172,6 +181,14 @@ fn peak_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+fn backend_named(name: &str) -> anyhow::Result<testkit::Backend> {
+    match name {
+        "sqlite" => Ok(testkit::Backend::Sqlite),
+        "postgres" => Ok(testkit::Backend::Postgres),
+        other => anyhow::bail!("unknown backend {other:?}: sqlite or postgres"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // The in-process engine's warnings (pauses, failed reconciles) when DOORSYNC_LOG asks.
@@ -210,6 +227,11 @@ async fn main() -> anyhow::Result<()> {
             report,
             reuse,
         } => run(&s, seed, database, &report, reuse).await,
+        Command::LeadEdit { backend, customers } => {
+            let out = sync::lead_edit(backend_named(&backend)?, customers).await?;
+            println!("{out}");
+            Ok(())
+        }
         Command::Sync {
             backend,
             customers,
@@ -220,13 +242,8 @@ async fn main() -> anyhow::Result<()> {
             revocations,
             report,
         } => {
-            let backend = match backend.as_str() {
-                "sqlite" => testkit::Backend::Sqlite,
-                "postgres" => testkit::Backend::Postgres,
-                other => anyhow::bail!("unknown backend {other:?}: sqlite or postgres"),
-            };
             let options = sync::Options {
-                backend,
+                backend: backend_named(&backend)?,
                 customers,
                 writes,
                 transitions,

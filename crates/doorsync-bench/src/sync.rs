@@ -564,6 +564,110 @@ pub async fn run(o: &Options) -> anyhow::Result<Value> {
     Ok(Value::Object(report))
 }
 
+/// A revocation due one second after a location's lead changes, with `customers` customers
+/// holding bookings of its rooms: the edit makes every one of them due, and the revocation must
+/// still land within a second of its due time (it used to be served after all of them).
+pub async fn lead_edit(backend: Backend, customers: usize) -> anyhow::Result<Value> {
+    let s = SyncApp::spawn_with(backend, "PT1S", "PT1S", move |store, clock, _base| {
+        engine(backend, store, clock)
+    })
+    .await
+    .context("no database for this backend (PostgreSQL needs DOORSYNC_TEST_PG_URL)")?;
+    let b = Bench { s };
+    let room_1 = b.s.group("Meeting Room 1");
+    b.sim_rate(None).await?;
+    b.connection_rate(1000).await?;
+    let now = Timestamp::now();
+    let hour = SignedDuration::from_hours(1);
+    // The one who will lose access: in Meeting Room 1 now.
+    let start = Instant::now();
+    b.batch(vec![
+        json!({"op": "put", "collection": "customers", "id": "leaving",
+               "body": {"name": "Leaving", "email": "leaving@example.com"}}),
+        booking(
+            "b-leaving",
+            "leaving",
+            "room-1",
+            now - hour,
+            now + 24 * hour,
+        ),
+    ])
+    .await?;
+    b.until_changed(
+        room_1,
+        MembershipOp::Add,
+        now - hour,
+        1,
+        Duration::from_secs(60),
+    )
+    .await?;
+    // Everyone else has a room booked tomorrow: the edit reaches them all.
+    let mut ops = vec![];
+    for i in 0..customers {
+        let c = format!("m{i}");
+        ops.push(json!({"op": "put", "collection": "customers", "id": c,
+                        "body": {"name": format!("Member {c}"), "email": format!("{c}@example.com")}}));
+        ops.push(booking(
+            &format!("b-{c}"),
+            &c,
+            "room-1",
+            now + 24 * hour,
+            now + 25 * hour,
+        ));
+    }
+    b.batch(ops).await?;
+    b.until_settled(Duration::from_secs(1800)).await?;
+    eprintln!(
+        "{customers} customers with a room booked, 1 in the room: set up in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    // Her booking ends at the edit; with the 1 s lag, her access ends a second after it.
+    let edit_at = Timestamp::now() + SignedDuration::from_secs(3);
+    b.batch(vec![booking(
+        "b-leaving",
+        "leaving",
+        "room-1",
+        now - hour,
+        edit_at,
+    )])
+    .await?;
+    b.until_settled(Duration::from_secs(60)).await?;
+    let due = edit_at + SignedDuration::from_secs(1);
+    let wait: Duration = edit_at
+        .duration_since(Timestamp::now())
+        .try_into()
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let (_, hq) = b.s.app.get_json("/api/v1/locations/hq").await;
+    let mut hq = hq.as_object().context("location")?.clone();
+    hq.remove("id");
+    hq.insert("lead".into(), json!("PT2M"));
+    b.s.put_ok("/api/v1/locations/hq", Value::Object(hq)).await;
+    let marked = b.store().due_summary(Timestamp::now()).await?;
+    let removed = b
+        .until_changed(
+            room_1,
+            MembershipOp::Remove,
+            edit_at,
+            1,
+            Duration::from_secs(600),
+        )
+        .await?;
+    let late = removed
+        .get("customer:leaving")
+        .map(|t| ms(t.duration_since(due)))
+        .context("the revocation was not seen")?;
+    eprintln!(
+        "  lead edited: {} due at once; the revocation due 1 s later landed {late:.0} ms after its due time",
+        marked.due + marked.in_flight
+    );
+    b.until_settled(Duration::from_secs(1800)).await?;
+    b.s.stop().await;
+    Ok(json!({"revocation_after_lead_edit": {
+        "customers": customers, "due_after_edit": marked.due + marked.in_flight,
+        "lateness_ms": late}}))
+}
+
 /// The report as a Markdown table, one line a figure.
 pub fn table(r: &Value) -> String {
     let f = |v: &Value| match v.as_f64() {

@@ -128,7 +128,7 @@ async fn audit_group(
         match flag {
             Some((subject, detail)) => {
                 report.unexpected_members += 1;
-                r.audit(
+                r.audit(r.entry(
                     &subject.key(),
                     Some(g),
                     "drift_found",
@@ -136,7 +136,7 @@ async fn audit_group(
                     "ok",
                     0,
                     Some(detail),
-                )
+                ))
                 .await;
                 due.insert(subject);
             }
@@ -154,7 +154,7 @@ async fn audit_group(
                 ));
                 let ms = t.elapsed().as_millis() as i64;
                 let who = format!("provider_user:{}", u.id);
-                r.audit(
+                r.audit(r.entry(
                     &who,
                     Some(g),
                     "remove_from_group",
@@ -162,7 +162,7 @@ async fn audit_group(
                     &outcome,
                     ms,
                     detail,
-                )
+                ))
                 .await;
                 res.map_err(on(c))?;
                 r.metrics.count_change("remove_from_group");
@@ -179,7 +179,7 @@ async fn audit_group(
         };
         report.missing_members += 1;
         let detail = Some(format!("user {user_id} is missing from the group"));
-        r.audit(
+        r.audit(r.entry(
             &subject.key(),
             Some(g),
             "drift_found",
@@ -187,7 +187,7 @@ async fn audit_group(
             "ok",
             0,
             detail,
-        )
+        ))
         .await;
         due.insert(subject);
     }

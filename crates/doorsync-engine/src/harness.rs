@@ -6,7 +6,7 @@ use crate::provider::*;
 use crate::{Engine, EngineConfig};
 use async_trait::async_trait;
 use doorsync_core::{Clock, Connection, ManualClock, Subject};
-use doorsync_store::{Claim, Kind, Record, SqlStore, Store};
+use doorsync_store::{Claim, Kind, MirrorUser, Outcome, Record, SqlStore, Store};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -579,10 +579,36 @@ impl Harness {
     }
 
     pub async fn claim(&self, engine: &Arc<Engine>) -> Vec<Claim> {
-        self.store
-            .claim_due(&engine.config.owner, self.now(), engine.config.lease, 100)
+        engine
+            .claim(self.now(), 100, doorsync_store::Lane::All)
             .await
             .unwrap()
+    }
+
+    /// Writes a subject's mirror as no reconcile of this doorsync would (an earlier version
+    /// left it so), under a lease of the test's own; everyone claimed is due again at once.
+    pub async fn overwrite_mirror(&self, subject: &Subject, user: Option<&MirrorUser>) {
+        self.store.mark_due(subject, self.now()).await.unwrap();
+        let lease = SignedDuration::from_secs(30);
+        let claims = self
+            .store
+            .claim_due("harness", self.now(), lease, 100)
+            .await
+            .unwrap();
+        for c in claims {
+            let fence = c.fence("harness");
+            if &c.subject == subject {
+                self.store
+                    .mirror_save(&fence, "c1", user, &[])
+                    .await
+                    .unwrap();
+            }
+            let again = Outcome::Done {
+                next_due_at: Some(self.now()),
+                revokes: false,
+            };
+            self.store.finish(&fence, again).await.unwrap();
+        }
     }
 
     pub async fn user_of(&self, subject: &Subject) -> Option<String> {

@@ -149,6 +149,9 @@ pub struct Engine {
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     /// One reconcile more than `workers`, for revocations only.
     pub(crate) revocation_lane: Arc<tokio::sync::Semaphore>,
+    /// The subjects this engine is reconciling now: never claimed again while they run, even
+    /// when their lease ran out.
+    pub(crate) running: Mutex<std::collections::BTreeSet<Subject>>,
 }
 
 /// One reconcile, as `record_spans` keeps it.
@@ -236,6 +239,7 @@ impl Engine {
             spans: Mutex::new(vec![]),
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             revocation_lane: Arc::new(tokio::sync::Semaphore::new(1)),
+            running: Mutex::new(Default::default()),
         }
     }
 

@@ -157,10 +157,7 @@ async fn a_user_with_an_old_external_id_moves_without_a_gap() {
         .unwrap()
         .unwrap();
     m.external_id = None;
-    h.store
-        .mirror_save("c1", &customer("visitor:v1"), Some(&m))
-        .await
-        .unwrap();
+    h.overwrite_mirror(&customer("visitor:v1"), Some(&m)).await;
     {
         use crate::provider::{Provider, UserProfile};
         let p = UserProfile::new("visitor:v1".into(), "Ann", None);
@@ -566,4 +563,80 @@ async fn a_revocation_due_never_waits_for_workers_busy_with_grants() {
     }
     let _ = stop.send(true);
     run.await.unwrap();
+}
+
+/// A run that stalls past its lease (a suspended VM, a slow disk) is fenced out: its own
+/// instance never claims the subject while it still runs, another instance takes it over, and
+/// the stalled run's late write is refused, so it cannot save its view over the newer one.
+#[tokio::test]
+async fn a_stalled_run_is_fenced_out_once_its_lease_is_taken_over() {
+    let h = one_customer().await;
+    let fake = h.fake();
+    let user = h.user_of(&customer("c1")).await.unwrap();
+    h.grant("pg2", "c1", "p2", 48).await;
+    let gate = fake.gate("add_to_group:g2");
+    let claims = h.claim(&h.engine).await;
+    assert_eq!(claims.len(), 1);
+    let stalled = {
+        let engine = h.engine.clone();
+        tokio::spawn(async move {
+            for c in claims {
+                engine.run_one(c).await;
+            }
+        })
+    };
+    gate.reached().await;
+    // The stall outlasts the lease.
+    h.advance(h.engine.config.lease.as_secs() + 1);
+    assert!(
+        h.claim(&h.engine).await.is_empty(),
+        "an instance claimed a subject it is still running"
+    );
+    let other = h.second_engine("w2");
+    let taken = h.claim(&other).await;
+    assert_eq!(taken.len(), 1, "the expired lease was not taken over");
+    for c in taken {
+        other.run_one(c).await;
+    }
+    assert!(fake.members("g2").contains(&user));
+    // The stalled run wakes up: its call goes through, but nothing it writes lands.
+    gate.open();
+    stalled.await.unwrap();
+    let adds = h
+        .store
+        .audit(
+            &doorsync_store::AuditFilter {
+                subject: Some("customer:c1".into()),
+                operation: Some("add_to_group".into()),
+                group_id: Some("g2".into()),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(adds.len(), 1, "the fenced-out run wrote: {adds:?}");
+    let row = h
+        .store
+        .schedule_row(&customer("c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.lease_owner, None, "the run that holds it finished");
+    assert!(
+        row.next_due_at.is_some_and(|t| t <= h.now()),
+        "the fenced-out run did not ask for a read-back"
+    );
+    h.settle().await;
+    assert_eq!(fake.members("g2"), set(&[&user]));
+    assert_eq!(
+        h.store
+            .mirror_user("c1", &customer("c1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .groups,
+        set(&["g1", "g2"])
+    );
 }

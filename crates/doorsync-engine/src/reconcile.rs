@@ -9,7 +9,7 @@ use crate::provider::{
     ErrorKind, InvitationState, Provider, ProviderError, ProviderFactory, UserProfile,
 };
 use doorsync_core::*;
-use doorsync_store::{AuditEntry, Kind, MirrorUser, Record, StateChange, Store, StoreError};
+use doorsync_store::{AuditEntry, Fence, Kind, MirrorUser, Record, StateChange, Store, StoreError};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -42,6 +42,7 @@ impl ReconcileError {
     pub fn kind(&self) -> &'static str {
         match self {
             ReconcileError::Provider { error, .. } => error.kind.as_str(),
+            ReconcileError::Store(StoreError::Fenced(_)) => "lease_lost",
             ReconcileError::Store(_) => "store",
             ReconcileError::Paused { .. } => "paused",
             ReconcileError::Unsettled { .. } => "unsettled",
@@ -57,6 +58,14 @@ impl ReconcileError {
             | ReconcileError::Unsettled { connection, .. } => Some(connection),
             _ => None,
         }
+    }
+
+    /// Another claim has taken the subject: the run stops without another write.
+    pub fn lost_lease(&self) -> bool {
+        matches!(
+            self,
+            ReconcileError::LeaseLost | ReconcileError::Store(StoreError::Fenced(_))
+        )
     }
 
     pub fn provider_error(&self) -> Option<&ProviderError> {
@@ -183,14 +192,6 @@ pub struct Next {
     pub revokes: bool,
 }
 
-/// A drift audit's flag on the subject being reconciled: its users are read back from the
-/// provider first, and the flag is cleared by the lease holder once they have been.
-#[derive(Debug, Clone, Copy)]
-pub struct DriftFlag<'a> {
-    pub owner: &'a str,
-    pub at: Timestamp,
-}
-
 /// The memberships a subject's user holds past its entitlement (or `None` when it holds none).
 fn held_past_entitlement(
     mirror: Option<&MirrorUser>,
@@ -214,11 +215,14 @@ impl Reconciler {
     /// Brings the subject's provider users in line on every connection; returns when to run
     /// again. Each connection is handled on its own: one that is down or failing does not hold
     /// back the others, and the first error is reported once all have been tried.
+    /// `drift`: when a drift audit flagged the subject, whose users are then read back from the
+    /// provider first (the flag is cleared once they have been).
     pub async fn reconcile(
         &self,
-        subject: &Subject,
-        drift: Option<DriftFlag<'_>>,
+        fence: &Fence,
+        drift: Option<Timestamp>,
     ) -> Result<Option<Next>, ReconcileError> {
+        let subject = &fence.subject;
         let now = self.clock.now();
         let view = load_subject(self.store.as_ref(), subject, now).await?;
         let mut connections: BTreeSet<String> =
@@ -248,7 +252,7 @@ impl Reconciler {
                 let mirror = self.store.mirror_user(&c, subject).await?;
                 let policy = self.policy(&connection, mirror.as_ref()).await?;
                 let held = held_past_entitlement(mirror.as_ref(), &desired(ents, now), &policy);
-                self.store.set_held_past(&c, subject, &held, now).await?;
+                self.store.set_held_past(fence, &c, &held, now).await?;
                 continue;
             }
             let state = self.store.connection_state(&c).await?;
@@ -268,7 +272,7 @@ impl Reconciler {
                         self.on_connection(
                             &connection,
                             provider.as_ref(),
-                            subject,
+                            fence,
                             &view,
                             ents,
                             drift.is_some(),
@@ -300,8 +304,8 @@ impl Reconciler {
         match first_error {
             Some(e) => Err(e),
             None => {
-                if let Some(d) = drift {
-                    self.store.clear_drift(subject, d.owner, d.at).await?;
+                if let Some(at) = drift {
+                    self.store.clear_drift(fence, at).await?;
                 }
                 Ok(next_transition(&view.entitlements, now).map(|at| Next {
                     at,
@@ -337,9 +341,10 @@ impl Reconciler {
         &self,
         c: &str,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         mirror: Option<MirrorUser>,
     ) -> Result<Option<MirrorUser>, ReconcileError> {
+        let subject = &fence.subject;
         let read = match mirror {
             Some(mut m) => match provider.user_groups(&m.user_id).await {
                 Ok(groups) => {
@@ -364,12 +369,11 @@ impl Reconciler {
                 _ => None,
             },
         };
-        self.store.mirror_save(c, subject, read.as_ref()).await?;
         let detail = match &read {
             Some(m) => format!("provider user {} holds {:?}", m.user_id, m.groups),
             None => "no provider user".to_owned(),
         };
-        self.audit(
+        let entry = self.entry(
             &subject.key(),
             None,
             "read_back",
@@ -377,8 +381,10 @@ impl Reconciler {
             "ok",
             0,
             Some(detail),
-        )
-        .await;
+        );
+        self.store
+            .mirror_save(fence, c, read.as_ref(), &[entry])
+            .await?;
         Ok(read)
     }
 
@@ -387,17 +393,18 @@ impl Reconciler {
         &self,
         connection: &Connection,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         view: &SubjectView,
         ents: &[Entitlement],
         drift: bool,
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
+        let subject = &fence.subject;
         let c = connection.id.as_str();
         let want = desired(ents, now);
         let mut mirror = self.store.mirror_user(c, subject).await?;
         if drift {
-            mirror = self.read_back(c, provider, subject, mirror).await?;
+            mirror = self.read_back(c, provider, fence, mirror).await?;
         }
         let external_id = subject.external_id();
         // Link or create, then apply; a user deleted by hand meanwhile costs another round.
@@ -418,21 +425,18 @@ impl Reconciler {
             });
             let plan = diff(&want, actual.as_ref(), &policy);
             if plan.ops.first() == Some(&Op::CreateUser) {
-                mirror = Some(
-                    self.ensure_user(connection, provider, subject, view)
-                        .await?,
-                );
+                mirror = Some(self.ensure_user(connection, provider, fence, view).await?);
                 continue;
             }
             let mut result = Ok(());
             if let Some(m) = mirror.as_mut()
                 && !plan.ops.contains(&Op::DeleteUser)
             {
-                result = self.push_profile(c, provider, subject, view, m).await;
+                result = self.push_profile(c, provider, fence, view, m).await;
             }
             if result.is_ok() {
                 result = self
-                    .apply(c, provider, subject, &mut mirror, &plan, ents, now)
+                    .apply(c, provider, fence, &mut mirror, &plan, ents, now)
                     .await;
             }
             match result {
@@ -455,8 +459,7 @@ impl Reconciler {
                         return Err(on(c)(ProviderError::new(ErrorKind::Rejected, why)));
                     }
                     // The user was deleted behind our back: forget it and start over.
-                    self.store.mirror_save(c, subject, None).await?;
-                    self.audit(
+                    let entry = self.entry(
                         &subject.key(),
                         None,
                         "forget_user",
@@ -464,20 +467,20 @@ impl Reconciler {
                         "ok",
                         0,
                         Some(error.message),
-                    )
-                    .await;
+                    );
+                    self.store.mirror_save(fence, c, None, &[entry]).await?;
                     mirror = None;
                     continue;
                 }
                 other => other?,
             }
             if let Some(m) = mirror.as_mut() {
-                self.invite_once(c, provider, subject, view, m, &policy.managed_groups, now)
+                self.invite_once(c, provider, fence, view, m, &policy.managed_groups, now)
                     .await?;
             }
             if !self.store.held_past(Some(subject), 1).await?.is_empty() {
                 self.store
-                    .set_held_past(c, subject, &BTreeSet::new(), now)
+                    .set_held_past(fence, c, &BTreeSet::new(), now)
                     .await?;
             }
             return Ok(());
@@ -497,12 +500,13 @@ impl Reconciler {
         &self,
         c: &str,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         view: &SubjectView,
         m: &mut MirrorUser,
         managed: &BTreeSet<String>,
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
+        let subject = &fence.subject;
         let has_access = m.groups.iter().any(|g| managed.contains(g));
         let (true, Some(email)) = (has_access, &view.email) else {
             return Ok(());
@@ -539,7 +543,7 @@ impl Reconciler {
             m.invitation = Some(state.as_str().to_owned());
             m.invitation_checked_at = Some(now);
             if state != InvitationState::Lapsed {
-                self.store.mirror_save(c, subject, Some(m)).await?;
+                self.store.mirror_save(fence, c, Some(m), &[]).await?;
                 return Ok(());
             }
         }
@@ -558,7 +562,7 @@ impl Reconciler {
                 m.invitation = Some(InvitationState::Pending.as_str().to_owned());
                 m.invitation_checked_at = Some(now);
                 if let Some(at) = requested {
-                    self.store.clear_invitation_request(subject, at).await?;
+                    self.store.clear_invitation_request(fence, at).await?;
                 }
                 (
                     "ok".to_owned(),
@@ -578,8 +582,7 @@ impl Reconciler {
                 (format!("error: {e}"), None)
             }
         };
-        self.store.mirror_save(c, subject, Some(m)).await?;
-        self.audit(
+        let entry = self.entry(
             &subject.key(),
             None,
             "invite_mobile_pass",
@@ -587,8 +590,8 @@ impl Reconciler {
             &outcome,
             elapsed(t),
             detail,
-        )
-        .await;
+        );
+        self.store.mirror_save(fence, c, Some(m), &[entry]).await?;
         Ok(())
     }
 
@@ -596,9 +599,10 @@ impl Reconciler {
         &self,
         connection: &Connection,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         view: &SubjectView,
     ) -> Result<MirrorUser, ReconcileError> {
+        let subject = &fence.subject;
         let c = connection.id.as_str();
         let profile = UserProfile::new(
             subject.external_id(),
@@ -662,10 +666,11 @@ impl Reconciler {
                 m
             }
         };
-        self.store.mirror_save(c, subject, Some(&user)).await?;
         let detail = Some(format!("provider user {}", user.user_id));
-        self.audit(&subject.key(), None, how, None, "ok", elapsed(t), detail)
-            .await;
+        let entry = self.entry(&subject.key(), None, how, None, "ok", elapsed(t), detail);
+        self.store
+            .mirror_save(fence, c, Some(&user), &[entry])
+            .await?;
         Ok(user)
     }
 
@@ -677,35 +682,35 @@ impl Reconciler {
         &self,
         c: &str,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         mirror: &mut Option<MirrorUser>,
         plan: &Plan,
         ents: &[Entitlement],
         now: Timestamp,
     ) -> Result<(), ReconcileError> {
+        let subject = &fence.subject;
         let mut first_error: Option<ProviderError> = None;
         for op in &plan.ops {
             let Some(m) = mirror.as_mut() else { break };
             let t = std::time::Instant::now();
-            let r = match op {
+            let (r, entry) = match op {
                 Op::CreateUser => continue,
                 Op::AddToGroup(g) => {
                     let r = provider.add_to_group(g, &m.user_id).await;
-                    self.outcome(
+                    let entry = self.outcome(
                         subject,
                         Some(g),
                         "add_to_group",
                         cause_for(g, ents, now, true),
                         &r,
                         t,
-                    )
-                    .await;
+                    );
                     if r.is_ok() {
                         m.groups.insert(g.clone());
                         m.added.insert(g.clone());
                         self.metrics.count_change("add_to_group");
                     }
-                    r
+                    (r, entry)
                 }
                 Op::RemoveFromGroup(g) => {
                     let r = match provider.remove_from_group(g, &m.user_id).await {
@@ -725,21 +730,20 @@ impl Reconciler {
                         }
                         r => r,
                     };
-                    self.outcome(
+                    let entry = self.outcome(
                         subject,
                         Some(g),
                         "remove_from_group",
                         cause_for(g, ents, now, false),
                         &r,
                         t,
-                    )
-                    .await;
+                    );
                     if r.is_ok() {
                         m.groups.remove(g);
                         m.added.remove(g);
                         self.metrics.count_change("remove_from_group");
                     }
-                    r
+                    (r, entry)
                 }
                 Op::Suspend | Op::Reinstate => {
                     let suspend = *op == Op::Suspend;
@@ -749,13 +753,12 @@ impl Reconciler {
                         "reinstate_user"
                     };
                     let r = provider.set_suspended(&m.user_id, suspend).await;
-                    self.outcome(subject, None, name, String::new(), &r, t)
-                        .await;
+                    let entry = self.outcome(subject, None, name, String::new(), &r, t);
                     if r.is_ok() {
                         m.suspended = suspend;
                         self.metrics.count_change(name);
                     }
-                    r
+                    (r, entry)
                 }
                 Op::DeleteUser => {
                     let r = match provider.delete_user(&m.user_id).await {
@@ -778,17 +781,27 @@ impl Reconciler {
                         }
                         r => r,
                     };
-                    self.outcome(subject, None, "delete_user", String::new(), &r, t)
-                        .await;
-                    r.map_err(on(c))?;
-                    self.store.mirror_save(c, subject, None).await?;
+                    let entry = self.outcome(subject, None, "delete_user", String::new(), &r, t);
+                    if let Err(e) = r {
+                        self.store.append_run_audit(fence, &[entry]).await?;
+                        return Err(on(c)(e));
+                    }
+                    self.store.mirror_save(fence, c, None, &[entry]).await?;
                     self.metrics.count_change("delete_user");
                     *mirror = None;
                     break;
                 }
             };
+            // The change and its audit entry are one write; a failed call leaves its entry.
+            if r.is_ok() {
+                self.store
+                    .mirror_save(fence, c, mirror.as_ref(), &[entry])
+                    .await?;
+            } else {
+                self.store.append_run_audit(fence, &[entry]).await?;
+            }
             match r {
-                Ok(()) => self.store.mirror_save(c, subject, mirror.as_ref()).await?,
+                Ok(()) => {}
                 Err(e) if e.kind.pauses_connection() => return Err(on(c)(e)),
                 Err(e) if e.kind == ErrorKind::NotFound && first_error.is_none() => {
                     // The user may be gone; the caller finds out.
@@ -812,10 +825,11 @@ impl Reconciler {
         &self,
         c: &str,
         provider: &dyn Provider,
-        subject: &Subject,
+        fence: &Fence,
         view: &SubjectView,
         m: &mut MirrorUser,
     ) -> Result<(), ReconcileError> {
+        let subject = &fence.subject;
         let Some(name) = &view.name else {
             return Ok(());
         };
@@ -830,14 +844,18 @@ impl Reconciler {
         let t = std::time::Instant::now();
         let profile = UserProfile::new(external_id.clone(), name, view.email.clone());
         let r = provider.update_user(&m.user_id, &profile).await;
-        self.outcome(subject, None, "update_user", String::new(), &r, t)
-            .await;
+        let entry = self.outcome(subject, None, "update_user", String::new(), &r, t);
+        if r.is_err() {
+            self.store
+                .append_run_audit(fence, std::slice::from_ref(&entry))
+                .await?;
+        }
         match r {
             Ok(()) => {
                 m.name = Some(name.clone());
                 m.email = view.email.clone();
                 m.external_id = Some(external_id);
-                self.store.mirror_save(c, subject, Some(m)).await?;
+                self.store.mirror_save(fence, c, Some(m), &[entry]).await?;
                 Ok(())
             }
             Err(e) if e.kind == ErrorKind::NotFound => Err(on(c)(e)),
@@ -849,7 +867,7 @@ impl Reconciler {
         }
     }
 
-    async fn outcome(
+    fn outcome(
         &self,
         subject: &Subject,
         group: Option<&String>,
@@ -857,13 +875,13 @@ impl Reconciler {
         cause: String,
         result: &Result<(), ProviderError>,
         started: std::time::Instant,
-    ) {
+    ) -> AuditEntry {
         let outcome = match result {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("error: {e}"),
         };
         let cause = (!cause.is_empty()).then_some(cause);
-        self.audit(
+        self.entry(
             &subject.key(),
             group.map(String::as_str),
             operation,
@@ -872,11 +890,10 @@ impl Reconciler {
             elapsed(started),
             None,
         )
-        .await;
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn audit(
+    pub(crate) fn entry(
         &self,
         subject: &str,
         group: Option<&str>,
@@ -885,8 +902,8 @@ impl Reconciler {
         outcome: &str,
         latency_ms: i64,
         detail: Option<String>,
-    ) {
-        let entry = AuditEntry {
+    ) -> AuditEntry {
+        AuditEntry {
             seq: 0,
             at: self.clock.now(),
             subject: subject.to_owned(),
@@ -896,7 +913,11 @@ impl Reconciler {
             outcome: outcome.to_owned(),
             latency_ms: Some(latency_ms),
             detail,
-        };
+        }
+    }
+
+    /// An entry outside any subject's reconcile (the drift audit's findings).
+    pub(crate) async fn audit(&self, entry: AuditEntry) {
         if let Err(e) = self.store.append_audit(entry).await {
             tracing::error!(error = %e, "audit log write failed");
         }

@@ -3,7 +3,7 @@
 
 use crate::reconcile::{self, ReconcileError};
 use crate::*;
-use doorsync_store::{Lane, Outcome};
+use doorsync_store::{Fence, Lane, Outcome};
 
 impl Engine {
     /// Runs the scheduler and the housekeeping until `stop` turns true, then lets the running
@@ -92,18 +92,7 @@ impl Engine {
             return;
         };
         let now = self.reconciler.clock.now();
-        let claimed = match self
-            .reconciler
-            .store
-            .claim_in(
-                &self.config.owner,
-                now,
-                self.config.lease,
-                1,
-                Lane::Revocations,
-            )
-            .await
-        {
+        let claimed = match self.claim(now, 1, Lane::Revocations).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming due revocations failed");
@@ -149,12 +138,7 @@ impl Engine {
             return (0, true);
         }
         let now = self.reconciler.clock.now();
-        let claimed = match self
-            .reconciler
-            .store
-            .claim_due(&self.config.owner, now, self.config.lease, free as u32)
-            .await
-        {
+        let claimed = match self.claim(now, free as u32, Lane::All).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming due subjects failed");
@@ -175,44 +159,61 @@ impl Engine {
         (n, n == free)
     }
 
+    /// Claims up to `limit` due subjects in `lane`, never one this engine still runs.
+    pub async fn claim(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lane: Lane,
+    ) -> Result<Vec<doorsync_store::Claim>, doorsync_store::StoreError> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let store = &self.reconciler.store;
+        let mut claimed = store
+            .claim_in(
+                &self.config.owner,
+                now,
+                self.config.lease,
+                limit,
+                lane,
+                &running,
+            )
+            .await?;
+        // A lease no worker runs would hold its subject until it ran out: more than asked for
+        // goes straight back.
+        for extra in claimed.split_off(claimed.len().min(limit as usize)) {
+            tracing::error!(subject = %extra.subject, "the schedule gave more than asked for; handing it back");
+            let back = Outcome::Done {
+                next_due_at: Some(extra.due_at.unwrap_or(now)),
+                revokes: lane == Lane::Revocations,
+            };
+            store.finish(&extra.fence(&self.config.owner), back).await?;
+        }
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.extend(claimed.iter().map(|c| c.subject.clone()));
+        Ok(claimed)
+    }
+
     pub(crate) async fn run_one(&self, claim: doorsync_store::Claim) {
+        // Whatever way the run ends, the subject may be claimed again after it.
+        struct Done<'a>(&'a Engine, Subject);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+                running.remove(&self.1);
+            }
+        }
+        let _done = Done(self, claim.subject.clone());
+        let fence = claim.fence(&self.config.owner);
         let (subject, due_at) = (claim.subject, claim.due_at);
-        let drift = claim.drift_at.map(|at| reconcile::DriftFlag {
-            owner: &self.config.owner,
-            at,
-        });
         let r = &self.reconciler;
         let start = std::time::Instant::now();
-        let result = {
-            // Renew the lease while the reconcile runs; losing it means another instance has the
-            // subject now, so this one stops at once rather than race it.
-            let renew = async {
-                let every =
-                    Duration::try_from(self.config.lease).unwrap_or(Duration::from_secs(15)) / 3;
-                loop {
-                    tokio::time::sleep(every).await;
-                    let until = r
-                        .clock
-                        .now()
-                        .checked_add(self.config.lease)
-                        .unwrap_or(Timestamp::MAX);
-                    match r
-                        .store
-                        .renew_lease(&subject, &self.config.owner, until)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => return ReconcileError::LeaseLost,
-                        Err(e) => {
-                            tracing::warn!(subject = %subject, error = %e, "renewing a lease failed")
-                        }
-                    }
-                }
-            };
-            tokio::select! {
-                result = r.reconcile(&subject, drift) => result,
-                lost = renew => Err(lost),
-            }
+        let result = tokio::select! {
+            result = r.reconcile(&fence, claim.drift_at) => result,
+            lost = self.keep_lease(&fence) => Err(lost),
         };
         if self.config.record_spans {
             let span = Span {
@@ -248,9 +249,14 @@ impl Engine {
                     },
                 }
             }
-            Err(ReconcileError::LeaseLost) => {
+            Err(e) if e.lost_lease() => {
                 r.metrics.count_reconcile("lease_lost");
-                tracing::error!(subject = %subject, "lease lost during a reconcile; another instance has it");
+                tracing::error!(subject = %subject, "lease lost during a reconcile; another run has it");
+                // This run may have changed the provider after its last write was refused: the
+                // run that holds the subject now reads the user back rather than trust the mirror.
+                if let Err(e) = r.store.mark_drift(&subject, now).await {
+                    tracing::warn!(subject = %subject, error = %e, "flagging the subject for a read-back failed");
+                }
                 return;
             }
             Err(e) => {
@@ -263,8 +269,34 @@ impl Engine {
                 }
             }
         };
-        if let Err(e) = r.store.finish(&subject, &self.config.owner, outcome).await {
+        if let Err(e) = r.store.finish(&fence, outcome).await {
             tracing::error!(subject = %subject, error = %e, "releasing the lease failed; it will expire");
+        }
+    }
+
+    /// Renews the lease while a reconcile runs, and returns once it is lost: taken by another
+    /// claim, or run out while the database could not be reached (another instance may claim
+    /// it from then on), so that the run stops rather than race the next one.
+    async fn keep_lease(&self, fence: &Fence) -> ReconcileError {
+        let r = &self.reconciler;
+        let lease = self.config.lease;
+        let every = Duration::try_from(lease).unwrap_or(Duration::from_secs(15)) / 3;
+        let mut held_until = r.clock.now().checked_add(lease).unwrap_or(Timestamp::MAX);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = r.clock.now();
+            let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
+            match r.store.renew_lease(fence, until).await {
+                Ok(true) => held_until = until,
+                Ok(false) => return ReconcileError::LeaseLost,
+                Err(e) if r.clock.now() >= held_until => {
+                    tracing::warn!(subject = %fence.subject, error = %e, "the lease ran out while it could not be renewed");
+                    return ReconcileError::LeaseLost;
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %fence.subject, error = %e, "renewing a lease failed")
+                }
+            }
         }
     }
 

@@ -157,8 +157,8 @@ pub(crate) async fn insert_new(
 
     project(conn, &records).await?;
 
-    // Each record reaches its customer alone; a new record only gives access, so the mark
-    // keeps the customer's priority.
+    // Each record reaches its customer alone; a new record only gives access, so the mark is
+    // at normal priority.
     let subjects: BTreeSet<String> = records
         .iter()
         .filter_map(|r| match r {
@@ -172,15 +172,13 @@ pub(crate) async fn insert_new(
     let subjects: Vec<String> = subjects.into_iter().collect();
     for page in subjects.chunks(ROWS) {
         let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at) VALUES {}
-             ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-                WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-                THEN excluded.next_due_at ELSE schedule.next_due_at END",
-            tuples(page.len(), 2)
+            "INSERT INTO schedule (subject, next_due_at, priority) VALUES {} {}",
+            tuples(page.len(), 3),
+            crate::reach::UPSERT_DUE
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in page {
-            q = q.bind(s.as_str()).bind(now_ms);
+            q = q.bind(s.as_str()).bind(now_ms).bind(1_i64);
         }
         q.execute(&mut *conn).await?;
     }

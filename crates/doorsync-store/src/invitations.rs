@@ -1,9 +1,9 @@
 //! Operators' requests for a new Mobile Pass invitation, served by the subject's reconcile (the
 //! only writer of its mirror), and the subjects to invite once the allotment grows again.
 
-use crate::Result;
 use crate::reach::{MARK_DUE, notify};
 use crate::sql::{SqlStore, ms, ts};
+use crate::{Fence, Result};
 use doorsync_core::Subject;
 use jiff::Timestamp;
 use sqlx::Row;
@@ -36,12 +36,15 @@ pub(crate) async fn requested(store: &SqlStore, subject: &Subject) -> Result<Opt
     Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(ts))
 }
 
-pub(crate) async fn clear(store: &SqlStore, subject: &Subject, at: Timestamp) -> Result<()> {
+pub(crate) async fn clear(store: &SqlStore, fence: &Fence, at: Timestamp) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    crate::fence::guard(&mut tx, fence).await?;
     sqlx::query("DELETE FROM invitation_requests WHERE subject = $1 AND requested_at = $2")
-        .bind(subject.key())
+        .bind(fence.subject.key())
         .bind(ms(at))
-        .execute(&store.pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 mod admins;
 mod alerts;
 mod bulk;
+mod fence;
 mod inputs;
 mod invitations;
 mod log;
@@ -23,6 +24,7 @@ mod sql;
 
 pub use admins::{Admin, AdminSession, OAuthState};
 pub use alerts::{Alert, AlertSend, OutgoingHook};
+pub use fence::Fence;
 pub use members::{MemberSession, OutgoingMail};
 pub use presence::{
     Checkin, DoorEvent, FailedCheckin, NewDoorEvent, PresenceDay, PresenceFilter, PresenceWrite,
@@ -69,6 +71,10 @@ pub enum StoreError {
         "the stored credentials of connection {0:?} cannot be read with this doorsync's secret key (DOORSYNC_SECRET_KEY is missing or another key): start doorsync with the key they were sealed with, or send the credentials again in this request; they were left untouched"
     )]
     CredentialsUnreadable(String),
+    /// Another claim has taken the subject since this run's: its write was refused, and the
+    /// run must stop.
+    #[error("the lease on {0} was taken over by another run: this run's write was refused")]
+    Fenced(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     BadUrl(String),
     #[error("database: {0}")]
@@ -110,6 +116,8 @@ pub struct ScheduleRow {
     pub lease_until: Option<Timestamp>,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// The token of the subject's latest claim: see [`Fence`].
+    pub fence: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -127,6 +135,8 @@ pub struct Claim {
     /// When a drift audit last found the subject's user other than the mirror has it: the
     /// reconcile reads the user back from the provider first.
     pub drift_at: Option<Timestamp>,
+    /// This claim's fence token: see [`Fence`].
+    pub fence: i64,
 }
 
 /// A membership a disabled connection keeps past its entitlement.
@@ -625,9 +635,13 @@ pub trait Store: Send + Sync + 'static {
         lease: SignedDuration,
         limit: u32,
     ) -> Result<Vec<Claim>> {
-        self.claim_in(owner, now, lease, limit, Lane::All).await
+        self.claim_in(owner, now, lease, limit, Lane::All, &BTreeSet::new())
+            .await
     }
     /// [`Store::claim_due`] in one lane: everything, or only revocations.
+    /// [`Store::claim_due`] in one lane: everything, or only revocations. `running`: the
+    /// subjects `owner` is still running, never claimed again even when their lease ran out
+    /// (a lease `owner` holds on anyone else, and lets run out, is claimed as anyone's).
     async fn claim_in(
         &self,
         owner: &str,
@@ -635,17 +649,19 @@ pub trait Store: Send + Sync + 'static {
         lease: SignedDuration,
         limit: u32,
         lane: Lane,
+        running: &BTreeSet<Subject>,
     ) -> Result<Vec<Claim>>;
-    /// Extends a lease still held by `owner`; `false` when it was lost.
-    async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool>;
-    /// Releases a lease. A mark made while the lease was held wins over a later `next_due_at`.
-    async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()>;
+    /// Extends a lease `fence` still holds; `false` when it was lost.
+    async fn renew_lease(&self, fence: &Fence, until: Timestamp) -> Result<bool>;
+    /// Releases a lease `fence` still holds (nothing, when another claim has taken it). A mark
+    /// made while the lease was held wins over a later `next_due_at`.
+    async fn finish(&self, fence: &Fence, outcome: Outcome) -> Result<()>;
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>>;
     /// The drift audit's way to flag a subject: due now, and its next reconcile reads the
     /// user back from the provider (the audit itself never writes a subject's mirror).
     async fn mark_drift(&self, subject: &Subject, at: Timestamp) -> Result<()>;
-    /// Clears a drift flag no newer than `seen`, while `owner` holds the subject's lease.
-    async fn clear_drift(&self, subject: &Subject, owner: &str, seen: Timestamp) -> Result<()>;
+    /// Clears a drift flag no newer than `seen`, while `fence` holds the subject's lease.
+    async fn clear_drift(&self, fence: &Fence, seen: Timestamp) -> Result<()>;
     /// Takes (or renews) the lease on a piece of connection-wide work, such as
     /// `audit:CONNECTION`; `false` when another owner holds it.
     async fn take_work_lease(
@@ -658,10 +674,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_work_lease(&self, name: &str, owner: &str) -> Result<()>;
     /// Replaces the memberships the subject holds past its entitlement on a disabled
     /// connection (keeping the `since` of those already known).
+    /// Refused unless `fence` holds the subject.
     async fn set_held_past(
         &self,
+        fence: &Fence,
         connection: &str,
-        subject: &Subject,
         groups: &BTreeSet<String>,
         now: Timestamp,
     ) -> Result<()>;
@@ -679,13 +696,19 @@ pub trait Store: Send + Sync + 'static {
     async fn mirror_user(&self, connection: &str, subject: &Subject) -> Result<Option<MirrorUser>>;
     /// Connections on which the subject has a provider user.
     async fn mirror_connections_of(&self, subject: &Subject) -> Result<Vec<String>>;
-    /// Replaces what the mirror holds about the subject's user (`None`: it has none).
+    /// Writes the subject's user on `connection` as it now is (`None`: it has none), with the
+    /// audit entries that say why, in one transaction refused with [`StoreError::Fenced`] unless
+    /// `fence` still holds the subject. Only the rows that changed are written.
     async fn mirror_save(
         &self,
+        fence: &Fence,
         connection: &str,
-        subject: &Subject,
         user: Option<&MirrorUser>,
+        audit: &[AuditEntry],
     ) -> Result<()>;
+    /// Audit entries of a run that changed nothing in the mirror, refused like
+    /// [`Store::mirror_save`].
+    async fn append_run_audit(&self, fence: &Fence, entries: &[AuditEntry]) -> Result<()>;
     /// The mirror's members of a group: provider user id → subject key.
     async fn mirror_group_members(
         &self,
@@ -716,8 +739,9 @@ pub trait Store: Send + Sync + 'static {
     async fn request_invitation(&self, subject: &Subject, now: Timestamp) -> Result<()>;
     /// When a new invitation was asked for and not yet sent.
     async fn invitation_requested(&self, subject: &Subject) -> Result<Option<Timestamp>>;
-    /// The request made at `at` is served (a newer one stays).
-    async fn clear_invitation_request(&self, subject: &Subject, at: Timestamp) -> Result<()>;
+    /// The request made at `at` is served (a newer one stays); refused unless `fence` holds
+    /// the subject.
+    async fn clear_invitation_request(&self, fence: &Fence, at: Timestamp) -> Result<()>;
     /// Marks due the subjects with a user on `connection` who were never invited (the
     /// allotment grew again).
     async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64>;

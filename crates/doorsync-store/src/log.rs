@@ -76,21 +76,8 @@ pub(crate) async fn token_by_hash(
 }
 
 pub(crate) async fn append_audit(store: &SqlStore, e: AuditEntry) -> Result<i64> {
-    let row = sqlx::query(
-        "INSERT INTO audit_log (at, subject, group_id, operation, cause, outcome, latency_ms, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
-    )
-    .bind(ms(e.at))
-    .bind(e.subject)
-    .bind(e.group_id)
-    .bind(e.operation)
-    .bind(e.cause)
-    .bind(e.outcome)
-    .bind(e.latency_ms)
-    .bind(e.detail)
-    .fetch_one(&store.pool)
-    .await?;
-    Ok(row.try_get(0)?)
+    let mut conn = store.pool.acquire().await?;
+    crate::fence::insert_audit(&mut conn, &e).await
 }
 
 // The filter is built here rather than with sqlx's `QueryBuilder`: over the `Any` driver that

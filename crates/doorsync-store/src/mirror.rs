@@ -3,7 +3,9 @@
 //! plans against it, so a subject whose access is already right costs no provider call.
 
 use crate::sql::{ms, ts};
-use crate::{ConnectionState, DirectoryEntry, HeldPast, MirrorUser, Result, StateChange};
+use crate::{
+    AuditEntry, ConnectionState, DirectoryEntry, Fence, HeldPast, MirrorUser, Result, StateChange,
+};
 use jiff::Timestamp;
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,65 +80,127 @@ pub(crate) async fn connections_of(pool: &AnyPool, subject: &str) -> Result<Vec<
         .collect::<Result<_, _>>()?)
 }
 
-/// Replaces everything the mirror holds about the subject's user on `connection`.
+/// Writes the subject's user on `connection` as it now is (`None`: it has none) with the audit
+/// entries that say why, in one transaction refused unless `fence` still holds the subject.
+/// Only what changed is written: the user's row, and the memberships joined, left or changed.
 pub(crate) async fn save(
     pool: &AnyPool,
+    fence: &Fence,
     connection: &str,
-    subject: &str,
     user: Option<&MirrorUser>,
+    audit: &[AuditEntry],
 ) -> Result<()> {
+    let subject = fence.subject.key();
     let mut tx = pool.begin().await?;
-    if let Some(old) = load_user(&mut tx, connection, subject).await? {
-        sqlx::query("DELETE FROM provider_memberships WHERE connection_id = $1 AND user_id = $2")
+    crate::fence::guard(&mut tx, fence).await?;
+    let old = load_user(&mut tx, connection, &subject).await?;
+    let same_user = matches!((&old, user), (Some(o), Some(u)) if o.user_id == u.user_id);
+    if let Some(o) = old.as_ref().filter(|_| !same_user) {
+        delete_memberships(&mut tx, connection, &o.user_id).await?;
+        sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND subject = $2")
             .bind(connection)
-            .bind(old.user_id.as_str())
+            .bind(subject.as_str())
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND subject = $2")
-        .bind(connection)
-        .bind(subject)
-        .execute(&mut *tx)
-        .await?;
     if let Some(u) = user {
-        // A provider user serves one subject: a stale row naming the same user goes.
-        sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND user_id = $2")
-            .bind(connection)
-            .bind(u.user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM provider_memberships WHERE connection_id = $1 AND user_id = $2")
-            .bind(connection)
-            .bind(u.user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at, external_id, invitation_state, invitation_checked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(connection)
-        .bind(subject)
-        .bind(u.user_id.as_str())
-        .bind(i64::from(u.suspended))
-        .bind(u.name.clone())
-        .bind(u.email.clone())
-        .bind(u.invited_at.map(ms))
-        .bind(u.external_id.clone())
-        .bind(u.invitation.clone())
-        .bind(u.invitation_checked_at.map(ms))
-        .execute(&mut *tx)
-        .await?;
-        for g in &u.groups {
-            sqlx::query("INSERT INTO provider_memberships (connection_id, group_id, user_id, added) VALUES ($1, $2, $3, $4)")
+        if !same_user {
+            // A provider user serves one subject: a stale row naming the same user goes, and
+            // its memberships are read afresh.
+            sqlx::query("DELETE FROM provider_users WHERE connection_id = $1 AND user_id = $2")
                 .bind(connection)
-                .bind(g.as_str())
                 .bind(u.user_id.as_str())
-                .bind(i64::from(u.added.contains(g)))
                 .execute(&mut *tx)
                 .await?;
+            delete_memberships(&mut tx, connection, &u.user_id).await?;
         }
+        upsert_user(&mut tx, connection, &subject, u).await?;
+        let before = match old.as_ref().filter(|_| same_user) {
+            Some(o) => (o.groups.clone(), o.added.clone()),
+            None => (BTreeSet::new(), BTreeSet::new()),
+        };
+        write_memberships(&mut tx, connection, u, before).await?;
+    }
+    for e in audit {
+        crate::fence::insert_audit(&mut tx, e).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn delete_memberships(conn: &mut AnyConnection, connection: &str, user: &str) -> Result<()> {
+    sqlx::query("DELETE FROM provider_memberships WHERE connection_id = $1 AND user_id = $2")
+        .bind(connection)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_user(
+    conn: &mut AnyConnection,
+    connection: &str,
+    subject: &str,
+    u: &MirrorUser,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO provider_users (connection_id, subject, user_id, suspended, name, email, invited_at, external_id, invitation_state, invitation_checked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (connection_id, subject) DO UPDATE SET user_id = excluded.user_id,
+            suspended = excluded.suspended, name = excluded.name, email = excluded.email,
+            invited_at = excluded.invited_at, external_id = excluded.external_id,
+            invitation_state = excluded.invitation_state,
+            invitation_checked_at = excluded.invitation_checked_at",
+    )
+    .bind(connection)
+    .bind(subject)
+    .bind(u.user_id.as_str())
+    .bind(i64::from(u.suspended))
+    .bind(u.name.clone())
+    .bind(u.email.clone())
+    .bind(u.invited_at.map(ms))
+    .bind(u.external_id.clone())
+    .bind(u.invitation.clone())
+    .bind(u.invitation_checked_at.map(ms))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The user's memberships from `(groups, added)` as stored to `u`'s, one statement per
+/// membership that changed.
+async fn write_memberships(
+    conn: &mut AnyConnection,
+    connection: &str,
+    u: &MirrorUser,
+    (groups, added): (BTreeSet<String>, BTreeSet<String>),
+) -> Result<()> {
+    for g in groups.difference(&u.groups) {
+        sqlx::query(
+            "DELETE FROM provider_memberships WHERE connection_id = $1 AND group_id = $2 AND user_id = $3",
+        )
+        .bind(connection)
+        .bind(g.as_str())
+        .bind(u.user_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for g in &u.groups {
+        let now_added = u.added.contains(g);
+        if groups.contains(g) && added.contains(g) == now_added {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO provider_memberships (connection_id, group_id, user_id, added) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (connection_id, group_id, user_id) DO UPDATE SET added = excluded.added",
+        )
+        .bind(connection)
+        .bind(g.as_str())
+        .bind(u.user_id.as_str())
+        .bind(i64::from(now_added))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -409,12 +473,15 @@ pub(crate) async fn error_counts(pool: &AnyPool) -> Result<BTreeMap<String, i64>
 
 pub(crate) async fn set_held_past(
     pool: &AnyPool,
+    fence: &Fence,
     connection: &str,
-    subject: &str,
     groups: &BTreeSet<String>,
     now: Timestamp,
 ) -> Result<()> {
+    let subject = fence.subject.key();
+    let subject = subject.as_str();
     let mut tx = pool.begin().await?;
+    crate::fence::guard(&mut tx, fence).await?;
     let known: BTreeSet<String> =
         sqlx::query("SELECT group_id FROM held_past WHERE connection_id = $1 AND subject = $2")
             .bind(connection)

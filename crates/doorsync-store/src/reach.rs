@@ -26,6 +26,10 @@ pub(crate) struct Query {
     sql: String,
     params: &'static [Param],
     key: String,
+    /// The groups whose memberships the change may end, as a condition on `m`
+    /// (`provider_memberships`) and `u` (`provider_users`) with the query's parameters; `None`:
+    /// any. Only a subject that holds one is marked at revocation priority.
+    may_end: Option<String>,
 }
 
 /// Who a record's change reaches: subjects named one by one, and sets selected in SQL.
@@ -100,11 +104,40 @@ fn holders(items: &str, visits: &str) -> String {
 
 const KEY_SINCE_DATE: &[Param] = &[Key, SinceMs, SinceDate];
 
+/// The groups linked to items chosen by `items` (a condition on `it`, `in_items`), and a
+/// visitor's groups.
+fn linked_groups(items: &str) -> String {
+    format!(
+        "u.subject LIKE 'visitor:%' OR m.group_id IN (SELECT lk.group_id FROM in_links lk
+            JOIN in_items it ON it.kind = lk.kind AND it.id = lk.item_id WHERE {items})"
+    )
+}
+
 fn at_location(location: &str) -> Query {
     Query {
         sql: holders("i.location_id = $1", "v.location_id = $1"),
         params: KEY_SINCE_DATE,
         key: location.to_owned(),
+        may_end: Some(linked_groups("it.location_id = $1")),
+    }
+}
+
+/// Whom a location's new lead or lag reaches: those with bookings of its rooms, and its
+/// visitors (passes and contracts do not use the buffers); only a room's or a visitor's group
+/// can be ended by it.
+fn bookings_at_location(location: &str) -> Query {
+    Query {
+        sql: "SELECT 'customer:' || b.customer_id AS s FROM in_items i
+                JOIN in_bookings b ON b.resource_id = i.id
+                WHERE i.kind = 'resource' AND i.location_id = $1 AND b.end_ms >= $2
+              UNION SELECT 'visitor:' || v.id FROM in_visitors v
+                WHERE v.location_id = $1 AND v.until_ms >= $2"
+            .into(),
+        params: &[Key, SinceMs],
+        key: location.to_owned(),
+        may_end: Some(linked_groups(
+            "it.location_id = $1 AND it.kind = 'resource'",
+        )),
     }
 }
 
@@ -122,6 +155,7 @@ fn on_connection(connection: &str) -> Query {
         ),
         params: KEY_SINCE_DATE,
         key: connection.to_owned(),
+        may_end: None,
     }
 }
 
@@ -131,6 +165,10 @@ fn holders_of_item(kind: Kind, id: &str) -> Query {
         sql: holders(&condition, "1 = 0"),
         params: KEY_SINCE_DATE,
         key: id.to_owned(),
+        may_end: Some(format!(
+            "m.group_id IN (SELECT lk.group_id FROM in_links lk WHERE lk.kind = '{}' AND lk.item_id = $1)",
+            kind.as_str()
+        )),
     }
 }
 
@@ -143,6 +181,7 @@ fn added_to_group(group: &str) -> Query {
             .into(),
         params: &[Key],
         key: group.to_owned(),
+        may_end: Some("m.group_id = $1".into()),
     }
 }
 
@@ -155,6 +194,7 @@ fn team_of_payer(customer: &str) -> Query {
             .into(),
         params: &[Key],
         key: customer.to_owned(),
+        may_end: None,
     }
 }
 
@@ -229,6 +269,17 @@ pub(crate) async fn reach_change(
             };
             if &renamed == n {
                 return Ok(Reach::default());
+            }
+            let rebuffered = Location {
+                lead: n.lead,
+                lag: n.lag,
+                ..renamed
+            };
+            if &rebuffered == n {
+                return Ok(Reach {
+                    subjects: BTreeSet::new(),
+                    queries: vec![bookings_at_location(n.id.as_str())],
+                });
             }
         }
         (None, Record::Connection(_)) => return Ok(Reach::default()),
@@ -319,29 +370,56 @@ fn customer(id: &str) -> Option<Subject> {
     Id::parse(id).ok().map(Subject::Customer)
 }
 
-pub(crate) const MARK_DUE: &str = "INSERT INTO schedule (subject, next_due_at) VALUES ($1, $2)
-    ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
+/// How a mark meets a subject's schedule row: the earlier due time wins, and so does its
+/// priority, but a revocation already due no later than the mark keeps its own. A subject due
+/// later to lose access, marked now for anything else, is claimed now as what it is marked for:
+/// its reconcile then sets the priority of what comes next.
+macro_rules! upsert_due {
+    () => {
+        "ON CONFLICT (subject) DO UPDATE SET
+    priority = CASE WHEN schedule.next_due_at IS NOT NULL
+            AND schedule.next_due_at <= excluded.next_due_at
+            AND schedule.priority < excluded.priority
+        THEN schedule.priority ELSE excluded.priority END,
+    next_due_at = CASE
         WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-        THEN excluded.next_due_at ELSE schedule.next_due_at END";
+        THEN excluded.next_due_at ELSE schedule.next_due_at END"
+    };
+}
+pub(crate) const UPSERT_DUE: &str = upsert_due!();
+
+/// Marks one subject due at `$2`, at normal priority.
+pub(crate) const MARK_DUE: &str = concat!(
+    "INSERT INTO schedule (subject, next_due_at, priority) VALUES ($1, $2, 1) ",
+    upsert_due!()
+);
 
 /// How urgent a write's mark is. A write that may take access away (a change or a delete of
 /// what someone holds) is claimed with the revocations, ahead of grants and invitations due
-/// earlier: until its subject is reconciled nobody knows whether it revokes, and access that
-/// lingers is the worst failure.
+/// earlier, for each subject that holds a membership it may end: until its subject is
+/// reconciled nobody knows whether it revokes, and access that lingers is the worst failure.
+/// Everyone else it reaches is re-planned at normal priority, so that a real revocation never
+/// waits behind thousands of reconciles that change nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Urgency {
-    /// Keeps the subject's priority (a new record only gives access).
+    /// Normal priority (a new record only gives access).
     Keep,
-    /// Revocation priority (0) until the reconcile sets the subject's own.
+    /// Revocation priority (0), for a subject holding a membership the change may end, until
+    /// the reconcile sets the subject's own.
     MayRevoke,
 }
 
 impl Urgency {
-    /// The column and value an insert adds, and what an update of a marked subject sets.
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
+    /// The priority a mark of `subject` (an SQL expression) gives.
+    fn priority(self, subject: &str, may_end: Option<&str>) -> String {
         match self {
-            Urgency::Keep => ("", "", ""),
-            Urgency::MayRevoke => (", priority", ", 0", ", priority = 0"),
+            Urgency::Keep => "1".into(),
+            Urgency::MayRevoke => format!(
+                "CASE WHEN EXISTS (SELECT 1 FROM provider_users u
+                    JOIN provider_memberships m ON m.connection_id = u.connection_id AND m.user_id = u.user_id
+                    WHERE u.subject = {subject}{}) THEN 0 ELSE 1 END",
+                may_end.map(|c| format!(" AND ({c})")).unwrap_or_default()
+            ),
         }
     }
 }
@@ -367,14 +445,11 @@ pub(crate) async fn mark(
     bounds: &Bounds,
     urgency: Urgency,
 ) -> Result<()> {
-    let (column, value, on_conflict) = urgency.sql();
-    let upsert = "ON CONFLICT (subject) DO UPDATE SET next_due_at = CASE
-            WHEN schedule.next_due_at IS NULL OR schedule.next_due_at > excluded.next_due_at
-            THEN excluded.next_due_at ELSE schedule.next_due_at END";
     for s in reach.subjects {
         let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at{column}) VALUES ($1, $2{value})
-             {upsert}{on_conflict}"
+            "INSERT INTO schedule (subject, next_due_at, priority) VALUES ($1, $2, {})
+             {UPSERT_DUE}",
+            urgency.priority("$1", None)
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(s.key())
@@ -385,9 +460,10 @@ pub(crate) async fn mark(
     for q in reach.queries {
         let now = format!("${}", q.params.len() + 1);
         let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at{column})
-             SELECT DISTINCT x.s, {now}{value} FROM ({}) x WHERE x.s IS NOT NULL
-             {upsert}{on_conflict}",
+            "INSERT INTO schedule (subject, next_due_at, priority)
+             SELECT DISTINCT x.s, {now}, {} FROM ({}) x WHERE x.s IS NOT NULL
+             {UPSERT_DUE}",
+            urgency.priority("x.s", q.may_end.as_deref()),
             q.sql
         );
         bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &q, bounds)

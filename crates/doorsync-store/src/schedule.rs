@@ -34,27 +34,50 @@ pub(crate) async fn claim_due(
     lease: SignedDuration,
     limit: u32,
     lane: Lane,
+    running: &BTreeSet<Subject>,
 ) -> Result<Vec<Claim>> {
     let lock = match store.backend {
         Backend::Sqlite => "",
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
     };
     let until = now.checked_add(lease).unwrap_or(Timestamp::MAX);
-    // Two claims, each a plain indexed range: subjects whose owner died (lease expired, due
-    // since it was claimed), then subjects due now. An OR of the two would scan the table.
-    let expired = "UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL
-         WHERE subject IN (
+    // Plain index ranges, each in order so nothing is sorted: subjects whose owner died (lease
+    // expired; never one this owner still runs), then the revocations due, then the rest due.
+    // Each claim takes the subject's next fence token. An OR of these would scan the table.
+    // The rows are picked once, in a materialized step: as a subquery of the update, PostgreSQL
+    // may run the locking pick again for each row it joins (with SKIP LOCKED, each run finds
+    // others), and claim more than the limit, leases no worker would ever run.
+    let expired = "WITH picked AS MATERIALIZED (
             SELECT subject FROM schedule WHERE lease_owner IS NOT NULL AND lease_until <= $3
+                {running}
             ORDER BY lease_until LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at, drift_at";
-    let due = "UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL
-         WHERE subject IN (
-            SELECT subject FROM schedule WHERE lease_owner IS NULL AND next_due_at <= $3 {lane}
-            ORDER BY priority, next_due_at LIMIT $4 {lock})
-         RETURNING subject, claimed_due_at, drift_at";
+         UPDATE schedule SET lease_owner = $1, lease_until = $2, next_due_at = NULL, fence = fence + 1
+         WHERE subject IN (SELECT subject FROM picked)
+         RETURNING subject, claimed_due_at, drift_at, fence";
+    let due = "WITH picked AS MATERIALIZED (
+            SELECT subject FROM schedule WHERE lease_owner IS NULL AND priority = {priority}
+                AND next_due_at <= $3
+            ORDER BY next_due_at LIMIT $4 {lock})
+         UPDATE schedule SET lease_owner = $1, lease_until = $2, claimed_due_at = next_due_at, next_due_at = NULL, fence = fence + 1
+         WHERE subject IN (SELECT subject FROM picked)
+         RETURNING subject, claimed_due_at, drift_at, fence";
+    let params: Vec<String> = (0..running.len()).map(|i| format!("${}", i + 5)).collect();
+    let running_sql = match params.is_empty() {
+        true => String::new(),
+        false => format!(
+            "AND NOT (lease_owner = $1 AND subject IN ({}))",
+            params.join(", ")
+        ),
+    };
+    let expired = expired.replace("{running}", &running_sql);
+    let revocations = due.replace("{priority}", "0");
     let claims = match lane {
-        Lane::All => vec![expired.to_owned(), due.replace("{lane}", "")],
-        Lane::Revocations => vec![due.replace("{lane}", "AND priority = 0")],
+        Lane::All => vec![
+            expired.to_owned(),
+            revocations,
+            due.replace("{priority}", "1"),
+        ],
+        Lane::Revocations => vec![revocations],
     };
     let mut out = vec![];
     for sql in claims {
@@ -62,13 +85,19 @@ pub(crate) async fn claim_due(
         if left <= 0 {
             break;
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{lock}", lock)))
+        let sql = sql.replace("{lock}", lock);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(owner)
             .bind(ms(until))
             .bind(ms(now))
-            .bind(left)
-            .fetch_all(&store.pool)
-            .await?;
+            .bind(left);
+        // The due claims name only $1 to $4; the expired one names the running subjects too.
+        if sql.contains("$5") {
+            for s in running {
+                q = q.bind(s.key());
+            }
+        }
+        let rows = q.fetch_all(&store.pool).await?;
         for r in &rows {
             let key: String = r.try_get(0)?;
             match Subject::parse_key(&key) {
@@ -79,6 +108,7 @@ pub(crate) async fn claim_due(
                         subject,
                         due_at,
                         drift_at,
+                        fence: r.try_get(3)?,
                     });
                 }
                 // No subject can be made of it, so no one would ever finish it.
@@ -110,18 +140,14 @@ pub(crate) async fn mark_drift(store: &SqlStore, subject: &Subject, at: Timestam
     notify(&mut conn, store.backend).await
 }
 
-pub(crate) async fn clear_drift(
-    store: &SqlStore,
-    subject: &Subject,
-    owner: &str,
-    seen: Timestamp,
-) -> Result<()> {
+pub(crate) async fn clear_drift(store: &SqlStore, fence: &Fence, seen: Timestamp) -> Result<()> {
     sqlx::query(
         "UPDATE schedule SET drift_at = NULL
-         WHERE subject = $1 AND lease_owner = $2 AND drift_at <= $3",
+         WHERE subject = $1 AND lease_owner = $2 AND fence = $3 AND drift_at <= $4",
     )
-    .bind(subject.key())
-    .bind(owner)
+    .bind(fence.subject.key())
+    .bind(fence.owner.as_str())
+    .bind(fence.token)
     .bind(ms(seen))
     .execute(&store.pool)
     .await?;
@@ -160,12 +186,7 @@ pub(crate) async fn release_work_lease(store: &SqlStore, name: &str, owner: &str
     Ok(())
 }
 
-pub(crate) async fn finish(
-    store: &SqlStore,
-    subject: &Subject,
-    owner: &str,
-    outcome: Outcome,
-) -> Result<()> {
+pub(crate) async fn finish(store: &SqlStore, fence: &Fence, outcome: Outcome) -> Result<()> {
     let earliest = "CASE WHEN next_due_at IS NULL THEN $2 WHEN $2 IS NULL THEN next_due_at
                     WHEN $2 < next_due_at THEN $2 ELSE next_due_at END";
     let (sql, next, error) = match outcome {
@@ -178,7 +199,7 @@ pub(crate) async fn finish(
             format!(
                 "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = 0, last_error = NULL,
                  priority = CASE WHEN next_due_at IS NULL OR $2 <= next_due_at THEN {} ELSE priority END,
-                 next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3",
+                 next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3 AND fence = $4",
                 if revokes { 0 } else { 1 }
             ),
             next_due_at.map(ms),
@@ -187,16 +208,17 @@ pub(crate) async fn finish(
         Outcome::Failed { retry_at, error } => (
             format!(
                 "UPDATE schedule SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1,
-                 last_error = $4, next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3"
+                 last_error = $5, next_due_at = {earliest} WHERE subject = $1 AND lease_owner = $3 AND fence = $4"
             ),
             Some(ms(retry_at)),
             Some(error),
         ),
     };
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(subject.key())
+        .bind(fence.subject.key())
         .bind(next)
-        .bind(owner);
+        .bind(fence.owner.as_str())
+        .bind(fence.token);
     if let Some(e) = error {
         q = q.bind(e);
     }
@@ -204,19 +226,16 @@ pub(crate) async fn finish(
     Ok(())
 }
 
-pub(crate) async fn renew_lease(
-    store: &SqlStore,
-    subject: &Subject,
-    owner: &str,
-    until: Timestamp,
-) -> Result<bool> {
-    let done =
-        sqlx::query("UPDATE schedule SET lease_until = $1 WHERE subject = $2 AND lease_owner = $3")
-            .bind(ms(until))
-            .bind(subject.key())
-            .bind(owner)
-            .execute(&store.pool)
-            .await?;
+pub(crate) async fn renew_lease(store: &SqlStore, fence: &Fence, until: Timestamp) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE schedule SET lease_until = $1 WHERE subject = $2 AND lease_owner = $3 AND fence = $4",
+    )
+    .bind(ms(until))
+    .bind(fence.subject.key())
+    .bind(fence.owner.as_str())
+    .bind(fence.token)
+    .execute(&store.pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -236,11 +255,12 @@ pub(crate) async fn next_due_at(store: &SqlStore, lane: Lane) -> Result<Option<T
     let mut next: Option<i64> = None;
     let sqls: &[&str] = match lane {
         Lane::All => &[
-            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL",
+            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL AND priority = 0",
+            "SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL AND priority = 1",
             "SELECT MIN(lease_until) FROM schedule WHERE lease_owner IS NOT NULL",
         ],
         Lane::Revocations => {
-            &["SELECT MIN(next_due_at) FROM schedule WHERE priority = 0 AND lease_owner IS NULL"]
+            &["SELECT MIN(next_due_at) FROM schedule WHERE lease_owner IS NULL AND priority = 0"]
         }
     };
     for sql in sqls {
@@ -278,5 +298,6 @@ fn read_row(row: &AnyRow) -> Result<ScheduleRow> {
         lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(ts),
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
+        fence: row.try_get("fence")?,
     })
 }

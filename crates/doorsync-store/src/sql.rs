@@ -394,15 +394,16 @@ impl SqlStore {
         Ok(applied)
     }
 
-    /// Gives SQLite's planner statistics on the tables that lack them (bounded work): without
-    /// them it may scan a whole table where an index would do. PostgreSQL's autovacuum keeps
-    /// its own. Run at start and after a bulk import.
+    /// Gathers the planner's statistics on every table: without them SQLite walked the wrong
+    /// index to claim due subjects and sorted every due row on each claim, and PostgreSQL's
+    /// autovacuum may not have seen a large import yet. Run at start (after the migrations) and
+    /// after a bulk import; SQLite samples each index, so this stays quick on a large file.
     pub async fn optimize(&self) -> Result<()> {
-        if self.backend == Backend::Sqlite {
-            sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
-                .execute(&self.pool)
-                .await?;
-        }
+        let sql = match self.backend {
+            Backend::Sqlite => "PRAGMA analysis_limit = 1000; ANALYZE;",
+            Backend::Postgres => "ANALYZE",
+        };
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -1253,16 +1254,17 @@ impl Store for SqlStore {
         lease: SignedDuration,
         limit: u32,
         lane: Lane,
+        running: &BTreeSet<Subject>,
     ) -> Result<Vec<Claim>> {
-        crate::schedule::claim_due(self, owner, now, lease, limit, lane).await
+        crate::schedule::claim_due(self, owner, now, lease, limit, lane, running).await
     }
 
-    async fn finish(&self, subject: &Subject, owner: &str, outcome: Outcome) -> Result<()> {
-        crate::schedule::finish(self, subject, owner, outcome).await
+    async fn finish(&self, fence: &Fence, outcome: Outcome) -> Result<()> {
+        crate::schedule::finish(self, fence, outcome).await
     }
 
-    async fn renew_lease(&self, subject: &Subject, owner: &str, until: Timestamp) -> Result<bool> {
-        crate::schedule::renew_lease(self, subject, owner, until).await
+    async fn renew_lease(&self, fence: &Fence, until: Timestamp) -> Result<bool> {
+        crate::schedule::renew_lease(self, fence, until).await
     }
 
     async fn schedule_row(&self, subject: &Subject) -> Result<Option<ScheduleRow>> {
@@ -1273,8 +1275,8 @@ impl Store for SqlStore {
         crate::schedule::mark_drift(self, subject, at).await
     }
 
-    async fn clear_drift(&self, subject: &Subject, owner: &str, seen: Timestamp) -> Result<()> {
-        crate::schedule::clear_drift(self, subject, owner, seen).await
+    async fn clear_drift(&self, fence: &Fence, seen: Timestamp) -> Result<()> {
+        crate::schedule::clear_drift(self, fence, seen).await
     }
 
     async fn take_work_lease(
@@ -1293,12 +1295,12 @@ impl Store for SqlStore {
 
     async fn set_held_past(
         &self,
+        fence: &Fence,
         connection: &str,
-        subject: &Subject,
         groups: &BTreeSet<String>,
         now: Timestamp,
     ) -> Result<()> {
-        crate::mirror::set_held_past(&self.pool, connection, &subject.key(), groups, now).await
+        crate::mirror::set_held_past(&self.pool, fence, connection, groups, now).await
     }
 
     async fn held_past(&self, subject: Option<&Subject>, limit: u32) -> Result<Vec<HeldPast>> {
@@ -1327,11 +1329,16 @@ impl Store for SqlStore {
 
     async fn mirror_save(
         &self,
+        fence: &Fence,
         connection: &str,
-        subject: &Subject,
         user: Option<&MirrorUser>,
+        audit: &[AuditEntry],
     ) -> Result<()> {
-        crate::mirror::save(&self.pool, connection, &subject.key(), user).await
+        crate::mirror::save(&self.pool, fence, connection, user, audit).await
+    }
+
+    async fn append_run_audit(&self, fence: &Fence, entries: &[AuditEntry]) -> Result<()> {
+        crate::fence::append_audit(self, fence, entries).await
     }
 
     async fn mirror_group_members(
@@ -1400,8 +1407,8 @@ impl Store for SqlStore {
         crate::invitations::requested(self, subject).await
     }
 
-    async fn clear_invitation_request(&self, subject: &Subject, at: Timestamp) -> Result<()> {
-        crate::invitations::clear(self, subject, at).await
+    async fn clear_invitation_request(&self, fence: &Fence, at: Timestamp) -> Result<()> {
+        crate::invitations::clear(self, fence, at).await
     }
 
     async fn mark_uninvited_due(&self, connection: &str, now: Timestamp) -> Result<u64> {

@@ -5,6 +5,16 @@ use doorsync_store::*;
 use jiff::{SignedDuration, Timestamp};
 use testkit::{Backend, TestDb};
 
+/// The fence of the lease `owner` holds on `s` now (or held last).
+async fn lease_of(store: &SqlStore, s: &Subject, owner: &str) -> Fence {
+    let row = store.schedule_row(s).await.unwrap().unwrap();
+    Fence {
+        subject: s.clone(),
+        owner: owner.into(),
+        token: row.fence,
+    }
+}
+
 fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
@@ -281,8 +291,7 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     for s in &claimed {
         store
             .finish(
-                &s.subject,
-                owner,
+                &lease_of(&store, &s.subject, owner).await,
                 Outcome::Done {
                     next_due_at: None,
                     revokes: false,
@@ -321,8 +330,9 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     store.put(team("T", "b", &[]), t3).await.unwrap();
     assert_eq!(due_at(&store, &cust("c")).await, Some(t3));
 
-    // Renaming a location reaches nobody; changing its lead reaches whoever holds something
-    // there (a's booking, b's contract and c, who was in b's team), and nobody else.
+    // Renaming a location reaches nobody; changing its lead reaches whoever has a booking of
+    // its rooms (a), and nobody else: contracts (b's, and c's through b's team) and passes do
+    // not use the buffers.
     let t4 = t("2026-06-01T09:04:00Z");
     store.put(customer("elsewhere"), t4).await.unwrap();
     finish_due(&store, owner, t4).await;
@@ -340,6 +350,13 @@ async fn writes_mark_the_customers_they_reach_due(backend: Backend) {
     }
     let t5 = t("2026-06-01T09:05:00Z");
     l.lead = SignedDuration::from_mins(30);
+    store.put(Record::Location(l.clone()), t5).await.unwrap();
+    assert_eq!(due_at(&store, &cust("a")).await, Some(t5));
+    for c in ["b", "c", "elsewhere"] {
+        assert_eq!(due_at(&store, &cust(c)).await, None, "{c} marked by a lead");
+    }
+    // Its zone reaches everyone who holds something there.
+    l.timezone = Zone::parse("Europe/Paris").unwrap();
     store.put(Record::Location(l.clone()), t5).await.unwrap();
     for c in ["a", "b", "c"] {
         assert_eq!(due_at(&store, &cust(c)).await, Some(t5), "{c}");
@@ -385,8 +402,7 @@ async fn finish_due(store: &SqlStore, owner: &str, at: Timestamp) {
     {
         store
             .finish(
-                &s.subject,
-                owner,
+                &lease_of(store, &s.subject, owner).await,
                 Outcome::Done {
                     next_due_at: None,
                     revokes: false,
@@ -472,6 +488,7 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
             subject: s.clone(),
             due_at: Some(t0),
             drift_at: None,
+            fence: 1,
         }],
         "the claim carries the due time"
     );
@@ -490,8 +507,7 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
     store.mark_due(&s, t1).await.unwrap();
     store
         .finish(
-            &s,
-            "w1",
+            &lease_of(&store, &s, "w1").await,
             Outcome::Done {
                 next_due_at: Some(t("2026-06-02T00:00:00Z")),
                 revokes: false,
@@ -512,8 +528,7 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
     );
     store
         .finish(
-            &s,
-            "w1",
+            &lease_of(&store, &s, "w1").await,
             Outcome::Failed {
                 retry_at: later,
                 error: "late".into(),
@@ -534,8 +549,7 @@ async fn leases_keep_one_worker_per_subject_and_marks_win(backend: Backend) {
     let retry = t("2026-06-01T09:05:00Z");
     store
         .finish(
-            &s,
-            "w2",
+            &lease_of(&store, &s, "w2").await,
             Outcome::Failed {
                 retry_at: retry,
                 error: "provider down".into(),
@@ -865,7 +879,286 @@ async fn a_batch_of_new_records_is_stored_as_writing_each_would(backend: Backend
     one_db.drop_db().await;
 }
 
+fn mirrored(user: &str, groups: &[&str], added: &[&str]) -> MirrorUser {
+    let mut m = MirrorUser::found(
+        user.into(),
+        false,
+        groups.iter().map(|g| g.to_string()).collect(),
+    );
+    m.added = added.iter().map(|g| g.to_string()).collect();
+    m
+}
+
+fn entry(subject: &Subject, operation: &str, at: Timestamp) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at,
+        subject: subject.key(),
+        group_id: None,
+        operation: operation.into(),
+        cause: None,
+        outcome: "ok".into(),
+        latency_ms: Some(0),
+        detail: None,
+    }
+}
+
+/// Every write a reconcile makes carries its claim's fence: once another claim has taken the
+/// subject (the lease ran out while the run stalled), the database refuses the old run's
+/// writes, whoever made them; an instance never claims a subject it still runs; and the
+/// mirror is written as the rows that changed, with its audit entries, in one transaction.
+async fn a_claim_fences_out_the_writes_of_the_run_before_it(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    let lease = SignedDuration::from_secs(30);
+    let s = cust("x");
+    store.put(customer("x"), t0).await.unwrap();
+    let first = store.claim_due("w1", t0, lease, 10).await.unwrap();
+    assert_eq!(subjects(first.clone()), vec![s.clone()]);
+    let f1 = first[0].fence("w1");
+    let m1 = mirrored("u1", &["g1", "g2"], &["g1"]);
+    store
+        .mirror_save(&f1, "c", Some(&m1), &[entry(&s, "create_user", t0)])
+        .await
+        .unwrap();
+    assert_eq!(store.mirror_user("c", &s).await.unwrap(), Some(m1.clone()));
+
+    // w1 stalls past its lease: it does not claim the subject again while it runs it; w2 does.
+    let later = t("2026-06-01T09:01:00Z");
+    let running = [s.clone()].into_iter().collect();
+    assert!(
+        store
+            .claim_in("w1", later, lease, 10, Lane::All, &running)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = store.claim_due("w2", later, lease, 10).await.unwrap();
+    assert_eq!(subjects(taken.clone()), vec![s.clone()]);
+    let f2 = taken[0].fence("w2");
+    assert!(f2.token > f1.token);
+    let fenced = |r: Result<()>| matches!(r, Err(StoreError::Fenced(_)));
+    let stale = mirrored("u1", &["g1"], &["g1"]);
+    assert!(fenced(
+        store
+            .mirror_save(&f1, "c", Some(&stale), &[entry(&s, "late", later)])
+            .await
+    ));
+    assert!(fenced(
+        store
+            .append_run_audit(&f1, &[entry(&s, "late", later)])
+            .await
+    ));
+    let groups = ["g9".to_string()].into_iter().collect();
+    assert!(fenced(store.set_held_past(&f1, "c", &groups, later).await));
+    assert!(fenced(store.clear_invitation_request(&f1, t0).await));
+    assert!(!store.renew_lease(&f1, later).await.unwrap());
+    let retry = Outcome::Failed {
+        retry_at: later,
+        error: "late".into(),
+    };
+    store.finish(&f1, retry.clone()).await.unwrap();
+    let row = store.schedule_row(&s).await.unwrap().unwrap();
+    assert_eq!((row.lease_owner.as_deref(), row.attempts), (Some("w2"), 0));
+    assert_eq!(store.mirror_user("c", &s).await.unwrap(), Some(m1));
+    assert!(store.held_past(Some(&s), 10).await.unwrap().is_empty());
+
+    // The holder's writes land: only what changed is rewritten.
+    let m2 = mirrored("u1", &["g2", "g3"], &["g2", "g3"]);
+    store
+        .mirror_save(&f2, "c", Some(&m2), &[entry(&s, "add_to_group", later)])
+        .await
+        .unwrap();
+    assert_eq!(store.mirror_user("c", &s).await.unwrap(), Some(m2));
+    store
+        .finish(
+            &f2,
+            Outcome::Done {
+                next_due_at: Some(later),
+                revokes: false,
+            },
+        )
+        .await
+        .unwrap();
+    // A token is stale for its own owner too, once a newer claim exists.
+    let again = store.claim_due("w2", later, lease, 10).await.unwrap();
+    let f3 = again[0].fence("w2");
+    assert!(fenced(store.mirror_save(&f2, "c", None, &[]).await));
+    let m3 = mirrored("u2", &["g1"], &[]);
+    store.mirror_save(&f3, "c", Some(&m3), &[]).await.unwrap();
+    assert_eq!(store.mirror_user("c", &s).await.unwrap(), Some(m3));
+    store.mirror_save(&f3, "c", None, &[]).await.unwrap();
+    assert_eq!(store.mirror_user("c", &s).await.unwrap(), None);
+    assert!(
+        store
+            .mirror_group_members("c", "g1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ops: Vec<String> = store
+        .audit(&AuditFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.operation)
+        .collect();
+    assert_eq!(ops, ["add_to_group", "create_user"]);
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// A location's new lead or lag reaches everyone with a booking of its rooms, but only those
+/// who hold a room's group may lose access by it: they alone are marked at revocation priority,
+/// so that a revocation falling due just after the edit is not served after thousands of
+/// reconciles that change nothing. A subject due later to lose access, marked now for anything
+/// else, is claimed now at normal priority.
+async fn a_lead_edit_puts_only_holders_of_its_rooms_in_the_revocation_lane(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    let lease = SignedDuration::from_secs(30);
+    store.put(location("L"), t0).await.unwrap();
+    store.put(resource("R", "L"), t0).await.unwrap();
+    store
+        .put(link(LinkKind::Resource, "R", "room"), t0)
+        .await
+        .unwrap();
+    let pass = Record::Pass(Pass {
+        id: id("P"),
+        location_id: id("L"),
+        name: "Pass".into(),
+    });
+    store.put(pass, t0).await.unwrap();
+    store
+        .put(link(LinkKind::Pass, "P", "pass"), t0)
+        .await
+        .unwrap();
+    // in-room: in the room's group now; member: in the pass's group, with a room booked too;
+    // leaving: in nothing doorsync reads here, and due to lose access tomorrow.
+    for c in ["in-room", "member", "leaving"] {
+        store.put(customer(c), t0).await.unwrap();
+    }
+    store.put(booking("B1", "in-room", "R"), t0).await.unwrap();
+    store.put(booking("B2", "member", "R"), t0).await.unwrap();
+    store.put(booking("B3", "leaving", "R"), t0).await.unwrap();
+    store.put(grant("G", "member", "P"), t0).await.unwrap();
+    let now = t("2026-06-01T10:30:00Z");
+    let tomorrow = t("2026-06-02T00:00:00Z");
+    for claim in store.claim_due("w", now, lease, 100).await.unwrap() {
+        let fence = claim.fence("w");
+        let held: &[&str] = match claim.subject.key().as_str() {
+            "customer:in-room" => &["room"],
+            "customer:member" => &["pass"],
+            _ => &[],
+        };
+        let user = format!("u-{}", claim.subject.key());
+        let m = mirrored(&user, held, held);
+        store.mirror_save(&fence, "c", Some(&m), &[]).await.unwrap();
+        let leaving = claim.subject == cust("leaving");
+        let done = Outcome::Done {
+            next_due_at: leaving.then_some(tomorrow),
+            revokes: leaving,
+        };
+        store.finish(&fence, done).await.unwrap();
+    }
+    let Some(Record::Location(mut l)) = store.get(Kind::Location, "L").await.unwrap() else {
+        panic!("no location");
+    };
+    l.lead = SignedDuration::from_mins(5);
+    store.put(Record::Location(l), now).await.unwrap();
+    let lane = store
+        .claim_in("w", now, lease, 100, Lane::Revocations, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(subjects(lane), vec![cust("in-room")]);
+    let mut rest = subjects(store.claim_due("w", now, lease, 100).await.unwrap());
+    rest.sort();
+    assert_eq!(rest, vec![cust("leaving"), cust("member")]);
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// However the database plans it, and while writes mark the same subjects again, a claim takes
+/// no more subjects than asked for: a lease no worker runs would hold its subject until it ran
+/// out.
+async fn a_claim_never_takes_more_than_its_limit(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let t0 = t("2026-06-01T09:00:00Z");
+    let lease = SignedDuration::from_secs(30);
+    let ops = (0..300)
+        .map(|i| put(customer(&format!("c{i:03}"))))
+        .collect();
+    store.apply_batch(ops, t0, false).await.unwrap();
+    store.optimize().await.unwrap();
+    // Claims race writes that mark the same subjects again.
+    let store = std::sync::Arc::new(store);
+    let mut tasks = vec![];
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("racer-{w}");
+            for round in 0..60 {
+                let lane = if round % 2 == 0 {
+                    Lane::All
+                } else {
+                    Lane::Revocations
+                };
+                let got = store
+                    .claim_in(&owner, t0, lease, 1, lane, &Default::default())
+                    .await
+                    .unwrap();
+                assert!(got.len() <= 1, "{} claimed, 1 asked", got.len());
+                for c in got {
+                    store
+                        .mark_due(&cust(&format!("c{:03}", round * 5 % 300)), t0)
+                        .await
+                        .unwrap();
+                    let back = Outcome::Done {
+                        next_due_at: Some(t0),
+                        revokes: round % 3 == 0,
+                    };
+                    store.finish(&c.fence(&owner), back).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut seen = 0;
+    for limit in [1_u32, 1, 3, 1, 7, 1, 1000] {
+        for lane in [Lane::Revocations, Lane::All] {
+            let got = store
+                .claim_in("w", t0, lease, limit, lane, &Default::default())
+                .await
+                .unwrap();
+            assert!(
+                got.len() <= limit as usize,
+                "{} claimed, {limit} asked",
+                got.len()
+            );
+            seen += got.len();
+        }
+    }
+    assert_eq!(seen, 300);
+    store.close().await;
+    db.drop_db().await;
+}
+
 testkit::on_both_backends!(
+    a_claim_never_takes_more_than_its_limit,
+    a_lead_edit_puts_only_holders_of_its_rooms_in_the_revocation_lane,
+    a_claim_fences_out_the_writes_of_the_run_before_it,
     records_round_trip_and_page,
     unknown_references_are_refused_and_leave_nothing,
     records_in_use_cannot_be_deleted,
@@ -1597,8 +1890,7 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
     let end = t("2026-06-01T10:00:00Z");
     store
         .finish(
-            &cust("leaving"),
-            "w",
+            &lease_of(&store, &cust("leaving"), "w").await,
             Outcome::Done {
                 next_due_at: Some(end),
                 revokes: true,
@@ -1625,8 +1917,7 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
     {
         store
             .finish(
-                &cust(&s),
-                "w",
+                &lease_of(&store, &cust(&s), "w").await,
                 Outcome::Done {
                     next_due_at: None,
                     revokes: false,
@@ -1649,6 +1940,10 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
             cancelled_at: None,
         })
     };
+    store
+        .put(link(LinkKind::Resource, "R", "room"), end)
+        .await
+        .unwrap();
     store.put(cut("2026-06-01T18:00:00Z"), end).await.unwrap();
     store
         .claim_due("w", end, lease, 10)
@@ -1656,10 +1951,16 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
         .unwrap()
         .iter()
         .for_each(|c| assert_eq!(c.subject, cust("cut")));
+    // Its reconcile puts the customer in the room's group.
+    let holds = mirrored("u-cut", &["room"], &["room"]);
+    let fence = lease_of(&store, &cust("cut"), "w").await;
+    store
+        .mirror_save(&fence, "c", Some(&holds), &[])
+        .await
+        .unwrap();
     store
         .finish(
-            &cust("cut"),
-            "w",
+            &fence,
             Outcome::Done {
                 next_due_at: None,
                 revokes: false,
@@ -1681,8 +1982,7 @@ async fn a_revocation_due_is_claimed_before_grants_due_earlier(backend: Backend)
     // Written again unchanged, a record reaches nobody.
     store
         .finish(
-            &cust("cut"),
-            "w",
+            &lease_of(&store, &cust("cut"), "w").await,
             Outcome::Done {
                 next_due_at: None,
                 revokes: false,
