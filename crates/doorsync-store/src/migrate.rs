@@ -92,6 +92,11 @@ const SQLITE: &[Migration] = &[
         name: "customer_emails",
         sql: include_str!("../migrations/sqlite/0015_customer_emails.sql"),
     },
+    Migration {
+        version: 18,
+        name: "setup_codes",
+        sql: include_str!("../migrations/sqlite/0018_setup_codes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -169,6 +174,11 @@ const POSTGRES: &[Migration] = &[
         version: 15,
         name: "customer_emails",
         sql: include_str!("../migrations/postgres/0015_customer_emails.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "setup_codes",
+        sql: include_str!("../migrations/postgres/0018_setup_codes.sql"),
     },
 ];
 
