@@ -1082,7 +1082,43 @@ testkit::on_both_backends!(
     links_control_items_and_access_explains_why,
     openapi_describes_every_route,
     a_batch_applies_each_operation_on_its_own_in_order,
+    readyz_keeps_the_database_error_to_the_log,
 );
+
+/// Anyone may ask whether doorsync is ready; the database's own error text (its host, its user,
+/// what failed) goes to the log, not to them.
+async fn readyz_keeps_the_database_error_to_the_log(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.store.close().await;
+    let cause = doorsync_store::Store::ping(app.store.as_ref())
+        .await
+        .unwrap_err()
+        .to_string();
+    for ask in [app.client.get(app.url("/readyz")), app.get("/readyz")] {
+        let res = ask.send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_ready", "{body}");
+        assert_eq!(
+            body["error"]["message"],
+            "doorsync cannot reach its database; the details are in its log",
+            "{body}"
+        );
+        assert!(!body.to_string().contains(&cause), "{body}");
+    }
+    app.stop().await;
+}
 
 mod limits {
     use axum::Router;
