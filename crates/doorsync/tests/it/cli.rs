@@ -188,6 +188,60 @@ fn import_loads_ndjson_and_reports_bad_lines_by_number() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A line that is not UTF-8 (a file saved as Latin-1, a truncated copy) is one bad line: reported
+/// with its number, the rest applied; with --strict the run stops there. A time past the years
+/// served is refused in the API's words.
+#[test]
+fn import_reports_a_line_that_is_not_utf8_and_goes_on() {
+    let dir = tempdir("import-bytes");
+    let url = format!("sqlite://{}", dir.join("i.db").display());
+    let file = dir.join("load.ndjson");
+    let mut bytes = Vec::new();
+    for line in [
+        &br#"{"op": "put", "collection": "locations", "id": "L", "body": {"name": "Soho", "timezone": "Europe/London"}}"#[..],
+        b"{\"op\": \"put\", \"collection\": \"customers\", \"id\": \"zoe\", \"body\": {\"name\": \"Zo\xeb\", \"email\": \"zoe@example.com\"}}",
+        br#"{"op": "put", "collection": "resources", "id": "R", "body": {"location_id": "L", "name": "Room"}}"#,
+        br#"{"op": "put", "collection": "customers", "id": "ana", "body": {"name": "Ana", "email": "ana@example.com"}}"#,
+        br#"{"op": "put", "collection": "bookings", "id": "b9", "body": {"customer_id": "ana", "resource_id": "R", "start": "2030-01-07T10:00:00Z", "end": "9999-12-31T23:59:59Z"}}"#,
+        b"\xff\xfe",
+        br#"{"op": "put", "collection": "customers", "id": "ben", "body": {"name": "Ben", "email": "ben@example.com"}}"#,
+    ] {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let out = doorsync(&dir, &url)
+        .args(["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2: not UTF-8 text"), "{stderr}");
+    assert!(stderr.contains("line 6: not UTF-8 text"), "{stderr}");
+    assert!(
+        stderr.contains("line 5: 422 validation_failed: must be an RFC 3339 instant with an offset, such as 2026-06-01T10:00:00Z, in the years 1900 to 9998 (field end)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("4 created, 0 replaced, 0 deleted, 3 failed"),
+        "{stdout}"
+    );
+    let out = doorsync(&dir, &url)
+        .args(["import", "--strict", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 2: not UTF-8 text") && stderr.contains("stopped at line 2"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
