@@ -962,7 +962,64 @@ testkit::on_both_backends!(
     setting_up_a_space_against_brivo_sim,
     a_fresh_server_is_not_claimed_without_its_setup_code,
     next_leads_only_to_a_plain_dashboard_path,
+    two_administrators_removing_each_other_at_once_leave_one,
 );
+
+/// As the issue found it: two administrators each remove the other at the same moment. One
+/// removal goes through; the other is refused (or finds its own session gone), never both.
+async fn two_administrators_removing_each_other_at_once_leave_one(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    for round in 0..5 {
+        let (a, b) = (
+            format!("a{round}@example.com"),
+            format!("b{round}@example.com"),
+        );
+        let mut ana = admin(&app, &a).await;
+        let mut ben = admin(&app, &b).await;
+        // The survivor of the last round leaves too, so that these two are all there is.
+        for other in doorsync_store::Store::admins(app.store.as_ref())
+            .await
+            .unwrap()
+        {
+            if other.email != a && other.email != b {
+                let p = ana
+                    .submit(
+                        "/admin/admins",
+                        &format!("/admin/admins/{}/delete", other.id),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(p.status, 303, "{}", p.body);
+            }
+        }
+        let (ana_id, ben_id) = (
+            format!("adm_{}", a.replace(['@', '.'], "_")),
+            format!("adm_{}", b.replace(['@', '.'], "_")),
+        );
+        let ana_csrf = ana.get("/admin/admins").await.csrf();
+        let ben_csrf = ben.get("/admin/admins").await.csrf();
+        let ana_to = format!("/admin/admins/{ben_id}/delete");
+        let ben_to = format!("/admin/admins/{ana_id}/delete");
+        let ana_form = [("csrf", ana_csrf.as_str())];
+        let ben_form = [("csrf", ben_csrf.as_str())];
+        let (p, q) = tokio::join!(ana.post(&ana_to, &ana_form), ben.post(&ben_to, &ben_form),);
+        let left = doorsync_store::Store::admins(app.store.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1, "round {round}: {} / {}", p.status, q.status);
+        let refused = [&p, &q]
+            .iter()
+            .filter(|r| {
+                r.has("The last administrator cannot be removed")
+                    || r.location().starts_with("/admin/signin")
+            })
+            .count();
+        assert_eq!(refused, 1, "round {round}");
+    }
+    app.stop().await;
+}
 
 /// Every byte but letters and digits percent-encoded, for a query value.
 fn percent(s: &str) -> String {
