@@ -72,31 +72,16 @@ pub async fn run(
 /// dashboard's first-run form, and a fresh one as each expires: only whoever reads this server's
 /// log (or runs `doorsync admin create` on it) can claim it.
 async fn announce_setup_codes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
-    const RETRY: std::time::Duration = std::time::Duration::from_secs(60);
-    loop {
-        let wait = match store.admin_count().await {
-            Ok(0) => match doorsync_web::admin::new_setup_code(store.as_ref(), clock.now()).await {
-                Ok((code, until)) => {
-                    tracing::warn!(
-                        expires_at = %until,
-                        "no administrator yet: anyone who reaches /admin/setup needs this server's setup code: {code} (one use, until {until}); or run `doorsync admin create --email E`"
-                    );
-                    until
-                        .duration_since(clock.now())
-                        .try_into()
-                        .unwrap_or(RETRY)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not store a setup code; trying again in a minute");
-                    RETRY
-                }
-            },
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "could not count administrators; trying again in a minute");
-                RETRY
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
+    doorsync_web::admin::announce_setup_codes(
+        store.as_ref(),
+        clock.as_ref(),
+        |code, until| {
+            tracing::warn!(
+                expires_at = %until,
+                "no administrator yet: anyone who reaches /admin/setup needs this server's setup code: {code} (one use, until {until}); or run `doorsync admin create --email E`"
+            );
+        },
+        |pause| tokio::time::sleep(pause.unsigned_abs()),
+    )
+    .await;
 }

@@ -22,7 +22,9 @@ use doorsync_store::{AdminSession, StoreError};
 use page::{ErrorPage, Layout};
 use std::sync::{Arc, Mutex};
 
-pub use signin::{SETUP_CODE_TTL, hash_password, new_password, new_setup_code};
+pub use signin::{
+    SETUP_CODE_TTL, announce_setup_codes, hash_password, new_password, new_setup_code,
+};
 
 const SESSION_COOKIE: &str = "doorsync_admin";
 /// Before sign-in, forms carry a token that matches this cookie (a double-submit token).

@@ -103,6 +103,38 @@ pub async fn new_setup_code(
     Ok((code, until))
 }
 
+/// While no administrator exists: a fresh setup code handed to `announce` (which `serve` logs),
+/// then `wait` until it expires, and again; returns once an administrator exists. A store that
+/// fails is retried a minute later.
+pub async fn announce_setup_codes<W: std::future::Future<Output = ()>>(
+    store: &dyn Store,
+    clock: &dyn doorsync_core::Clock,
+    mut announce: impl FnMut(&str, Timestamp),
+    mut wait: impl FnMut(SignedDuration) -> W,
+) {
+    const RETRY: SignedDuration = SignedDuration::from_mins(1);
+    loop {
+        let pause = match store.admin_count().await {
+            Ok(0) => match new_setup_code(store, clock.now()).await {
+                Ok((code, until)) => {
+                    announce(&code, until);
+                    until.duration_since(clock.now()).max(SignedDuration::ZERO)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store a setup code; trying again in a minute");
+                    RETRY
+                }
+            },
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "could not count administrators; trying again in a minute");
+                RETRY
+            }
+        };
+        wait(pause).await;
+    }
+}
+
 /// The hash a setup code is kept and looked up by; spaces, dashes and case as typed do not
 /// matter.
 fn setup_code_hash(typed: &str) -> String {

@@ -963,7 +963,54 @@ testkit::on_both_backends!(
     a_fresh_server_is_not_claimed_without_its_setup_code,
     next_leads_only_to_a_plain_dashboard_path,
     two_administrators_removing_each_other_at_once_leave_one,
+    a_fresh_setup_code_follows_each_that_expires_until_an_administrator_exists,
 );
+
+/// What `serve` runs at start: a code now, a fresh one as each expires (an hour on, by the test's
+/// clock), and nothing more once an administrator exists, however they were made.
+async fn a_fresh_setup_code_follows_each_that_expires_until_an_administrator_exists(
+    backend: Backend,
+) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let start = app.clock.now();
+    let mut codes: Vec<(String, jiff::Timestamp)> = vec![];
+    let mut wakes = 0;
+    doorsync_web::admin::announce_setup_codes(
+        app.store.as_ref(),
+        app.clock.as_ref(),
+        |code, until| codes.push((code.to_owned(), until)),
+        |pause| {
+            wakes += 1;
+            let third = wakes == 3;
+            app.clock.advance(pause);
+            let store = app.store.clone();
+            let now = app.clock.now();
+            async move {
+                // On the third wake, someone ran `doorsync admin create`.
+                if third {
+                    doorsync_store::Store::create_admin(
+                        store.as_ref(),
+                        "adm_cli",
+                        "cli@example.com",
+                        "hash",
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        },
+    )
+    .await;
+    let hour = doorsync_web::admin::SETUP_CODE_TTL;
+    let ends: Vec<jiff::Timestamp> = codes.iter().map(|(_, until)| *until).collect();
+    assert_eq!(ends, [start + hour, start + hour * 2, start + hour * 3]);
+    let distinct: std::collections::BTreeSet<&String> = codes.iter().map(|(c, _)| c).collect();
+    assert_eq!(distinct.len(), 3, "{codes:?}");
+    app.stop().await;
+}
 
 /// As the issue found it: two administrators each remove the other at the same moment. One
 /// removal goes through; the other is refused (or finds its own session gone), never both.
