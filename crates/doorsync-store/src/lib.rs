@@ -22,7 +22,7 @@ mod secrets;
 mod setup;
 mod sql;
 
-pub use admins::{Admin, AdminSession, OAuthState};
+pub use admins::{Admin, AdminRemoval, AdminSession, FirstAdmin, OAuthState};
 pub use alerts::{Alert, AlertSend, OutgoingHook};
 pub use fence::Fence;
 pub use members::{MemberSession, OutgoingMail};
@@ -584,8 +584,26 @@ pub trait Store: Send + Sync + 'static {
     async fn admins(&self) -> Result<Vec<Admin>>;
     /// The administrator with that e-mail, with their password hash.
     async fn admin_credentials(&self, email: &str) -> Result<Option<(Admin, String)>>;
-    /// Removes an administrator and ends their sessions.
-    async fn delete_admin(&self, id: &str) -> Result<bool>;
+    /// Removes an administrator and ends their sessions, unless it is the last one: the rule
+    /// holds inside the removal, whatever else removes administrators at the same moment.
+    async fn delete_admin(&self, id: &str) -> Result<AdminRemoval>;
+    /// Gives an administrator a new password hash and ends their sessions; false when unknown.
+    async fn set_admin_password(&self, id: &str, password_hash: &str) -> Result<bool>;
+    /// Keeps a first-run setup code's hash until `expires_at`.
+    async fn add_setup_code(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// Creates the first administrator (id, e-mail, password hash) with a live setup code, which
+    /// is then used up with every other: the first run is over.
+    async fn create_first_admin(
+        &self,
+        code_hash: &str,
+        admin: (&str, &str, &str),
+        now: Timestamp,
+    ) -> Result<FirstAdmin>;
     async fn create_admin_session(
         &self,
         token_hash: &str,

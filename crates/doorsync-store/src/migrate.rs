@@ -97,6 +97,11 @@ const SQLITE: &[Migration] = &[
         name: "fencing",
         sql: include_str!("../migrations/sqlite/0016_fencing.sql"),
     },
+    Migration {
+        version: 18,
+        name: "setup_codes",
+        sql: include_str!("../migrations/sqlite/0018_setup_codes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -179,6 +184,11 @@ const POSTGRES: &[Migration] = &[
         version: 16,
         name: "fencing",
         sql: include_str!("../migrations/postgres/0016_fencing.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "setup_codes",
+        sql: include_str!("../migrations/postgres/0018_setup_codes.sql"),
     },
 ];
 

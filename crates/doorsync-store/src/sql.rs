@@ -1161,8 +1161,30 @@ impl Store for SqlStore {
         crate::admins::credentials(self, email).await
     }
 
-    async fn delete_admin(&self, id: &str) -> Result<bool> {
+    async fn delete_admin(&self, id: &str) -> Result<AdminRemoval> {
         crate::admins::delete(self, id).await
+    }
+
+    async fn set_admin_password(&self, id: &str, password_hash: &str) -> Result<bool> {
+        crate::admins::set_password(self, id, password_hash).await
+    }
+
+    async fn add_setup_code(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::admins::add_setup_code(self, code_hash, now, expires_at).await
+    }
+
+    async fn create_first_admin(
+        &self,
+        code_hash: &str,
+        admin: (&str, &str, &str),
+        now: Timestamp,
+    ) -> Result<FirstAdmin> {
+        crate::admins::create_first(self, code_hash, admin, now).await
     }
 
     async fn create_admin_session(

@@ -95,25 +95,19 @@ fn iso_duration<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// Dates and instants the rules can compute with: years 1900 to 9998 (a lead or lag added to
-/// the last representable instant would overflow, and year 0 is no one's booking).
+/// Dates and instants the rules can compute with ([`crate::input::YEARS`]). Bodies read them
+/// through [`crate::input::instant`] already; this holds for any other way a body is built.
 fn instant(field: &'static str, t: Timestamp) -> Result<Timestamp, ApiError> {
     let year = jiff::tz::TimeZone::UTC.to_datetime(t).year();
-    if !(1900..=9998).contains(&year) {
-        return Err(ApiError::invalid(
-            field,
-            "must be between the years 1900 and 9998",
-        ));
+    if !crate::input::YEARS.contains(&year) {
+        return Err(ApiError::invalid(field, crate::input::INSTANT_WORDS));
     }
     Ok(t)
 }
 
 fn day(field: &'static str, d: Date) -> Result<Date, ApiError> {
-    if !(1900..=9998).contains(&d.year()) {
-        return Err(ApiError::invalid(
-            field,
-            "must be between the years 1900 and 9998",
-        ));
+    if !crate::input::YEARS.contains(&d.year()) {
+        return Err(ApiError::invalid(field, crate::input::DATE_WORDS));
     }
     Ok(d)
 }
@@ -644,8 +638,10 @@ pub struct BookingBody {
     pub customer_id: Id,
     #[schema(schema_with = id_schema)]
     pub resource_id: Id,
+    #[serde(deserialize_with = "crate::input::instant")]
     #[schema(value_type = String, format = DateTime)]
     pub start: Timestamp,
+    #[serde(deserialize_with = "crate::input::instant")]
     #[schema(value_type = String, format = DateTime)]
     pub end: Timestamp,
     #[serde(default)]
@@ -692,9 +688,11 @@ pub struct ContractBody {
     /// Desks and offices of one location.
     #[schema(schema_with = desk_ids_schema)]
     pub desk_ids: Vec<Id>,
+    #[serde(deserialize_with = "crate::input::date")]
     #[schema(value_type = String, format = Date)]
     pub start_date: Date,
     /// Inclusive; open-ended when absent.
+    #[serde(default, deserialize_with = "crate::input::optional_date")]
     #[schema(value_type = Option<String>, format = Date)]
     pub end_date: Option<Date>,
     #[serde(default)]
@@ -755,8 +753,10 @@ pub struct PassGrantBody {
     pub customer_id: Id,
     #[schema(schema_with = id_schema)]
     pub pass_id: Id,
+    #[serde(deserialize_with = "crate::input::instant")]
     #[schema(value_type = String, format = DateTime)]
     pub valid_from: Timestamp,
+    #[serde(deserialize_with = "crate::input::instant")]
     #[schema(value_type = String, format = DateTime)]
     pub valid_until: Timestamp,
     /// Check-in days the grant holds; unlimited when absent.
@@ -807,9 +807,11 @@ pub struct VisitorBody {
     pub host_customer_id: Id,
     #[schema(schema_with = id_schema)]
     pub location_id: Id,
+    #[serde(deserialize_with = "crate::input::instant")]
     #[schema(value_type = String, format = DateTime)]
     pub arrival: Timestamp,
     /// Access ends at the end of the arrival's local day when absent.
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub departure: Option<Timestamp>,
 }

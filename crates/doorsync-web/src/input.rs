@@ -62,6 +62,76 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
     Ok(value)
 }
 
+/// The years doorsync takes times in. The rules add leads, lags and a day to instants, in any
+/// zone (offsets up to 26 hours): near the end of jiff's range (9999-12-30) that would overflow,
+/// so the last year served is 9998; and no one books in year 0.
+pub const YEARS: std::ops::RangeInclusive<i16> = 1900..=9998;
+/// What is wrong with a time that cannot be read or is out of [`YEARS`], in the README's words:
+/// never the parser's own message, which speaks of its internals.
+pub const INSTANT_WORDS: &str = "must be an RFC 3339 instant with an offset, such as 2026-06-01T10:00:00Z, in the years 1900 to 9998";
+pub const DATE_WORDS: &str = "must be a date YYYY-MM-DD in the years 1900 to 9998";
+
+/// An RFC 3339 instant in [`YEARS`] (its year in UTC).
+pub fn read_instant(s: &str) -> Option<jiff::Timestamp> {
+    let t: jiff::Timestamp = s.parse().ok()?;
+    YEARS
+        .contains(&jiff::tz::TimeZone::UTC.to_datetime(t).year())
+        .then_some(t)
+}
+
+/// A `YYYY-MM-DD` date in [`YEARS`].
+pub fn read_date(s: &str) -> Option<jiff::civil::Date> {
+    let d: jiff::civil::Date = s.parse().ok()?;
+    YEARS.contains(&d.year()).then_some(d)
+}
+
+fn text_as<'de, D: serde::Deserializer<'de>, T>(
+    d: D,
+    read: fn(&str) -> Option<T>,
+    words: &'static str,
+) -> Result<T, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let s = String::deserialize(d).map_err(|_| D::Error::custom(words))?;
+    read(&s).ok_or_else(|| D::Error::custom(words))
+}
+
+fn optional_text_as<'de, D: serde::Deserializer<'de>, T>(
+    d: D,
+    read: fn(&str) -> Option<T>,
+    words: &'static str,
+) -> Result<Option<T>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let s = Option::<String>::deserialize(d).map_err(|_| D::Error::custom(words))?;
+    s.map(|s| read(&s).ok_or_else(|| D::Error::custom(words)))
+        .transpose()
+}
+
+/// serde `deserialize_with` for an instant field: [`read_instant`], refused in [`INSTANT_WORDS`].
+pub fn instant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<jiff::Timestamp, D::Error> {
+    text_as(d, read_instant, INSTANT_WORDS)
+}
+
+/// As [`instant`], for an optional field (absent or `null`: none); give it `#[serde(default)]`.
+pub fn optional_instant<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<jiff::Timestamp>, D::Error> {
+    optional_text_as(d, read_instant, INSTANT_WORDS)
+}
+
+/// serde `deserialize_with` for a date field: [`read_date`], refused in [`DATE_WORDS`].
+pub fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<jiff::civil::Date, D::Error> {
+    text_as(d, read_date, DATE_WORDS)
+}
+
+/// As [`date`], for an optional field; give it `#[serde(default)]`.
+pub fn optional_date<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<jiff::civil::Date>, D::Error> {
+    optional_text_as(d, read_date, DATE_WORDS)
+}
+
 /// `application/json` or a `+json` type, with parameters (`; charset=utf-8`) allowed.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -120,6 +190,32 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         json(&h, Ok(Bytes::from(s.to_owned())))
+    }
+
+    #[test]
+    fn times_are_read_in_the_years_served_only() {
+        for ok in [
+            "1900-01-01T00:00:00Z",
+            "9998-12-31T23:59:59.999Z",
+            "2026-06-01T10:00:00+02:00",
+        ] {
+            assert!(read_instant(ok).is_some(), "{ok}");
+        }
+        // The last instant jiff has is 9999-12-30T22:00:00Z; each bad one reads as none.
+        for bad in [
+            "9999-12-31T23:59:59Z",
+            "9999-01-01T00:00:00Z",
+            "9998-12-31T23:00:00-12:00",
+            "1899-12-31T23:59:59Z",
+            "2026-06-01T10:00:00",
+            "",
+        ] {
+            assert!(read_instant(bad).is_none(), "{bad}");
+        }
+        assert!(read_date("9998-12-31").is_some());
+        for bad in ["9999-01-01", "10000-01-01", "1899-12-31", "2026-02-30"] {
+            assert!(read_date(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -82,12 +82,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Anyone may ask (load balancers, health checks): the database's own error names its host, its
+/// user and what failed, so it goes to the log, and the answer only says what kind of trouble.
+/// A token cannot be checked without the database, so every caller gets the same answer.
 async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready: the database did not answer");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            format!("database unreachable: {e}"),
+            "doorsync cannot reach its database; the details are in its log",
         )
     })?;
     Ok("ready\n")

@@ -117,8 +117,10 @@ pub struct AuditQuery {
     /// What caused the change: `booking:ID`, `drift_audit`, ...
     pub cause: Option<String>,
     /// RFC 3339 instant, inclusive.
+    #[serde(default, deserialize_with = "input::optional_instant")]
     pub since: Option<jiff::Timestamp>,
     /// RFC 3339 instant, exclusive.
+    #[serde(default, deserialize_with = "input::optional_instant")]
     pub until: Option<jiff::Timestamp>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -143,8 +145,10 @@ pub struct PresenceQuery {
     /// Only at this location.
     pub location_id: Option<String>,
     /// RFC 3339 instant, inclusive.
+    #[serde(default, deserialize_with = "input::optional_instant")]
     pub since: Option<jiff::Timestamp>,
     /// RFC 3339 instant, exclusive.
+    #[serde(default, deserialize_with = "input::optional_instant")]
     pub until: Option<jiff::Timestamp>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]

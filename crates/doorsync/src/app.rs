@@ -49,6 +49,7 @@ pub async fn run(
     let listener_task = store.on_due(move || waker.wake()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine_task = tokio::spawn(engine.clone().run(stop_rx));
+    let setup_task = tokio::spawn(announce_setup_codes(shared.clone(), clock.clone()));
     let state = doorsync_web::AppState {
         store: shared,
         clock,
@@ -57,6 +58,7 @@ pub async fn run(
         outbox: options.outbox,
     };
     let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
+    setup_task.abort();
     let _ = stop_tx.send(true);
     let _ = engine_task.await;
     if let Some(t) = listener_task {
@@ -64,4 +66,22 @@ pub async fn run(
     }
     store.close().await;
     Ok(served?)
+}
+
+/// While no administrator exists, a warning in the log with a one-time setup code for the
+/// dashboard's first-run form, and a fresh one as each expires: only whoever reads this server's
+/// log (or runs `doorsync admin create` on it) can claim it.
+async fn announce_setup_codes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    doorsync_web::admin::announce_setup_codes(
+        store.as_ref(),
+        clock.as_ref(),
+        |code, until| {
+            tracing::warn!(
+                expires_at = %until,
+                "no administrator yet: anyone who reaches /admin/setup needs this server's setup code: {code} (one use, until {until}); or run `doorsync admin create --email E`"
+            );
+        },
+        |pause| tokio::time::sleep(pause.unsigned_abs()),
+    )
+    .await;
 }

@@ -52,14 +52,20 @@ async fn demo_admin(store: &SqlStore, dir: &Path) -> anyhow::Result<(String, Str
     if let (Some(p), Some(_)) = (&kept, &known) {
         return Ok((EMAIL.into(), p.trim().to_owned()));
     }
-    if let Some((a, _)) = known {
-        store.delete_admin(&a.id).await?;
-    }
     let password = doorsync_web::admin::new_password();
     let hash = doorsync_web::admin::hash_password(&password);
-    store
-        .create_admin("adm_demo", EMAIL, &hash, Timestamp::now())
-        .await?;
+    // Its password file lost: a new password rather than a removal, which would be the last
+    // administrator's.
+    match known {
+        Some((a, _)) => {
+            store.set_admin_password(&a.id, &hash).await?;
+        }
+        None => {
+            store
+                .create_admin("adm_demo", EMAIL, &hash, Timestamp::now())
+                .await?;
+        }
+    }
     std::fs::write(&file, &password).with_context(|| format!("writing {}", file.display()))?;
     Ok((EMAIL.into(), password))
 }

@@ -61,7 +61,7 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
     };
     let mut summary = Summary::default();
     let (mut line_no, mut bytes) = (0usize, 0u64);
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     loop {
         // Read ahead: the operations and the line each came from.
         let mut ops: Vec<Value> = vec![];
@@ -69,8 +69,9 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
         let mut eof = false;
         while ops.len() < READ_AHEAD {
             buf.clear();
+            // Bytes, not a String: one line that is not UTF-8 is that line's fault, not the file's.
             let n = reader
-                .read_line(&mut buf)
+                .read_until(b'\n', &mut buf)
                 .with_context(|| format!("reading {}", file.display()))?;
             if n == 0 {
                 eof = true;
@@ -78,18 +79,15 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
             }
             line_no += 1;
             bytes += n as u64;
-            let text = buf.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Value>(text) {
-                Ok(v) => {
+            match parse_line(&buf) {
+                Ok(None) => {}
+                Ok(Some(v)) => {
                     ops.push(v);
                     lines.push(line_no);
                 }
-                Err(e) => {
+                Err(why) => {
                     summary.failed += 1;
-                    eprintln!("{}line {line_no}: malformed JSON: {e}", clear(&progress));
+                    eprintln!("{}line {line_no}: {why}", clear(&progress));
                     anyhow::ensure!(
                         !strict,
                         "stopped at line {line_no} (--strict); the lines before it are applied"
@@ -129,6 +127,23 @@ pub async fn run(store: &SqlStore, file: &Path, strict: bool) -> anyhow::Result<
         }
     }
     Ok(summary)
+}
+
+/// One line's operation, `None` for a blank line, or what is wrong with it in words.
+fn parse_line(line: &[u8]) -> Result<Option<Value>, String> {
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "not UTF-8 text (byte {} of the line); save the file as UTF-8",
+            e.valid_up_to() + 1
+        )
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| format!("malformed JSON: {e}"))
 }
 
 /// On a terminal, the progress line is cleared before a message is printed under it.

@@ -250,7 +250,7 @@ async fn run() -> anyhow::Result<()> {
             store.close().await;
             if admins.is_empty() {
                 println!(
-                    "no administrators; `doorsync admin create --email E` makes one, or the dashboard's first page"
+                    "no administrators; `doorsync admin create --email E` makes one, or the dashboard's first page with the setup code `doorsync serve` writes to its log"
                 );
             }
             for a in admins {

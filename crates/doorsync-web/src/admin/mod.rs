@@ -22,7 +22,9 @@ use doorsync_store::{AdminSession, StoreError};
 use page::{ErrorPage, Layout};
 use std::sync::{Arc, Mutex};
 
-pub use signin::{hash_password, new_password};
+pub use signin::{
+    SETUP_CODE_TTL, announce_setup_codes, hash_password, new_password, new_setup_code,
+};
 
 const SESSION_COOKIE: &str = "doorsync_admin";
 /// Before sign-in, forms carry a token that matches this cookie (a double-submit token).
@@ -160,9 +162,12 @@ pub(crate) fn html_or_refused(t: impl Template, refused: bool) -> PageResult {
     Ok((status, html(t)?).into_response())
 }
 
-/// After a form: back to a page with GET (303), so a reload does not post again.
+/// After a form: back to a page with GET (303), so a reload does not post again. An address
+/// that cannot be a header is refused in words (axum's `Redirect` would panic on it).
 pub(crate) fn see_other(to: &str) -> PageResult {
-    Ok(Redirect::to(to).into_response())
+    let location = HeaderValue::from_str(to)
+        .map_err(|_| PageError::bad("That address cannot be followed."))?;
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {

@@ -503,7 +503,7 @@ async fn bad_input_is_refused_with_the_field_and_leaves_nothing(backend: Backend
         (
             "a booking in year 0000",
             "/api/v1/bookings/z",
-            json!({"customer_id": "a", "resource_id": "R", "start": "0000-06-01T10:00:00Z", "end": "0000-06-01T11:00:00Z"}),
+            json!({"customer_id": "a", "resource_id": "R", "start": "0000-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"}),
             422,
             "validation_failed",
             "start",
@@ -1082,7 +1082,189 @@ testkit::on_both_backends!(
     links_control_items_and_access_explains_why,
     openapi_describes_every_route,
     a_batch_applies_each_operation_on_its_own_in_order,
+    times_outside_the_years_served_are_refused_in_words,
+    readyz_keeps_the_database_error_to_the_log,
 );
+
+/// Anyone may ask whether doorsync is ready; the database's own error text (its host, its user,
+/// what failed) goes to the log, not to them.
+async fn readyz_keeps_the_database_error_to_the_log(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.store.close().await;
+    let cause = doorsync_store::Store::ping(app.store.as_ref())
+        .await
+        .unwrap_err()
+        .to_string();
+    for ask in [app.client.get(app.url("/readyz")), app.get("/readyz")] {
+        let res = ask.send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_ready", "{body}");
+        assert_eq!(
+            body["error"]["message"],
+            "doorsync cannot reach its database; the details are in its log",
+            "{body}"
+        );
+        assert!(!body.to_string().contains(&cause), "{body}");
+    }
+    app.stop().await;
+}
+
+/// What the API says of a time it cannot take, in the README's words (no parser's internals).
+const INSTANT_WORDS: &str = "must be an RFC 3339 instant with an offset, such as 2026-06-01T10:00:00Z, in the years 1900 to 9998";
+const DATE_WORDS: &str = "must be a date YYYY-MM-DD in the years 1900 to 9998";
+
+/// A booking in year 9999 (or any time past what the rules compute with, or not a time at all)
+/// is a 422 naming the field, in words, through PUT, PATCH and the batch alike.
+async fn times_outside_the_years_served_are_refused_in_words(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    seed(&app).await;
+    let ok_start = "2026-06-01T10:00:00Z";
+    let ok_end = "2026-06-01T11:00:00Z";
+    let booking = |start: &str, end: &str| json!({"customer_id": "a", "resource_id": "R", "start": start, "end": end});
+    let grant = |from: &str, until: &str| json!({"customer_id": "a", "pass_id": "P", "valid_from": from, "valid_until": until});
+    let visitor = |arrival: &str, departure: &str| json!({"name": "Vi", "email": "vi@example.com", "host_customer_id": "a", "location_id": "L", "arrival": arrival, "departure": departure});
+    let contract = |start: &str, end: &str| json!({"customer_id": "a", "desk_ids": ["D1"], "start_date": start, "end_date": end});
+    let mut cases: Vec<(&str, Value, &str, &str)> = vec![];
+    for bad in [
+        "9999-12-31T23:59:59Z",
+        "9999-12-30T00:00:00Z",
+        "9999-01-01T00:00:00Z",
+        "1899-12-31T23:59:59Z",
+        "0000-01-01T00:00:00Z",
+        "+10000-01-01T00:00:00Z",
+        "2026-06-01T10:00:00",
+        "tomorrow",
+    ] {
+        cases.push(("bookings", booking(ok_start, bad), "end", INSTANT_WORDS));
+        cases.push(("bookings", booking(bad, ok_end), "start", INSTANT_WORDS));
+        cases.push((
+            "pass-grants",
+            grant(ok_start, bad),
+            "valid_until",
+            INSTANT_WORDS,
+        ));
+        cases.push((
+            "visitors",
+            visitor(ok_start, bad),
+            "departure",
+            INSTANT_WORDS,
+        ));
+        cases.push(("visitors", visitor(bad, ok_end), "arrival", INSTANT_WORDS));
+    }
+    for bad in [
+        "9999-12-31",
+        "10000-01-01",
+        "1899-12-31",
+        "2026-13-01",
+        "soon",
+    ] {
+        cases.push((
+            "contracts",
+            contract("2026-06-01", bad),
+            "end_date",
+            DATE_WORDS,
+        ));
+        cases.push((
+            "contracts",
+            contract(bad, "2026-06-30"),
+            "start_date",
+            DATE_WORDS,
+        ));
+    }
+    for (i, (collection, body, field, words)) in cases.iter().enumerate() {
+        let (status, answer) = app
+            .put_json(&format!("/api/v1/{collection}/y{i}"), body.clone())
+            .await;
+        assert_eq!(status, 422, "{collection} {body}: {answer}");
+        let e = &answer["error"];
+        assert_eq!(
+            (
+                e["code"].as_str(),
+                e["field"].as_str(),
+                e["message"].as_str()
+            ),
+            (Some("validation_failed"), Some(*field), Some(*words)),
+            "{collection} {body}"
+        );
+    }
+    // The same through a merge patch of a stored booking, and through the batch.
+    let (status, _) = app
+        .put_json("/api/v1/bookings/ok", booking(ok_start, ok_end))
+        .await;
+    assert_eq!(status, 201);
+    let (status, answer) = app
+        .patch_json(
+            "/api/v1/bookings/ok",
+            json!({"end": "9999-12-31T23:59:59Z"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "end", "{answer}");
+    assert_eq!(answer["error"]["message"], INSTANT_WORDS, "{answer}");
+    let operations: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (collection, body, _, _))| json!({"op": "put", "collection": collection, "id": format!("z{i}"), "body": body}))
+        .collect();
+    let res = app
+        .client
+        .post(app.url("/api/v1/batch"))
+        .bearer_auth(&app.token)
+        .json(&json!({"operations": operations}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    for (r, (collection, sent, field, words)) in
+        body["results"].as_array().unwrap().iter().zip(&cases)
+    {
+        assert_eq!(r["status"], 422, "{collection} {sent}: {r}");
+        assert_eq!(r["error"]["field"], *field, "{collection} {sent}: {r}");
+        assert_eq!(r["error"]["message"], *words, "{collection} {sent}: {r}");
+    }
+    // The last year served is taken, buffers and all.
+    let (status, answer) = app
+        .put_json(
+            "/api/v1/bookings/late",
+            booking("9998-12-31T22:00:00Z", "9998-12-31T23:59:59.999Z"),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = app.get_json("/api/v1/customers/a/access").await;
+    assert_eq!(status, 200, "{answer}");
+    // Filters take the same instants, and say so in the same words.
+    let res = app
+        .get("/api/v1/audit?since=9999-12-31T23:59:59Z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["error"]["field"], "since", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(INSTANT_WORDS),
+        "{answer}"
+    );
+    app.stop().await;
+}
 
 mod limits {
     use axum::Router;

@@ -188,6 +188,60 @@ fn import_loads_ndjson_and_reports_bad_lines_by_number() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A line that is not UTF-8 (a file saved as Latin-1, a truncated copy) is one bad line: reported
+/// with its number, the rest applied; with --strict the run stops there. A time past the years
+/// served is refused in the API's words.
+#[test]
+fn import_reports_a_line_that_is_not_utf8_and_goes_on() {
+    let dir = tempdir("import-bytes");
+    let url = format!("sqlite://{}", dir.join("i.db").display());
+    let file = dir.join("load.ndjson");
+    let mut bytes = Vec::new();
+    for line in [
+        &br#"{"op": "put", "collection": "locations", "id": "L", "body": {"name": "Soho", "timezone": "Europe/London"}}"#[..],
+        b"{\"op\": \"put\", \"collection\": \"customers\", \"id\": \"zoe\", \"body\": {\"name\": \"Zo\xeb\", \"email\": \"zoe@example.com\"}}",
+        br#"{"op": "put", "collection": "resources", "id": "R", "body": {"location_id": "L", "name": "Room"}}"#,
+        br#"{"op": "put", "collection": "customers", "id": "ana", "body": {"name": "Ana", "email": "ana@example.com"}}"#,
+        br#"{"op": "put", "collection": "bookings", "id": "b9", "body": {"customer_id": "ana", "resource_id": "R", "start": "2030-01-07T10:00:00Z", "end": "9999-12-31T23:59:59Z"}}"#,
+        b"\xff\xfe",
+        br#"{"op": "put", "collection": "customers", "id": "ben", "body": {"name": "Ben", "email": "ben@example.com"}}"#,
+    ] {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let out = doorsync(&dir, &url)
+        .args(["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 2: not UTF-8 text"), "{stderr}");
+    assert!(stderr.contains("line 6: not UTF-8 text"), "{stderr}");
+    assert!(
+        stderr.contains("line 5: 422 validation_failed: must be an RFC 3339 instant with an offset, such as 2026-06-01T10:00:00Z, in the years 1900 to 9998 (field end)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("4 created, 0 replaced, 0 deleted, 3 failed"),
+        "{stdout}"
+    );
+    let out = doorsync(&dir, &url)
+        .args(["import", "--strict", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 2: not UTF-8 text") && stderr.contains("stopped at line 2"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -461,7 +515,102 @@ async fn serve_starts_in_an_empty_directory_with_the_default_database() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-testkit::on_both_backends!(the_readme_session_works_against_serve);
+testkit::on_both_backends!(
+    the_readme_session_works_against_serve,
+    a_fresh_serve_is_claimed_only_with_the_code_in_its_log,
+);
+
+/// A fresh `doorsync serve` warns that it has no administrator and writes a setup code to its
+/// log; the dashboard's first-run form takes that code once, and nothing else.
+async fn a_fresh_serve_is_claimed_only_with_the_code_in_its_log(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let dir = tempdir(&format!("setup-code-{backend:?}"));
+    let mut cmd = doorsync(&dir, &db.url);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let (child, lines) = start_until(&mut cmd, false, |l| l.contains("setup code: "));
+    let base = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(LISTENING))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let said = lines.last().unwrap();
+    assert!(
+        said.contains("WARN") && said.contains("no administrator yet"),
+        "{said}"
+    );
+    let code = said
+        .split("setup code: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.len(), 29, "{code}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{base}/admin/setup"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = page.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let claim = |code: &str| {
+        http.post(format!("{base}/admin/setup"))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("code", code),
+                ("email", "ops@example.com"),
+                ("password", "a long enough password"),
+                ("confirm", "a long enough password"),
+            ])
+            .send()
+    };
+    let wrong = claim("AAAAA-BBBBB-CCCCC-DDDDD-EEEEE").await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    let listed = doorsync(&dir, &db.url)
+        .args(["admin", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("no administrators"),
+        "{listed:?}"
+    );
+    let ok = claim(&code).await.unwrap();
+    assert_eq!(ok.status(), 303);
+    assert_eq!(ok.headers()["location"], "/admin");
+    let again = claim(&code).await.unwrap();
+    assert_eq!(again.status(), 403);
+    let listed = doorsync(&dir, &db.url)
+        .args(["admin", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("ops@example.com") && listed.lines().count() == 1,
+        "{listed}"
+    );
+    drop(child);
+    std::fs::remove_dir_all(&dir).unwrap();
+    db.drop_db().await;
+}
 
 /// One `doorsync serve` per SQLite file: a second is refused with a reason, and one started after
 /// a `kill -9` takes back at once what the killed one had leased.
@@ -531,6 +680,48 @@ struct Demo {
     api: String,
     sim: String,
     token: String,
+    /// The printed dashboard sign-in: e-mail and password.
+    sign_in: (String, String),
+}
+
+/// Signs in to the demo's dashboard with `email` and `password`: whether it let them in.
+async fn dashboard_signs_in(demo: &Demo, email: &str, password: &str) -> bool {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/admin/signin", demo.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the sign-in page, not the first run");
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = page.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let res = http
+        .post(format!("{}/admin/signin", demo.api))
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    res.status() == 303
 }
 
 fn start_demo(dir: &Path) -> Demo {
@@ -564,7 +755,8 @@ fn start_demo(dir: &Path) -> Demo {
         .iter()
         .find_map(|l| l.strip_prefix("dashboard sign-in: "))
         .expect("a dashboard sign-in line");
-    assert_eq!(sign_in.split_whitespace().count(), 2, "{sign_in}");
+    let sign_in: Vec<String> = sign_in.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(sign_in.len(), 2, "{sign_in:?}");
     let sim = field("brivo-sim:").expect("brivo-sim line");
     let token = lines
         .last()
@@ -577,6 +769,7 @@ fn start_demo(dir: &Path) -> Demo {
         api,
         sim,
         token,
+        sign_in: (sign_in[0].clone(), sign_in[1].clone()),
     }
 }
 
@@ -662,6 +855,8 @@ async fn the_demo_converges_and_survives_kill_9() {
     let dir = tempdir("demo");
     let mut demo = start_demo(&dir);
     let client = reqwest::Client::new();
+    let (email, password) = demo.sign_in.clone();
+    assert!(dashboard_signs_in(&demo, &email, &password).await);
     // Let the burst begin, then kill the process outright.
     wait_for("the first changes", || async {
         let Ok(res) = client
@@ -683,11 +878,19 @@ async fn the_demo_converges_and_survives_kill_9() {
     let _ = demo.child.0.wait();
 
     let first_token = demo.token.clone();
+    // With its password file lost, a resumed demo gives its administrator a new password (it
+    // cannot remove the only one) and prints it.
+    std::fs::remove_file(dir.join("dashboard-password")).unwrap();
     let mut demo = start_demo(&dir);
     assert_eq!(
         demo.token, first_token,
         "a resumed demo keeps its API token"
     );
+    let (email_again, new_password) = demo.sign_in.clone();
+    assert_eq!(email_again, email);
+    assert_ne!(new_password, password);
+    assert!(dashboard_signs_in(&demo, &email, &new_password).await);
+    assert!(!dashboard_signs_in(&demo, &email, &password).await);
     wait_for("the demo to settle after the restart", || settled(&demo)).await;
     let groups = members_by_group(&demo.sim).await;
     expected(&groups);

@@ -108,6 +108,25 @@ impl Browser {
         self.post(to, &form).await
     }
 
+    /// Posts the first-run form with the token `csrf`.
+    async fn setup(
+        &mut self,
+        csrf: &str,
+        code: &str,
+        email: &str,
+        password: &str,
+        confirm: &str,
+    ) -> Page {
+        let form = [
+            ("csrf", csrf),
+            ("code", code),
+            ("email", email),
+            ("password", password),
+            ("confirm", confirm),
+        ];
+        self.post("/admin/setup", &form).await
+    }
+
     async fn sign_in(&mut self, email: &str, password: &str) -> Page {
         self.submit(
             "/admin/signin",
@@ -204,66 +223,100 @@ async fn first_run_asks_for_an_administrator(backend: Backend) {
     let setup = b.get("/admin/setup").await;
     assert_eq!(setup.status, 200);
     assert!(setup.has("Create the account"));
+    // It says where the code is, and the other way in.
+    assert!(
+        setup.has("setup code") && setup.has("log") && setup.has("doorsync admin create"),
+        "{}",
+        setup.body
+    );
     let csrf = setup.csrf();
+    // What `doorsync serve` does at start while no administrator exists.
+    let (code, until) = doorsync_web::admin::new_setup_code(app.store.as_ref(), app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        until,
+        app.clock.now() + doorsync_web::admin::SETUP_CODE_TTL,
+        "{code}"
+    );
     // The token is bound to this browser's cookie: another client's post is refused.
     let mut stranger = Browser::new(&app.base);
     let p = stranger
-        .post(
-            "/admin/setup",
-            &[
-                ("csrf", csrf.as_str()),
-                ("email", "eve@example.com"),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
-        )
+        .setup(&csrf, &code, "eve@example.com", PASSWORD, PASSWORD)
         .await;
     assert_eq!(p.status, 403);
     let p = b
-        .post(
-            "/admin/setup",
-            &[
-                ("csrf", csrf.as_str()),
-                ("email", "ops@example.com"),
-                ("password", "short"),
-                ("confirm", "short"),
-            ],
-        )
+        .setup(&csrf, &code, "ops@example.com", "short", "short")
         .await;
     assert_eq!(p.status, 422);
     assert!(p.has("at least 12 characters"), "{}", p.body);
     let p = b
-        .post(
-            "/admin/setup",
-            &[
-                ("csrf", csrf.as_str()),
-                ("email", "Ops@Example.com"),
-                ("password", PASSWORD),
-                ("confirm", "another long password"),
-            ],
+        .setup(
+            &csrf,
+            &code,
+            "Ops@Example.com",
+            PASSWORD,
+            "another long password",
         )
         .await;
     assert_eq!(p.status, 422);
     assert!(p.has("differ"));
+    let p = b
+        .setup(&csrf, "", "Ops@Example.com", PASSWORD, PASSWORD)
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("Enter the setup code"), "{}", p.body);
+    let p = b
+        .setup(
+            &csrf,
+            "ABCDE-FGHJK-MNPQR-STUVW-XYZ23",
+            "Ops@Example.com",
+            PASSWORD,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("not this server&#39;s setup code"), "{}", p.body);
+    // An hour on, the code printed at start has expired.
+    app.clock.advance(doorsync_web::admin::SETUP_CODE_TTL);
+    let p = b
+        .setup(&csrf, &code, "Ops@Example.com", PASSWORD, PASSWORD)
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.has("expired"), "{}", p.body);
     assert_eq!(
         doorsync_store::Store::admin_count(app.store.as_ref())
             .await
             .unwrap(),
         0
     );
+    // The fresh one printed then works, typed in lower case with spaces.
+    let (fresh, _) = doorsync_web::admin::new_setup_code(app.store.as_ref(), app.clock.now())
+        .await
+        .unwrap();
+    let typed = fresh.to_lowercase().replace('-', " ");
     let p = b
+        .setup(&csrf, &typed, "Ops@Example.com", PASSWORD, PASSWORD)
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), "/admin");
+    // Used once: no one else gets in with it, nor with any other code printed before.
+    let mut eve = Browser::new(&app.base);
+    let csrf_eve = eve.get("/admin/signin").await.csrf();
+    let p = eve
         .post(
             "/admin/setup",
             &[
-                ("csrf", csrf.as_str()),
-                ("email", "Ops@Example.com"),
+                ("csrf", csrf_eve.as_str()),
+                ("code", fresh.as_str()),
+                ("email", "eve@example.com"),
                 ("password", PASSWORD),
                 ("confirm", PASSWORD),
             ],
         )
         .await;
-    assert_eq!(p.status, 303, "{}", p.body);
-    assert_eq!(p.location(), "/admin");
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.has("An administrator exists already"), "{}", p.body);
     let session = b
         .cookies
         .get("doorsync_admin")
@@ -294,17 +347,9 @@ async fn first_run_asks_for_an_administrator(backend: Backend) {
     // The first-run form is gone once an administrator exists.
     assert_eq!(b.get("/admin/setup").await.location(), "/admin/signin");
     let p = b
-        .post(
-            "/admin/setup",
-            &[
-                ("csrf", csrf.as_str()),
-                ("email", "eve@example.com"),
-                ("password", PASSWORD),
-                ("confirm", PASSWORD),
-            ],
-        )
+        .setup(&csrf, &typed, "eve@example.com", PASSWORD, PASSWORD)
         .await;
-    assert_ne!(p.status, 303);
+    assert_eq!(p.status, 403);
     assert_eq!(
         doorsync_store::Store::admin_count(app.store.as_ref())
             .await
@@ -915,4 +960,250 @@ testkit::on_both_backends!(
     sign_in_is_rate_limited_and_sessions_end,
     a_space_without_a_platform_keeps_its_inventory_here,
     setting_up_a_space_against_brivo_sim,
+    a_fresh_server_is_not_claimed_without_its_setup_code,
+    next_leads_only_to_a_plain_dashboard_path,
+    two_administrators_removing_each_other_at_once_leave_one,
+    a_fresh_setup_code_follows_each_that_expires_until_an_administrator_exists,
 );
+
+/// What `serve` runs at start: a code now, a fresh one as each expires (an hour on, by the test's
+/// clock), and nothing more once an administrator exists, however they were made.
+async fn a_fresh_setup_code_follows_each_that_expires_until_an_administrator_exists(
+    backend: Backend,
+) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let start = app.clock.now();
+    let mut codes: Vec<(String, jiff::Timestamp)> = vec![];
+    let mut wakes = 0;
+    doorsync_web::admin::announce_setup_codes(
+        app.store.as_ref(),
+        app.clock.as_ref(),
+        |code, until| codes.push((code.to_owned(), until)),
+        |pause| {
+            wakes += 1;
+            let third = wakes == 3;
+            app.clock.advance(pause);
+            let store = app.store.clone();
+            let now = app.clock.now();
+            async move {
+                // On the third wake, someone ran `doorsync admin create`.
+                if third {
+                    doorsync_store::Store::create_admin(
+                        store.as_ref(),
+                        "adm_cli",
+                        "cli@example.com",
+                        "hash",
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        },
+    )
+    .await;
+    let hour = doorsync_web::admin::SETUP_CODE_TTL;
+    let ends: Vec<jiff::Timestamp> = codes.iter().map(|(_, until)| *until).collect();
+    assert_eq!(ends, [start + hour, start + hour * 2, start + hour * 3]);
+    let distinct: std::collections::BTreeSet<&String> = codes.iter().map(|(c, _)| c).collect();
+    assert_eq!(distinct.len(), 3, "{codes:?}");
+    app.stop().await;
+}
+
+/// As the issue found it: two administrators each remove the other at the same moment. One
+/// removal goes through; the other is refused (or finds its own session gone), never both.
+async fn two_administrators_removing_each_other_at_once_leave_one(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    for round in 0..5 {
+        let (a, b) = (
+            format!("a{round}@example.com"),
+            format!("b{round}@example.com"),
+        );
+        let mut ana = admin(&app, &a).await;
+        let mut ben = admin(&app, &b).await;
+        // The survivor of the last round leaves too, so that these two are all there is.
+        for other in doorsync_store::Store::admins(app.store.as_ref())
+            .await
+            .unwrap()
+        {
+            if other.email != a && other.email != b {
+                let p = ana
+                    .submit(
+                        "/admin/admins",
+                        &format!("/admin/admins/{}/delete", other.id),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(p.status, 303, "{}", p.body);
+            }
+        }
+        let (ana_id, ben_id) = (
+            format!("adm_{}", a.replace(['@', '.'], "_")),
+            format!("adm_{}", b.replace(['@', '.'], "_")),
+        );
+        let ana_csrf = ana.get("/admin/admins").await.csrf();
+        let ben_csrf = ben.get("/admin/admins").await.csrf();
+        let ana_to = format!("/admin/admins/{ben_id}/delete");
+        let ben_to = format!("/admin/admins/{ana_id}/delete");
+        let ana_form = [("csrf", ana_csrf.as_str())];
+        let ben_form = [("csrf", ben_csrf.as_str())];
+        let (p, q) = tokio::join!(ana.post(&ana_to, &ana_form), ben.post(&ben_to, &ben_form),);
+        let left = doorsync_store::Store::admins(app.store.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1, "round {round}: {} / {}", p.status, q.status);
+        let refused = [&p, &q]
+            .iter()
+            .filter(|r| {
+                r.has("The last administrator cannot be removed")
+                    || r.location().starts_with("/admin/signin")
+            })
+            .count();
+        assert_eq!(refused, 1, "round {round}");
+    }
+    app.stop().await;
+}
+
+/// Every byte but letters and digits percent-encoded, for a query value.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn session_rows(app: &App) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM admin_sessions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    n
+}
+
+/// Whoever reaches a fresh server's port without the code from its log gets nothing.
+async fn a_fresh_server_is_not_claimed_without_its_setup_code(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut eve = Browser::new(&app.base);
+    let account = [
+        ("email", "eve@example.com"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ];
+    let p = eve.submit("/admin/setup", "/admin/setup", &account).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(p.has("setup code"), "{}", p.body);
+    let mut guessed = vec![("code", "ABCDE-FGHJK-LMNPQ-RSTUV")];
+    guessed.extend_from_slice(&account);
+    let p = eve.submit("/admin/setup", "/admin/setup", &guessed).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert_eq!(
+        doorsync_store::Store::admin_count(app.store.as_ref())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(session_rows(&app).await, 0);
+    // Guessing is rate-limited per address, like sign-in: after twenty wrong codes in 15
+    // minutes even the right one waits.
+    let (code, _) = doorsync_web::admin::new_setup_code(app.store.as_ref(), app.clock.now())
+        .await
+        .unwrap();
+    let csrf = eve.get("/admin/setup").await.csrf();
+    for i in 1..20 {
+        let p = eve
+            .setup(
+                &csrf,
+                &format!("WRONG-{i}"),
+                "eve@example.com",
+                PASSWORD,
+                PASSWORD,
+            )
+            .await;
+        assert_eq!(p.status, 422, "guess {i}");
+    }
+    let p = eve
+        .setup(&csrf, &code, "ops@example.com", PASSWORD, PASSWORD)
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.has("Too many wrong setup codes"), "{}", p.body);
+    app.clock.advance(jiff::SignedDuration::from_mins(16));
+    let p = eve
+        .setup(&csrf, &code, "ops@example.com", PASSWORD, PASSWORD)
+        .await;
+    assert_eq!(
+        (p.status.as_u16(), p.location()),
+        (303, "/admin"),
+        "{}",
+        p.body
+    );
+    assert_eq!(session_rows(&app).await, 1);
+    app.stop().await;
+}
+
+/// `next` is followed only when it is a plain dashboard path: another site, a control character,
+/// a byte beyond ASCII or a path too long lead to the overview, never to a 500; and every
+/// session written is one whose cookie was sent.
+async fn next_leads_only_to_a_plain_dashboard_path(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let mut ops = admin(&app, "ops@example.com").await;
+    let long = format!("/admin/{}", "x".repeat(3000));
+    let cases = [
+        ("/admin/sync", "/admin/sync"),
+        (
+            "/admin/sync?customer_id=a&x=%2F",
+            "/admin/sync?customer_id=a&x=%2F",
+        ),
+        ("/admin\u{7f}", "/admin"),
+        ("/admin\nX", "/admin"),
+        ("/admin\r\nSet-Cookie: x=1", "/admin"),
+        ("/admin\tx", "/admin"),
+        ("/admin x", "/admin"),
+        ("/admin/sync\u{e9}", "/admin"),
+        ("/admin\0", "/admin"),
+        ("//evil.example/admin", "/admin"),
+        ("/\\evil.example", "/admin"),
+        ("/admin/..\\..\\x", "/admin"),
+        ("https://evil.example/admin", "/admin"),
+        ("admin", "/admin"),
+        ("", "/admin"),
+        (long.as_str(), "/admin"),
+    ];
+    for (next, to) in cases {
+        let query = format!("/admin/signin?next={}", percent(next));
+        // Signed in already: straight there.
+        let p = ops.get(&query).await;
+        assert_eq!((p.status.as_u16(), p.location()), (303, to), "{next:?}");
+        // Signed out: the form carries it, and signing in goes there.
+        let mut b = Browser::new(&app.base);
+        let page = b.get(&query).await;
+        assert_eq!(page.status, 200, "{next:?}: {}", page.body);
+        let p = b
+            .submit(
+                "/admin/signin",
+                "/admin/signin",
+                &[
+                    ("email", "ops@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!((p.status.as_u16(), p.location()), (303, to), "{next:?}");
+        assert!(b.cookies.contains_key("doorsync_admin"), "{next:?}");
+    }
+    assert_eq!(session_rows(&app).await, 1 + cases.len() as i64);
+    app.stop().await;
+}
