@@ -272,16 +272,29 @@ async fn prepare_chunk(
     Ok(slots)
 }
 
+/// The store writes a dashboard form's operations make, each checked as the batch checks it;
+/// or the error of the first that fails.
+async fn checked_form(
+    st: &AppState,
+    operations: Vec<Value>,
+) -> Result<Vec<(BatchOp, bool)>, ApiError> {
+    prepare_chunk(st.store.as_ref(), &registry(), operations)
+        .await?
+        .into_iter()
+        .collect()
+}
+
+/// Checks the operations of a dashboard form as the batch would, without writing them.
+pub(crate) async fn check_form(st: &AppState, operations: Vec<Value>) -> Result<(), ApiError> {
+    checked_form(st, operations).await.map(|_| ())
+}
+
 /// Writes the operations of a dashboard form as the batch does, all or none: nothing is
 /// written unless every operation passes the checks, and the store stops at the first write it
 /// refuses. The error is that of the first operation that failed.
 pub(crate) async fn apply_form(st: &AppState, operations: Vec<Value>) -> Result<(), ApiError> {
-    let slots = prepare_chunk(st.store.as_ref(), &registry(), operations).await?;
-    let (ops, links): (Vec<BatchOp>, Vec<bool>) = slots
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .unzip();
+    let (ops, links): (Vec<BatchOp>, Vec<bool>) =
+        checked_form(st, operations).await?.into_iter().unzip();
     if ops.is_empty() {
         return Ok(());
     }

@@ -698,6 +698,29 @@ mod tests {
         assert!(e.contains("API key"), "{e}");
     }
 
+    /// Only what the operator typed is sent: an empty secret is left out of the patch (kept
+    /// where the connection still points), an empty URL goes back to the provider's default.
+    #[test]
+    fn the_settings_form_is_the_patch_the_api_takes() {
+        let f = Form::parse(&Bytes::from_static(
+            b"enabled=on&client_id=+cid+&api_key=&client_secret=s&api_url=https%3A%2F%2Fa.test&auth_url=&exempt_user_ids=1%0D%0A2,3&visitor_group_ids=7",
+        ));
+        assert_eq!(
+            settings_patch(&f),
+            json!({
+                "enabled": true,
+                "redeem_passes_automatically": false,
+                "list_doors_in_app": false,
+                "client_id": "cid",
+                "client_secret": "s",
+                "visitor_group_ids": ["7"],
+                "exempt_user_ids": ["1", "2", "3"],
+                "api_url": "https://a.test",
+                "auth_url": null,
+            })
+        );
+    }
+
     #[test]
     fn secrets_show_their_last_four_characters() {
         assert_eq!(mask("abcdef123456"), "••••3456");

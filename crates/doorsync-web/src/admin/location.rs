@@ -673,6 +673,10 @@ pub(super) async fn review(
     if e.links.is_empty() && e.doors.is_empty() {
         return see_other(&format!("/admin/locations/{id}?done=nothing"));
     }
+    // What applying would refuse is refused here, before the plan is shown.
+    if let Err(err) = crate::batch::check_form(&st, operations(&inv, &e)).await {
+        return location_page(&st, &ctx, &inv, None, Some(refusal(err)?)).await;
+    }
     let changes: Vec<Change> = e
         .links
         .iter()
@@ -756,6 +760,43 @@ async fn inv_links_all(st: &AppState) -> Result<BTreeMap<(LinkKind, String), Str
     .collect())
 }
 
+/// The operations `POST /api/v1/batch` would take for the same change, so that the API's
+/// checks and rules apply to the form.
+fn operations(inv: &Inventory, e: &Edits) -> Vec<Value> {
+    let mut ops = vec![];
+    for (kind, item_id, group) in &e.links {
+        let link = format!("{}/{item_id}", kind.as_str());
+        ops.push(match group {
+            Some(group_id) => json!({
+                "op": "put", "collection": "links", "id": link, "body": {"group_id": group_id},
+            }),
+            None => json!({"op": "delete", "collection": "links", "id": link}),
+        });
+    }
+    let connection = inv.location.connection_id.as_ref();
+    for (door, name, role) in &e.doors {
+        let door_id = match inv.doors.get(door) {
+            Some(d) => d.id.to_string(),
+            None => {
+                let c = connection.map_or("door", |c| c.as_str());
+                format!("{c}:door:{door}")
+            }
+        };
+        ops.push(json!({
+            "op": "put",
+            "collection": "doors",
+            "id": door_id,
+            "body": {
+                "location_id": inv.location.id,
+                "name": name,
+                "presence_role": role_value(*role),
+                "provider_door_id": door,
+            },
+        }));
+    }
+    ops
+}
+
 pub(super) async fn apply(
     Extension(ctx): Extension<Ctx>,
     State(st): State<AppState>,
@@ -768,38 +809,7 @@ pub(super) async fn apply(
         Ok(e) => e,
         Err(msg) => return location_page(&st, &ctx, &inv, None, Some(msg)).await,
     };
-    // The operations `POST /api/v1/batch` would take for the same change.
-    let mut ops = vec![];
-    for (kind, item_id, group) in e.links {
-        let link = format!("{}/{item_id}", kind.as_str());
-        ops.push(match group {
-            Some(group_id) => json!({
-                "op": "put", "collection": "links", "id": link, "body": {"group_id": group_id},
-            }),
-            None => json!({"op": "delete", "collection": "links", "id": link}),
-        });
-    }
-    let connection = inv.location.connection_id.clone();
-    for (door, name, role) in e.doors {
-        let door_id = match inv.doors.get(&door) {
-            Some(d) => d.id.to_string(),
-            None => {
-                let c = connection.as_ref().map_or("door", |c| c.as_str());
-                format!("{c}:door:{door}")
-            }
-        };
-        ops.push(json!({
-            "op": "put",
-            "collection": "doors",
-            "id": door_id,
-            "body": {
-                "location_id": inv.location.id,
-                "name": name,
-                "presence_role": role_value(role),
-                "provider_door_id": door,
-            },
-        }));
-    }
+    let ops = operations(&inv, &e);
     if ops.is_empty() {
         return see_other(&format!("/admin/locations/{id}?done=nothing"));
     }

@@ -2,7 +2,7 @@
 //! the same rules for credentials; and an instance that cannot read the stored credentials never
 //! erases them.
 
-use crate::dashboard::{Browser, admin};
+use crate::dashboard::admin;
 use doorsync_core::{Clock, Credentials};
 use doorsync_store::{DirectoryEntry, Kind, Record, SecretKey, SqlStore, Store};
 use reqwest::Method;
@@ -275,26 +275,29 @@ fn twins() -> Vec<Twin> {
             });
         }
     }
-    twins.push(Twin {
-        page: LOCATION,
-        form: "/admin/locations/hq/apply",
-        fields: vec![("resource:room-1", "bad group".to_owned())],
-        api: put(
-            "/api/v1/links/resource/room-1",
-            json!({"group_id": "bad group"}),
-        ),
-        says: "group_id",
-    });
-    twins.push(Twin {
-        page: LOCATION,
-        form: "/admin/locations/hq/apply",
-        fields: vec![("door:500", "sideways".to_owned())],
-        api: put(
-            "/api/v1/doors/brivo:door:500",
-            json!({"location_id": "hq", "name": "Front door", "presence_role": "sideways", "provider_door_id": "500"}),
-        ),
-        says: "sideways",
-    });
+    // Step 2 refuses before it shows the plan, and on confirmation.
+    for form in ["/admin/locations/hq/review", "/admin/locations/hq/apply"] {
+        twins.push(Twin {
+            page: LOCATION,
+            form,
+            fields: vec![("resource:room-1", "bad group".to_owned())],
+            api: put(
+                "/api/v1/links/resource/room-1",
+                json!({"group_id": "bad group"}),
+            ),
+            says: "group_id",
+        });
+        twins.push(Twin {
+            page: LOCATION,
+            form,
+            fields: vec![("door:500", "sideways".to_owned())],
+            api: put(
+                "/api/v1/doors/brivo:door:500",
+                json!({"location_id": "hq", "name": "Front door", "presence_role": "sideways", "provider_door_id": "500"}),
+            ),
+            says: "sideways",
+        });
+    }
     twins
 }
 
