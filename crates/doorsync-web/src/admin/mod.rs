@@ -147,6 +147,10 @@ pub(crate) fn refusal(e: crate::error::ApiError) -> Result<String, PageError> {
             "The database did not answer as it should; the details are in doorsync's log.".into(),
         ));
     }
+    if e.code == "credentials_unreadable" {
+        // The API's words name a request; the operator's choices are these.
+        return Ok("Not saved: doorsync cannot read this connection's stored credentials with its secret key (DOORSYNC_SECRET_KEY is missing or another key), and changes them only when all of them come again. Start doorsync with the key they were sealed with, or send every credential again through the API (PUT /api/v1/connections/ID with api_key, client_id, client_secret, admin_id and password). They were left untouched.".into());
+    }
     let message = e.message.trim_end_matches('.');
     Ok(match e.field {
         Some(field) => format!("Not saved: {field}: {message}."),
