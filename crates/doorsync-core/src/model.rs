@@ -59,6 +59,21 @@ impl Credentials {
         .iter()
         .any(|c| c.is_some())
     }
+
+    /// Whether every credential a caller can write is named (an empty one clears it): a full
+    /// replacement, which needs nothing of what is stored. The refresh token is left out, since
+    /// only Brivo's sign-in page gives one.
+    pub fn replaces_all(&self) -> bool {
+        [
+            &self.api_key,
+            &self.client_id,
+            &self.client_secret,
+            &self.admin_id,
+            &self.password,
+        ]
+        .iter()
+        .all(|c| c.is_some())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

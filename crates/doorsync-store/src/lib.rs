@@ -66,9 +66,9 @@ pub enum StoreError {
         by_id: String,
     },
     /// The stored credentials cannot be opened with this instance's secret key, and the write
-    /// would replace them with nothing.
+    /// does not replace all of them.
     #[error(
-        "the stored credentials of connection {0:?} cannot be read with this doorsync's secret key (DOORSYNC_SECRET_KEY is missing or another key): start doorsync with the key they were sealed with, or send the credentials again in this request; they were left untouched"
+        "the stored credentials of connection {0:?} cannot be read with this doorsync's secret key (DOORSYNC_SECRET_KEY is missing or another key): start doorsync with the key they were sealed with, or send all of them again in this request (api_key, client_id, client_secret, admin_id and password; an empty string for one not used); they were left untouched"
     )]
     CredentialsUnreadable(String),
     /// Another claim has taken the subject since this run's: its write was refused, and the

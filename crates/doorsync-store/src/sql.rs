@@ -309,16 +309,16 @@ impl SqlStore {
         Ok(true)
     }
 
-    /// Credentials are never lost or sent somewhere new by accident: a write that would drop
-    /// stored credentials this instance cannot read is refused, and a write that changes where
-    /// a connection points must bring its credentials again (the old ones are not carried over
-    /// to the new host).
+    /// Credentials are never lost or sent somewhere new by accident: a write to a connection
+    /// whose stored credentials this instance cannot read must replace all of them (it could
+    /// neither keep nor carry the others), and a write that changes where a connection points
+    /// must bring its credentials again (the old ones are not carried over to the new host).
     async fn guard_credentials(&self, conn: &mut AnyConnection, new: &Connection) -> Result<()> {
         let Some(raw) = load_body(conn, Kind::Connection, new.id.as_str()).await? else {
             return Ok(());
         };
         let brings = new.credentials.any();
-        if matches!(self.unseal(&raw), Some(Err(_))) && !brings {
+        if matches!(self.unseal(&raw), Some(Err(_))) && !new.credentials.replaces_all() {
             return Err(StoreError::CredentialsUnreadable(new.id.to_string()));
         }
         let Record::Connection(old) = self.open(Kind::Connection, new.id.as_str(), &raw)? else {

@@ -9,6 +9,7 @@ use crate::input;
 use crate::openapi::{answer, error_answer};
 use crate::query::{IdPath, PageQuery, PathId, Q, parse_id};
 use crate::view::{AccessOut, InvitationRequested, LinkPage, LinkView, Page, Shown};
+use crate::write;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -284,10 +285,8 @@ async fn put_one<C: Collection>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Shown<C>>), ApiError> {
-    let body: C::Body = input::json(&headers, body)?;
-    let record = C::into_record(id, body)?;
-    let written = st.store.put(record, st.clock.now()).await?;
-    st.wake();
+    let body: Value = input::json(&headers, body)?;
+    let written = write::put::<C>(&st, id, body).await?;
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -306,38 +305,8 @@ async fn patch_one<C: Collection>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Shown<C>>, ApiError> {
     let patch: Value = input::json(&headers, body)?;
-    let current = st
-        .store
-        .get(C::KIND, id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("{} {id:?}", C::KIND.as_str())))?;
-    let mut doc = crate::batch::body_of::<C>(&current);
-    merge_patch(&mut doc, patch);
-    let body: C::Body = input::from_value(doc)?;
-    let record = C::into_record(id, body)?;
-    let written = st.store.put(record, st.clock.now()).await?;
-    st.wake();
+    let written = write::patch::<C>(&st, id, patch).await?;
     Ok(Json(Shown::of(&written.record)))
-}
-
-pub(crate) fn merge_patch(target: &mut Value, patch: Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch;
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    let Value::Object(fields) = target else {
-        return;
-    };
-    for (k, v) in patch {
-        if v.is_null() {
-            fields.remove(&k);
-        } else {
-            merge_patch(fields.entry(k).or_insert(Value::Null), v);
-        }
-    }
 }
 
 async fn delete_one<C: Collection>(
@@ -448,20 +417,8 @@ async fn put_link(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<LinkView>), ApiError> {
     let (kind, item_id) = link_path(path)?;
-    let body: LinkBody = input::json(&headers, body)?;
-    let record = body.into_record(kind, item_id.clone())?;
-    let written = st
-        .store
-        .put(record, st.clock.now())
-        .await
-        .map_err(|e| match e {
-            // The path names the item, so an unknown one is a missing resource.
-            doorsync_store::StoreError::UnknownReference { .. } => {
-                ApiError::not_found(format_args!("{} {item_id:?}", kind.as_str()))
-            }
-            e => e.into(),
-        })?;
-    st.wake();
+    let body: Value = input::json(&headers, body)?;
+    let written = write::put_link(&st, kind, item_id, body).await?;
     let status = if written.created {
         StatusCode::CREATED
     } else {

@@ -7,6 +7,7 @@ use crate::AppState;
 use crate::collections::*;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::input;
+use crate::write;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -81,29 +82,12 @@ impl Summary {
 }
 
 type Build = fn(Id, Value) -> Result<Record, ApiError>;
-type Render = fn(&Record) -> Value;
-
-fn build<C: Collection>(id: Id, body: Value) -> Result<Record, ApiError> {
-    C::into_record(id, input::from_value(body)?)
-}
-
-/// A record shown as its writable body (for merge patches): without its id and the fields
-/// the server adds.
-pub(crate) fn body_of<C: Collection>(record: &Record) -> Value {
-    let mut doc = C::render(record);
-    if let Value::Object(fields) = &mut doc {
-        fields.remove("id");
-        for (name, _) in C::read_only() {
-            fields.remove(name);
-        }
-    }
-    doc
-}
+type Patched = fn(&Record, Id, Value) -> Result<Record, ApiError>;
 
 struct Entry {
     kind: Kind,
     build: Build,
-    body: Render,
+    patched: Patched,
 }
 
 fn entry<C: Collection>() -> (&'static str, Entry) {
@@ -111,8 +95,8 @@ fn entry<C: Collection>() -> (&'static str, Entry) {
         C::PATH,
         Entry {
             kind: C::KIND,
-            build: build::<C>,
-            body: body_of::<C>,
+            build: write::record::<C>,
+            patched: write::patched::<C>,
         },
     )
 }
@@ -225,6 +209,103 @@ fn store_error(e: StoreError, link: bool) -> ApiError {
     }
 }
 
+/// An operation checked and ready for the store, and whether it is a link's; or why not.
+type Slot = Result<(BatchOp, bool), ApiError>;
+
+/// Checks each operation of a chunk, in order; a patch applies to the record as an earlier
+/// operation of the chunk leaves it.
+async fn prepare_chunk(
+    store: &dyn Store,
+    reg: &HashMap<&'static str, Entry>,
+    chunk: Vec<Value>,
+) -> Result<Vec<Slot>, StoreError> {
+    // Records written earlier in this chunk, for patches that follow them.
+    let mut pending: HashMap<(Kind, String), Record> = HashMap::new();
+    let mut slots: Vec<Slot> = Vec::with_capacity(chunk.len());
+    for value in chunk {
+        let prepared = serde_path_to_error::deserialize::<_, Operation>(value)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::invalid(path, e.into_inner().to_string())
+            })
+            .and_then(|op| {
+                let link = op.collection == "links";
+                prepare(reg, op).map(|p| (p, link))
+            });
+        let slot = match prepared {
+            Err(e) => Err(e),
+            Ok((Prepared::Write(w), link)) => Ok((w, link)),
+            Ok((
+                Prepared::Patch {
+                    kind,
+                    key,
+                    id,
+                    patch,
+                },
+                _,
+            )) => {
+                let current = match pending.get(&(kind, key.clone())) {
+                    Some(r) => Some(r.clone()),
+                    None => store.get(kind, &key).await?,
+                };
+                match current {
+                    None => Err(ApiError::not_found(format_args!(
+                        "{} {key:?}",
+                        kind.as_str()
+                    ))),
+                    Some(record) => {
+                        let entry = reg
+                            .values()
+                            .find(|e| e.kind == kind)
+                            .expect("every patchable kind is registered");
+                        (entry.patched)(&record, id, patch)
+                            .map(|r| (BatchOp::Put(Box::new(r)), false))
+                    }
+                }
+            }
+        };
+        if let Ok((BatchOp::Put(r), _)) = &slot {
+            pending.insert((r.kind(), r.key()), (**r).clone());
+        }
+        slots.push(slot);
+    }
+    Ok(slots)
+}
+
+/// The store writes a dashboard form's operations make, each checked as the batch checks it;
+/// or the error of the first that fails.
+async fn checked_form(
+    st: &AppState,
+    operations: Vec<Value>,
+) -> Result<Vec<(BatchOp, bool)>, ApiError> {
+    prepare_chunk(st.store.as_ref(), &registry(), operations)
+        .await?
+        .into_iter()
+        .collect()
+}
+
+/// Checks the operations of a dashboard form as the batch would, without writing them.
+pub(crate) async fn check_form(st: &AppState, operations: Vec<Value>) -> Result<(), ApiError> {
+    checked_form(st, operations).await.map(|_| ())
+}
+
+/// Writes the operations of a dashboard form as the batch does, all or none: nothing is
+/// written unless every operation passes the checks, and the store stops at the first write it
+/// refuses. The error is that of the first operation that failed.
+pub(crate) async fn apply_form(st: &AppState, operations: Vec<Value>) -> Result<(), ApiError> {
+    let (ops, links): (Vec<BatchOp>, Vec<bool>) =
+        checked_form(st, operations).await?.into_iter().unzip();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let done = st.store.apply_batch(ops, st.clock.now(), true).await?;
+    st.wake();
+    for (result, link) in done.into_iter().zip(links) {
+        result.map_err(|e| store_error(e, link))?;
+    }
+    Ok(())
+}
+
 /// Applies `operations` (each a JSON value, so that one malformed operation is reported in its
 /// place) and returns one result per operation, in order.
 ///
@@ -244,57 +325,7 @@ pub async fn apply(
     while chunks.peek().is_some() {
         let chunk: Vec<Value> = chunks.by_ref().take(CHUNK).collect();
         let n = chunk.len();
-        // Records written earlier in this chunk, for patches that follow them.
-        let mut pending: HashMap<(Kind, String), Record> = HashMap::new();
-        let mut slots: Vec<Result<(BatchOp, bool), ApiError>> = Vec::with_capacity(n);
-        for value in chunk {
-            let prepared = serde_path_to_error::deserialize::<_, Operation>(value)
-                .map_err(|e| {
-                    let path = e.path().to_string();
-                    ApiError::invalid(path, e.into_inner().to_string())
-                })
-                .and_then(|op| {
-                    let link = op.collection == "links";
-                    prepare(&reg, op).map(|p| (p, link))
-                });
-            let slot = match prepared {
-                Err(e) => Err(e),
-                Ok((Prepared::Write(w), link)) => Ok((w, link)),
-                Ok((
-                    Prepared::Patch {
-                        kind,
-                        key,
-                        id,
-                        patch,
-                    },
-                    _,
-                )) => {
-                    let current = match pending.get(&(kind, key.clone())) {
-                        Some(r) => Some(r.clone()),
-                        None => store.get(kind, &key).await?,
-                    };
-                    match current {
-                        None => Err(ApiError::not_found(format_args!(
-                            "{} {key:?}",
-                            kind.as_str()
-                        ))),
-                        Some(record) => {
-                            let entry = reg
-                                .values()
-                                .find(|e| e.kind == kind)
-                                .expect("every patchable kind is registered");
-                            let mut doc = (entry.body)(&record);
-                            crate::api::merge_patch(&mut doc, patch);
-                            (entry.build)(id, doc).map(|r| (BatchOp::Put(Box::new(r)), false))
-                        }
-                    }
-                }
-            };
-            if let Ok((BatchOp::Put(r), _)) = &slot {
-                pending.insert((r.kind(), r.key()), (**r).clone());
-            }
-            slots.push(slot);
-        }
+        let mut slots = prepare_chunk(store, &reg, chunk).await?;
         if strict && let Some(bad) = slots.iter().position(Result::is_err) {
             // Nothing after the first invalid operation is sent.
             slots.truncate(bad + 1);

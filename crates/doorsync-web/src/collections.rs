@@ -185,6 +185,8 @@ pub struct ConnectionBody {
     /// The provider's OAuth base URL; the provider's default when absent.
     pub auth_url: Option<String>,
     /// Credentials are write-only: one left out keeps the stored one, an empty string clears it.
+    /// A write that changes `api_url` or `auth_url` keeps only the credentials it sends; where
+    /// the stored ones cannot be read (another secret key), a write must send all five.
     #[schema(write_only)]
     pub api_key: Option<String>,
     #[schema(write_only)]

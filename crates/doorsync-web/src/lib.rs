@@ -16,6 +16,7 @@ pub mod schema;
 pub mod server;
 pub mod sync;
 pub mod view;
+pub mod write;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};

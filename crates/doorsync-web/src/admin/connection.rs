@@ -3,10 +3,13 @@
 
 use super::page::Layout;
 use super::*;
+use crate::collections::Connections;
+use crate::write;
 use axum::Extension;
 use axum::extract::{Path, Query};
-use doorsync_core::{Connection, Credentials, Id, NoAccessPolicy, Provider};
-use doorsync_store::{DirectoryEntry, Kind, Record};
+use doorsync_core::{Connection, Id, NoAccessPolicy};
+use doorsync_store::{DirectoryEntry, Kind, Record, Written};
+use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 
 /// How long Brivo's sign-in page may take before its answer is refused.
@@ -161,11 +164,15 @@ async fn list_page(st: &AppState, ctx: &Ctx, error: Option<String>) -> PageResul
         id: c.id.to_string(),
     })
     .collect();
-    html(ConnectionsPage {
-        l: ctx.layout("Brivo connections", "connections"),
-        connections,
-        error,
-    })
+    let refused = error.is_some();
+    html_or_refused(
+        ConnectionsPage {
+            l: ctx.layout("Brivo connections", "connections"),
+            connections,
+            error,
+        },
+        refused,
+    )
 }
 
 pub(super) async fn create(
@@ -186,24 +193,17 @@ pub(super) async fn create(
         Some("eu") => (brivo_client::EU_API_URL, brivo_client::EU_AUTH_URL),
         _ => (brivo_client::US_API_URL, brivo_client::US_AUTH_URL),
     };
-    let c = Connection {
-        id: id.clone(),
-        provider: Provider::Brivo,
-        api_url: Some(api_url.into()),
-        auth_url: Some(auth_url.into()),
-        credentials: Credentials::default(),
-        no_access_policy: NoAccessPolicy::default(),
-        visitor_group_ids: vec![],
-        exempt_user_ids: vec![],
-        redeem_passes_automatically: false,
-        list_doors_in_app: false,
-        link_users_by_email: false,
-        monthly_call_budget: doorsync_core::DEFAULT_MONTHLY_CALL_BUDGET,
-        requests_per_second: doorsync_core::DEFAULT_REQUESTS_PER_SECOND,
-        // Nothing happens in Brivo until the operator has looked at the settings.
-        enabled: false,
-    };
-    st.store.put(Record::Connection(c), st.clock.now()).await?;
+    // Nothing happens in Brivo until the operator has looked at the settings.
+    let body = json!({
+        "provider": "brivo",
+        "api_url": api_url,
+        "auth_url": auth_url,
+        "list_doors_in_app": false,
+        "enabled": false,
+    });
+    if let Err(e) = write::put::<Connections>(&st, id.clone(), body).await {
+        return list_page(&st, &ctx, Some(refusal(e)?)).await;
+    }
     see_other(&format!("/admin/connections/{id}"))
 }
 
@@ -350,16 +350,39 @@ pub(super) async fn page(
     connection_page(&st, &ctx, &c, notice, None).await
 }
 
-fn url_field(f: &Form, key: &str, label: &str) -> Result<Option<String>, String> {
-    match f.text(key) {
-        None => Ok(None),
-        Some(u) => match url::Url::parse(u) {
-            Ok(p) if matches!(p.scheme(), "http" | "https") => {
-                Ok(Some(u.trim_end_matches('/').to_owned()))
-            }
-            _ => Err(format!("The {label} must be an http or https address.")),
-        },
+/// The settings form as the merge patch that `PATCH /api/v1/connections/{id}` takes, so that
+/// the API's checks and credential rules apply to it. Secrets are write-only: one left empty is
+/// not sent, which keeps the stored one only while the connection points where it did (a new
+/// `api_url` or `auth_url` takes only the credentials typed in this form).
+fn settings_patch(f: &Form) -> Value {
+    let exempt: Vec<&str> = f
+        .get("exempt_user_ids")
+        .unwrap_or("")
+        .split([',', '\n', ' '])
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let mut patch = json!({
+        "enabled": f.checked("enabled"),
+        "redeem_passes_automatically": f.checked("redeem_passes_automatically"),
+        "list_doors_in_app": f.checked("list_doors_in_app"),
+        // The page shows the client id; emptied, it is cleared.
+        "client_id": f.text("client_id").unwrap_or(""),
+        "visitor_group_ids": f.all("visitor_group_ids"),
+        "exempt_user_ids": exempt,
+        // Left empty, the provider's default (null removes the stored one).
+        "api_url": f.text("api_url"),
+        "auth_url": f.text("auth_url"),
+    });
+    if let Some(policy) = f.get("no_access_policy") {
+        patch["no_access_policy"] = json!(policy);
     }
+    for secret in ["api_key", "client_secret"] {
+        if let Some(value) = f.text(secret) {
+            patch[secret] = json!(value);
+        }
+    }
+    patch
 }
 
 pub(super) async fn save_settings(
@@ -368,92 +391,23 @@ pub(super) async fn save_settings(
     Path(id): Path<String>,
     body: Bytes,
 ) -> PageResult {
-    let mut c = load(&st, &id).await?;
-    let f = Form::parse(&body);
-    c.enabled = f.checked("enabled");
-    c.redeem_passes_automatically = f.checked("redeem_passes_automatically");
-    c.list_doors_in_app = f.checked("list_doors_in_app");
-    c.no_access_policy = match f.get("no_access_policy") {
-        Some(v) => match POLICIES.iter().find(|p| p.1 == v) {
-            Some(p) => p.0,
-            None => {
-                return connection_page(
-                    &st,
-                    &ctx,
-                    &c,
-                    None,
-                    Some("Pick one of the no-access policies.".into()),
-                )
-                .await;
-            }
-        },
-        None => c.no_access_policy,
-    };
-    // Secrets are write-only: an empty field keeps what is stored.
-    if let Some(key) = f.text("api_key") {
-        c.credentials.api_key = Some(key.to_owned());
+    let c = load(&st, &id).await?;
+    let patch = settings_patch(&Form::parse(&body));
+    if let Err(e) = write::patch::<Connections>(&st, c.id.clone(), patch).await {
+        let c = load(&st, &id).await?;
+        return connection_page(&st, &ctx, &c, None, Some(refusal(e)?)).await;
     }
-    if let Some(secret) = f.text("client_secret") {
-        c.credentials.client_secret = Some(secret.to_owned());
-    }
-    c.credentials.client_id = f.text("client_id").map(str::to_owned);
-    let mut groups = vec![];
-    for g in f.all("visitor_group_ids") {
-        if g.is_empty() || g.len() > 64 || !g.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-            return connection_page(
-                &st,
-                &ctx,
-                &c,
-                None,
-                Some(format!("{g:?} is not a Brivo group id.")),
-            )
-            .await;
-        }
-        groups.push(g.to_owned());
-    }
-    c.visitor_group_ids = groups;
-    let mut exempt = vec![];
-    for u in f
-        .get("exempt_user_ids")
-        .unwrap_or("")
-        .split([',', '\n', ' '])
-    {
-        let u = u.trim();
-        if u.is_empty() {
-            continue;
-        }
-        if u.len() > 64 || !u.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-            return connection_page(
-                &st,
-                &ctx,
-                &c,
-                None,
-                Some(format!("{u:?} is not a Brivo user id (a number).")),
-            )
-            .await;
-        }
-        exempt.push(u.to_owned());
-    }
-    c.exempt_user_ids = exempt;
-    match (
-        url_field(&f, "api_url", "API URL"),
-        url_field(&f, "auth_url", "sign-in URL"),
-    ) {
-        (Ok(api), Ok(auth)) => {
-            c.api_url = api;
-            c.auth_url = auth;
-        }
-        (Err(e), _) | (_, Err(e)) => return connection_page(&st, &ctx, &c, None, Some(e)).await,
-    }
-    if let Err(e) = st
-        .store
-        .put(Record::Connection(c.clone()), st.clock.now())
-        .await
-    {
-        return connection_page(&st, &ctx, &c, None, Some(e.to_string())).await;
-    }
-    st.wake();
     see_other(&format!("/admin/connections/{id}?done=settings"))
+}
+
+/// Sets the refresh token Brivo's sign-in page gave (`Some("")` clears it) on a connection
+/// record about to be written: the one credential no API body carries.
+fn with_refresh_token(token: String) -> impl FnOnce(&mut Record) {
+    move |r| {
+        if let Record::Connection(c) = r {
+            c.credentials.refresh_token = Some(token);
+        }
+    }
 }
 
 /// A failed sign-in or directory read, as an operator reads it.
@@ -535,12 +489,20 @@ pub(super) async fn connect_with_password(
     // Try before keeping: credentials Brivo refuses would only pause the connection.
     match read_directory(&st, &trial).await {
         Ok(notice) => {
-            // Empty clears: a typed password replaces an earlier sign-in through Brivo's page.
-            trial.credentials.refresh_token = Some(String::new());
-            st.store
-                .put(Record::Connection(trial), st.clock.now())
-                .await?;
-            st.wake();
+            // Kept as the API keeps a patch of the two: the other credentials stay only where
+            // the connection still points. A typed password replaces an earlier sign-in
+            // through Brivo's page.
+            let patch = json!({"admin_id": admin_id, "password": password});
+            let kept = write::patch_then::<Connections>(
+                &st,
+                c.id.clone(),
+                patch,
+                with_refresh_token(String::new()),
+            )
+            .await;
+            if let Err(e) = kept {
+                return connection_page(&st, &ctx, &c, None, Some(refusal(e)?)).await;
+            }
             see_other(&format!("/admin/connections/{id}?done={}", encode(&notice)))
         }
         Err(e) => {
@@ -614,7 +576,7 @@ pub(super) async fn callback(
             "This sign-in to Brivo was not started here, was used already, or took longer than 15 minutes. Start it again from the connection's page.",
         ));
     };
-    let mut c = load(&st, &pending.connection_id).await?;
+    let c = load(&st, &pending.connection_id).await?;
     let Some(code) = q.get("code").filter(|c| !c.is_empty()) else {
         let why = q
             .get("error_description")
@@ -647,16 +609,21 @@ pub(super) async fn callback(
             return connection_page(&st, &ctx, &c, None, Some(e)).await;
         }
     };
-    c.credentials.refresh_token = Some(refresh);
     // The page's sign-in replaces a typed password: the password would win otherwise.
-    c.credentials.password = Some(String::new());
-    let Record::Connection(c) = st
-        .store
-        .put(Record::Connection(c), st.clock.now())
-        .await?
-        .record
-    else {
-        return Err(PageError::bad("the connection could not be kept"));
+    let kept = write::patch_then::<Connections>(
+        &st,
+        c.id.clone(),
+        json!({"password": ""}),
+        with_refresh_token(refresh),
+    )
+    .await;
+    let c = match kept {
+        Ok(Written {
+            record: Record::Connection(c),
+            ..
+        }) => c,
+        Ok(_) => return Err(PageError::bad("the connection could not be kept")),
+        Err(e) => return connection_page(&st, &ctx, &c, None, Some(refusal(e)?)).await,
     };
     let notice = match read_directory(&st, &c).await {
         Ok(n) => n,
@@ -678,9 +645,8 @@ pub(super) async fn save_sites(
     let c = load(&st, &id).await?;
     let f = Form::parse(&body);
     let sites = st.store.directory(&id, "site").await?;
-    let now = st.clock.now();
     let mut ops = vec![];
-    for mut l in locations(st.store.as_ref()).await? {
+    for l in locations(st.store.as_ref()).await? {
         let Some(choice) = f.get(&format!("site:{}", l.id)) else {
             continue;
         };
@@ -700,17 +666,16 @@ pub(super) async fn save_sites(
         if l.connection_id == connection_id && l.site_id == site_id {
             continue;
         }
-        l.connection_id = connection_id;
-        l.site_id = site_id;
-        ops.push(doorsync_store::BatchOp::Put(Box::new(Record::Location(l))));
+        // As `PATCH /api/v1/locations/{id}` takes it (null removes).
+        ops.push(json!({
+            "op": "patch",
+            "collection": "locations",
+            "id": l.id,
+            "body": {"connection_id": connection_id, "site_id": site_id},
+        }));
     }
-    if !ops.is_empty() {
-        for r in st.store.apply_batch(ops, now, true).await? {
-            if let Err(e) = r {
-                return connection_page(&st, &ctx, &c, None, Some(e.to_string())).await;
-            }
-        }
-        st.wake();
+    if let Err(e) = crate::batch::apply_form(&st, ops).await {
+        return connection_page(&st, &ctx, &c, None, Some(refusal(e)?)).await;
     }
     see_other(&format!("/admin/connections/{id}?done=sites"))
 }
@@ -731,6 +696,29 @@ mod tests {
         assert!(!e.contains("not your e-mail"), "{e}");
         let e = in_words("groups: developer_inactive (403): Developer Inactive", None);
         assert!(e.contains("API key"), "{e}");
+    }
+
+    /// Only what the operator typed is sent: an empty secret is left out of the patch (kept
+    /// where the connection still points), an empty URL goes back to the provider's default.
+    #[test]
+    fn the_settings_form_is_the_patch_the_api_takes() {
+        let f = Form::parse(&Bytes::from_static(
+            b"enabled=on&client_id=+cid+&api_key=&client_secret=s&api_url=https%3A%2F%2Fa.test&auth_url=&exempt_user_ids=1%0D%0A2,3&visitor_group_ids=7",
+        ));
+        assert_eq!(
+            settings_patch(&f),
+            json!({
+                "enabled": true,
+                "redeem_passes_automatically": false,
+                "list_doors_in_app": false,
+                "client_id": "cid",
+                "client_secret": "s",
+                "visitor_group_ids": ["7"],
+                "exempt_user_ids": ["1", "2", "3"],
+                "api_url": "https://a.test",
+                "auth_url": null,
+            })
+        );
     }
 
     #[test]

@@ -5,11 +5,15 @@
 use super::connection::{all, locations};
 use super::page::Layout;
 use super::*;
+use crate::collections::{Desks, Locations, Passes, Resources};
+use crate::error::ApiError;
+use crate::write;
 use axum::Extension;
 use axum::extract::{Path, Query};
 use doorsync_core::*;
 use doorsync_engine::plan::{Change, Preview, preview};
-use doorsync_store::{BatchOp, Kind, Record, link_key};
+use doorsync_store::{Kind, Record};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 struct DoorRow {
@@ -213,13 +217,17 @@ async fn list_page(st: &AppState, ctx: &Ctx, error: Option<String>) -> PageResul
             name: l.name,
         });
     }
-    html(LocationsPage {
-        l: ctx.layout("Locations", "locations"),
-        locations: rows,
-        error,
-        default_zone,
-        zones: ZONES.to_vec(),
-    })
+    let refused = error.is_some();
+    html_or_refused(
+        LocationsPage {
+            l: ctx.layout("Locations", "locations"),
+            locations: rows,
+            error,
+            default_zone,
+            zones: ZONES.to_vec(),
+        },
+        refused,
+    )
 }
 
 pub(super) async fn create(
@@ -228,12 +236,9 @@ pub(super) async fn create(
     body: Bytes,
 ) -> PageResult {
     let f = Form::parse(&body);
-    let checked = (f.id("id"), f.name("name"), f.zone("timezone"));
-    let (id, name, timezone) = match checked {
-        (Ok(id), Ok(name), Ok(zone)) => (id, name, zone),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return list_page(&st, &ctx, Some(e.to_owned())).await;
-        }
+    let id = match f.id("id") {
+        Ok(id) => id,
+        Err(e) => return list_page(&st, &ctx, Some(e.to_owned())).await,
     };
     if st.store.get(Kind::Location, id.as_str()).await?.is_some() {
         return list_page(
@@ -243,18 +248,44 @@ pub(super) async fn create(
         )
         .await;
     }
-    let loc = Location {
-        end_access_when_days_used: false,
-        id: id.clone(),
-        name,
-        timezone,
-        connection_id: None,
-        site_id: None,
-        lead: DEFAULT_LEAD,
-        lag: DEFAULT_LAG,
-    };
-    st.store.put(Record::Location(loc), st.clock.now()).await?;
+    let body = json!({
+        "name": f.get("name").unwrap_or(""),
+        "timezone": f.text("timezone").unwrap_or(""),
+    });
+    if let Err(e) = write::put::<Locations>(&st, id.clone(), body).await {
+        return list_page(&st, &ctx, Some(refusal(e)?)).await;
+    }
     see_other(&format!("/admin/locations/{id}"))
+}
+
+/// The location an inventory item is at.
+fn location_of(r: &Record) -> Option<&Id> {
+    match r {
+        Record::Pass(p) => Some(&p.location_id),
+        Record::Resource(x) => Some(&x.location_id),
+        Record::Desk(x) => Some(&x.location_id),
+        _ => None,
+    }
+}
+
+/// Writes an inventory item as the API does: a new one whole (`PUT`), an existing one by the
+/// fields the form names (`PATCH`), its other fields kept.
+async fn write_item(
+    st: &AppState,
+    kind: Kind,
+    id: Id,
+    fields: Value,
+    existing: bool,
+) -> Result<(), ApiError> {
+    match (kind, existing) {
+        (Kind::Pass, false) => write::put::<Passes>(st, id, fields).await,
+        (Kind::Pass, true) => write::patch::<Passes>(st, id, fields).await,
+        (Kind::Resource, false) => write::put::<Resources>(st, id, fields).await,
+        (Kind::Resource, true) => write::patch::<Resources>(st, id, fields).await,
+        (_, false) => write::put::<Desks>(st, id, fields).await,
+        (_, true) => write::patch::<Desks>(st, id, fields).await,
+    }
+    .map(|_| ())
 }
 
 pub(super) async fn add_item(
@@ -265,57 +296,30 @@ pub(super) async fn add_item(
 ) -> PageResult {
     let inv = inventory(&st, &id).await?;
     let f = Form::parse(&body);
-    let fail = |e: &str| location_page(&st, &ctx, &inv, None, Some(e.to_owned()));
-    let (item_id, name) = match (f.id("id"), f.name("name")) {
-        (Ok(id), Ok(name)) => (id, name),
-        (Err(e), _) | (_, Err(e)) => return fail(e).await,
+    let fail = |e: String| location_page(&st, &ctx, &inv, None, Some(e));
+    let item_id = match f.id("id") {
+        Ok(id) => id,
+        Err(e) => return fail(e.to_owned()).await,
     };
-    let location_id = inv.location.id.clone();
-    let record = match f.get("kind") {
-        Some("pass") => Record::Pass(Pass {
-            id: item_id.clone(),
-            location_id,
-            name,
-        }),
-        Some("resource") => Record::Resource(Resource {
-            id: item_id.clone(),
-            location_id,
-            name,
-            lead: None,
-            lag: None,
-        }),
-        Some(k @ ("desk" | "office")) => Record::Desk(Desk {
-            id: item_id.clone(),
-            location_id,
-            name,
-            kind: if k == "office" {
-                DeskKind::Office
-            } else {
-                DeskKind::Desk
-            },
-        }),
-        _ => return fail("Pick a kind: pass, resource, desk or office.").await,
+    let name = f.get("name").unwrap_or("");
+    let (kind, mut fields) = match f.get("kind") {
+        Some("pass") => (Kind::Pass, json!({ "name": name })),
+        Some("resource") => (Kind::Resource, json!({ "name": name })),
+        Some(k @ ("desk" | "office")) => (Kind::Desk, json!({"name": name, "kind": k})),
+        _ => return fail("Pick a kind: pass, resource, desk or office.".into()).await,
     };
     // An existing item of the same kind here is renamed, its other fields kept.
-    let record = match (st.store.get(record.kind(), item_id.as_str()).await?, record) {
-        (None, r) => r,
-        (Some(Record::Pass(mut p)), Record::Pass(n)) if p.location_id == n.location_id => {
-            p.name = n.name;
-            Record::Pass(p)
-        }
-        (Some(Record::Resource(mut r)), Record::Resource(n)) if r.location_id == n.location_id => {
-            r.name = n.name;
-            Record::Resource(r)
-        }
-        (Some(Record::Desk(mut d)), Record::Desk(n)) if d.location_id == n.location_id => {
-            d.name = n.name;
-            d.kind = n.kind;
-            Record::Desk(d)
-        }
-        _ => return fail(&format!("The id {item_id} is taken elsewhere.")).await,
+    let existing = match st.store.get(kind, item_id.as_str()).await? {
+        None => false,
+        Some(r) if location_of(&r) == Some(&inv.location.id) => true,
+        Some(_) => return fail(format!("The id {item_id} is taken elsewhere.")).await,
     };
-    st.store.put(record, st.clock.now()).await?;
-    st.wake();
+    if !existing {
+        fields["location_id"] = json!(inv.location.id);
+    }
+    if let Err(e) = write_item(&st, kind, item_id, fields, existing).await {
+        return fail(refusal(e)?).await;
+    }
     see_other(&format!("/admin/locations/{id}?done=added"))
 }
 
@@ -327,29 +331,24 @@ pub(super) async fn edit(
 ) -> PageResult {
     let inv = inventory(&st, &id).await?;
     let f = Form::parse(&body);
-    let fail = |e: &str| location_page(&st, &ctx, &inv, None, Some(e.to_owned()));
-    let (name, timezone) = match (f.name("name"), f.zone("timezone")) {
-        (Ok(name), Ok(zone)) => (name, zone),
-        (Err(e), _) | (_, Err(e)) => return fail(e).await,
-    };
+    let fail = |e: String| location_page(&st, &ctx, &inv, None, Some(e));
     let minutes = |k: &str| {
         f.text(k)
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|m| (0..=1440).contains(m))
-            .map(jiff::SignedDuration::from_mins)
     };
     let (Some(lead), Some(lag)) = (minutes("lead_minutes"), minutes("lag_minutes")) else {
-        return fail("The minutes before and after are 0 to 1440.").await;
+        return fail("The minutes before and after are 0 to 1440.".into()).await;
     };
-    let mut loc = inv.location.clone();
-    loc.name = name;
-    loc.timezone = timezone;
-    loc.lead = lead;
-    loc.lag = lag;
-    loc.end_access_when_days_used = f.checked("end_access_when_days_used");
-    if loc != inv.location {
-        st.store.put(Record::Location(loc), st.clock.now()).await?;
-        st.wake();
+    let patch = json!({
+        "name": f.get("name").unwrap_or(""),
+        "timezone": f.text("timezone").unwrap_or(""),
+        "lead": format!("PT{lead}M"),
+        "lag": format!("PT{lag}M"),
+        "end_access_when_days_used": f.checked("end_access_when_days_used"),
+    });
+    if let Err(e) = write::patch::<Locations>(&st, inv.location.id.clone(), patch).await {
+        return fail(refusal(e)?).await;
     }
     see_other(&format!("/admin/locations/{id}?done=saved"))
 }
@@ -674,6 +673,10 @@ pub(super) async fn review(
     if e.links.is_empty() && e.doors.is_empty() {
         return see_other(&format!("/admin/locations/{id}?done=nothing"));
     }
+    // What applying would refuse is refused here, before the plan is shown.
+    if let Err(err) = crate::batch::check_form(&st, operations(&inv, &e)).await {
+        return location_page(&st, &ctx, &inv, None, Some(refusal(err)?)).await;
+    }
     let changes: Vec<Change> = e
         .links
         .iter()
@@ -757,6 +760,43 @@ async fn inv_links_all(st: &AppState) -> Result<BTreeMap<(LinkKind, String), Str
     .collect())
 }
 
+/// The operations `POST /api/v1/batch` would take for the same change, so that the API's
+/// checks and rules apply to the form.
+fn operations(inv: &Inventory, e: &Edits) -> Vec<Value> {
+    let mut ops = vec![];
+    for (kind, item_id, group) in &e.links {
+        let link = format!("{}/{item_id}", kind.as_str());
+        ops.push(match group {
+            Some(group_id) => json!({
+                "op": "put", "collection": "links", "id": link, "body": {"group_id": group_id},
+            }),
+            None => json!({"op": "delete", "collection": "links", "id": link}),
+        });
+    }
+    let connection = inv.location.connection_id.as_ref();
+    for (door, name, role) in &e.doors {
+        let door_id = match inv.doors.get(door) {
+            Some(d) => d.id.to_string(),
+            None => {
+                let c = connection.map_or("door", |c| c.as_str());
+                format!("{c}:door:{door}")
+            }
+        };
+        ops.push(json!({
+            "op": "put",
+            "collection": "doors",
+            "id": door_id,
+            "body": {
+                "location_id": inv.location.id,
+                "name": name,
+                "presence_role": role_value(*role),
+                "provider_door_id": door,
+            },
+        }));
+    }
+    ops
+}
+
 pub(super) async fn apply(
     Extension(ctx): Extension<Ctx>,
     State(st): State<AppState>,
@@ -769,47 +809,13 @@ pub(super) async fn apply(
         Ok(e) => e,
         Err(msg) => return location_page(&st, &ctx, &inv, None, Some(msg)).await,
     };
-    let mut ops = vec![];
-    for (kind, item_id, group) in e.links {
-        ops.push(match group {
-            Some(group_id) => BatchOp::Put(Box::new(Record::Link(Link {
-                kind,
-                item_id,
-                group_id,
-            }))),
-            None => BatchOp::Delete(Kind::Link, link_key(kind, item_id.as_str())),
-        });
-    }
-    let connection = inv.location.connection_id.clone();
-    for (door, name, role) in e.doors {
-        let existing = inv.doors.get(&door);
-        let door_id = match existing {
-            Some(d) => d.id.clone(),
-            None => {
-                let c = connection.as_ref().map_or("door", |c| c.as_str());
-                Id::parse(&format!("{c}:door:{door}")).map_err(|_| {
-                    PageError::bad(format!("door {door:?} has an id doorsync cannot keep"))
-                })?
-            }
-        };
-        ops.push(BatchOp::Put(Box::new(Record::Door(Door {
-            id: door_id,
-            location_id: inv.location.id.clone(),
-            name,
-            presence_role: role,
-            provider_door_id: Some(door),
-            gone_at: None,
-        }))));
-    }
+    let ops = operations(&inv, &e);
     if ops.is_empty() {
         return see_other(&format!("/admin/locations/{id}?done=nothing"));
     }
-    for r in st.store.apply_batch(ops, st.clock.now(), true).await? {
-        if let Err(err) = r {
-            return location_page(&st, &ctx, &inv, None, Some(err.to_string())).await;
-        }
+    if let Err(err) = crate::batch::apply_form(&st, ops).await {
+        return location_page(&st, &ctx, &inv, None, Some(refusal(err)?)).await;
     }
-    st.wake();
     see_other(&format!("/admin/locations/{id}?done=saved"))
 }
 

@@ -140,6 +140,26 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 
 pub(crate) type PageResult = Result<Response, PageError>;
 
+/// Why a form's write was refused, in words for its page: the API's own message, naming the
+/// field as the API does. A failing database is an error page instead.
+pub(crate) fn refusal(e: crate::error::ApiError) -> Result<String, PageError> {
+    if e.status.is_server_error() {
+        return Err(PageError::Page(
+            e.status,
+            "The database did not answer as it should; the details are in doorsync's log.".into(),
+        ));
+    }
+    if e.code == "credentials_unreadable" {
+        // The API's words name a request; the operator's choices are these.
+        return Ok("Not saved: doorsync cannot read this connection's stored credentials with its secret key (DOORSYNC_SECRET_KEY is missing or another key), and changes them only when all of them come again. Start doorsync with the key they were sealed with, or send every credential again through the API (PUT /api/v1/connections/ID with api_key, client_id, client_secret, admin_id and password). They were left untouched.".into());
+    }
+    let message = e.message.trim_end_matches('.');
+    Ok(match e.field {
+        Some(field) => format!("Not saved: {field}: {message}."),
+        None => format!("Not saved: {message}."),
+    })
+}
+
 fn html_headers() -> [(header::HeaderName, &'static str); 2] {
     [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -445,19 +465,5 @@ impl Form {
     pub fn id(&self, key: &str) -> Result<doorsync_core::Id, &'static str> {
         doorsync_core::Id::parse(self.text(key).unwrap_or(""))
             .map_err(|_| "An id is 1 to 128 letters, digits, dots, colons or dashes.")
-    }
-
-    /// A name of 1 to 200 characters in `key`.
-    pub fn name(&self, key: &str) -> Result<String, &'static str> {
-        self.text(key)
-            .filter(|n| n.chars().count() <= 200)
-            .map(str::to_owned)
-            .ok_or("Give it a name of up to 200 characters.")
-    }
-
-    /// A time zone by its IANA name in `key`.
-    pub fn zone(&self, key: &str) -> Result<doorsync_core::Zone, &'static str> {
-        doorsync_core::Zone::parse(self.text(key).unwrap_or(""))
-            .map_err(|_| "Give the time zone by its IANA name, such as Europe/London.")
     }
 }

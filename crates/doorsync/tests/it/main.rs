@@ -12,3 +12,4 @@ mod presence;
 mod soak;
 mod store;
 mod sync;
+mod write_path;

@@ -1699,7 +1699,8 @@ async fn credentials_are_sealed_at_rest(backend: Backend) {
         panic!()
     };
     assert_eq!(c.credentials.api_key.as_deref(), Some("key-123"));
-    // A store with another key opens nothing; putting them again with that key repairs them.
+    // A store with another key opens nothing; a write that brings only some of them is refused
+    // (it could neither keep nor read the others), putting all of them again repairs them.
     let other = SqlStore::connect(&db.url)
         .await
         .unwrap()
@@ -1712,7 +1713,26 @@ async fn credentials_are_sealed_at_rest(backend: Backend) {
         Credentials::default(),
         "another key opens nothing"
     );
-    other.put(connection(Some("new-pass")), now).await.unwrap();
+    let err = other
+        .put(connection(Some("new-pass")), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::CredentialsUnreadable(_)),
+        "{err:?}"
+    );
+    let Record::Connection(mut all) = connection(Some("new-pass")) else {
+        panic!()
+    };
+    // An empty one clears what this instance cannot read.
+    for unused in [
+        &mut all.credentials.client_id,
+        &mut all.credentials.client_secret,
+        &mut all.credentials.admin_id,
+    ] {
+        *unused = Some(String::new());
+    }
+    other.put(Record::Connection(all), now).await.unwrap();
     let Some(Record::Connection(c)) = other.get(Kind::Connection, "brivo").await.unwrap() else {
         panic!()
     };
