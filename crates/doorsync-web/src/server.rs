@@ -58,12 +58,15 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
+/// What [`crate::serve`] uses, in tests that start the router in process: no bound per address,
+/// since everything there comes from 127.0.0.1, some of it many requests at once.
+/// `doorsync serve` sizes its own with [`Limits::for_descriptors`].
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 512,
-            per_client: PER_CLIENT,
+            per_client: 512,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -79,7 +82,8 @@ impl Limits {
         Limits {
             max_connections,
             per_client: per_client.clamp(1, max_connections),
-            ..Limits::default()
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 

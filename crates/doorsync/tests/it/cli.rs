@@ -188,7 +188,7 @@ fn import_loads_ndjson_and_reports_bad_lines_by_number() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -232,7 +232,7 @@ fn readme_session() -> (String, Vec<(String, String)>) {
 }
 
 /// A child process that is killed if the test ends (or panics) while it still runs.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -283,7 +283,7 @@ fn start_until(
     }
 }
 
-const LISTENING: &str = "doorsync listening on ";
+pub(crate) const LISTENING: &str = "doorsync listening on ";
 
 struct Server {
     child: Guard,
