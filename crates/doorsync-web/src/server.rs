@@ -173,6 +173,13 @@ fn closed(ended: hyper::Result<()>) {
     }
 }
 
+/// The client holding the most connections and how many, for the log.
+fn busiest(slots: &Slots) -> (String, usize) {
+    slots
+        .busiest()
+        .map_or((String::new(), 0), |(c, n)| (c.to_string(), n))
+}
+
 /// The accept loop's log lines, one per interval however often things happen.
 struct Pressure {
     accept_failed: Tally,
@@ -191,20 +198,19 @@ impl Pressure {
 
     fn accept_failed(&mut self, e: &std::io::Error, shed: Option<Client>) {
         if let Some(n) = self.accept_failed.count(Instant::now()) {
-            tracing::warn!(error = %e, times = n, within = ?LOG_INTERVAL, closed_waiting_of = ?shed.map(|c| c.to_string()), "accept failed");
+            let closed_a_waiting_one_of = shed.map(|c| c.to_string()).unwrap_or_default();
+            tracing::warn!(error = %e, times = n, within = ?LOG_INTERVAL, closed_a_waiting_one_of, "accept failed");
         }
     }
 
     fn refused(&mut self, slots: &Slots, limits: &Limits) {
         if let Some(n) = self.refused.count(Instant::now()) {
-            self.log_refused(n, slots, limits);
+            Self::log_refused(n, slots, limits);
         }
     }
 
-    fn log_refused(&self, n: u64, slots: &Slots, limits: &Limits) {
-        let (busiest, holds) = slots
-            .busiest()
-            .map_or((String::new(), 0), |(c, n)| (c.to_string(), n));
+    fn log_refused(n: u64, slots: &Slots, limits: &Limits) {
+        let (busiest, holds) = busiest(slots);
         tracing::warn!(
             refused = n,
             within = ?LOG_INTERVAL,
@@ -216,20 +222,22 @@ impl Pressure {
         );
     }
 
-    fn displaced(&mut self, from: Client, slots: &Slots, limits: &Limits) {
+    fn displaced(&mut self, slots: &Slots, limits: &Limits) {
         if let Some(n) = self.displaced.count(Instant::now()) {
-            self.log_displaced(n, from, slots, limits);
+            Self::log_displaced(n, slots, limits);
         }
     }
 
-    fn log_displaced(&self, n: u64, from: Client, slots: &Slots, limits: &Limits) {
+    fn log_displaced(n: u64, slots: &Slots, limits: &Limits) {
+        let (busiest, holds) = busiest(slots);
         tracing::warn!(
             closed = n,
             within = ?LOG_INTERVAL,
-            last_from = %from,
             open = slots.open(),
             max_connections = limits.max_connections,
             per_client = limits.per_client,
+            busiest,
+            holds,
             "connection limit reached: connections waiting for a request closed for newer ones"
         );
     }
@@ -241,12 +249,10 @@ impl Pressure {
             tracing::warn!(times = n, within = ?LOG_INTERVAL, "accept failed");
         }
         if let Some(n) = self.refused.due(now) {
-            self.log_refused(n, slots, limits);
+            Self::log_refused(n, slots, limits);
         }
-        if let Some(n) = self.displaced.due(now)
-            && let Some((busiest, _)) = slots.busiest()
-        {
-            self.log_displaced(n, busiest, slots, limits);
+        if let Some(n) = self.displaced.due(now) {
+            Self::log_displaced(n, slots, limits);
         }
     }
 }
@@ -281,8 +287,8 @@ pub async fn serve(
                         pressure.refused(&slots, &limits);
                     }
                     Admission::Admitted { ticket, leave, displaced } => {
-                        if let Some(from) = displaced {
-                            pressure.displaced(from, &slots, &limits);
+                        if displaced.is_some() {
+                            pressure.displaced(&slots, &limits);
                         }
                         tokio::spawn(drive(stream, peer, app.clone(), limits, ticket, leave, stop.clone()));
                         // Let the connection be read once before accepting more: a flood would
