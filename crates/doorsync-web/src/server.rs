@@ -238,7 +238,7 @@ impl Pressure {
             per_client = limits.per_client,
             busiest,
             holds,
-            "connection limit reached: connections waiting for a request closed for newer ones"
+            "connection limits reached: connections waiting for a request closed for newer ones"
         );
     }
 

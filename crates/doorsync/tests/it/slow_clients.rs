@@ -204,7 +204,7 @@ async fn half_open_floods_cannot_starve_health_and_api_under_a_low_descriptor_li
     );
     assert!(log_lines < 40, "the flood filled the log:\n{log}");
     assert!(
-        log.contains("connection limit reached"),
+        log.contains("connection limits reached"),
         "the flood reached the cap:\n{log}"
     );
     let cap: usize = log
