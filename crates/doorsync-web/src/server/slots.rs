@@ -3,8 +3,9 @@
 //! A connection is displaced only while it waits for a request (half-sent, or idle between two
 //! requests), never in the middle of one, and never before it has been read once (a client's
 //! request is usually in the socket's buffer by the time it is accepted, so reading it once is
-//! what tells a client that asks from one that holds). Room is made first at the expense of the
-//! newcomer's own address, then of the address holding the most: a client that floods the server
+//! what tells a client that asks from one that holds). Room is made at the expense of the
+//! newcomer's own address when it is at its bound; at the cap, of the address holding the most,
+//! else of the newcomer's own, else of whichever waited longest. A client that floods the server
 //! with half-open connections churns its own, while anyone else, even from the same address,
 //! still gets in and is answered.
 
@@ -97,6 +98,15 @@ impl Table {
             })
             .max()
             .map(|(_, _, c, id)| (c, id))
+    }
+
+    /// The connection that has waited longest for a request, whoever holds it.
+    fn longest_waiting_anywhere(&self) -> Option<(Client, u64)> {
+        self.clients
+            .keys()
+            .filter_map(|&c| self.longest_waiting(c).map(|(id, since)| (since, c, id)))
+            .min()
+            .map(|(_, c, id)| (c, id))
     }
 
     fn remove(&mut self, client: Client, id: u64) {
@@ -226,10 +236,12 @@ impl Slots {
         let victim = if held >= self.per_client {
             t.longest_waiting(client).map(|(id, _)| (client, id))
         } else {
-            // At the cap: from a client that would still hold more than the newcomer (equals do
-            // not take turns displacing each other), else from the newcomer's own.
+            // At the cap: from a client that would still hold more than the newcomer, else from
+            // the newcomer's own, else whichever has waited longest (a flood from many addresses
+            // holding one each).
             t.longest_waiting_of_heaviest(held + 1)
                 .or_else(|| t.longest_waiting(client).map(|(id, _)| (client, id)))
+                .or_else(|| t.longest_waiting_anywhere())
         };
         let Some((c, id)) = victim else {
             return Step::Refused;
@@ -447,6 +459,21 @@ mod tests {
             .map(|t| t.request_started())
             .collect();
         assert!(matches!(step(&slots, client(4)), Got::Refused));
+    }
+
+    #[test]
+    fn at_the_cap_with_one_connection_per_address_the_longest_waiting_gives_way() {
+        let slots = Slots::new(3, 2);
+        let t0 = Instant::now();
+        let mut first = flood(&slots, client(1), 1, t0 + Duration::from_millis(5));
+        let mut second = flood(&slots, client(2), 1, t0);
+        let mut third = flood(&slots, client(3), 1, t0 + Duration::from_millis(9));
+        assert!(matches!(step(&slots, client(4)), Got::Waits(c) if c == client(2)));
+        assert_eq!(
+            (told(&mut first), told(&mut second), told(&mut third)),
+            (0, 1, 0)
+        );
+        let _fourth = enter(&slots, client(4));
     }
 
     #[test]
