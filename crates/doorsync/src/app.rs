@@ -22,6 +22,8 @@ pub struct Options {
     pub engine: EngineConfig,
     /// The demo's SMTP sink, shown at `/app/outbox`.
     pub outbox: Option<doorsync_engine::mail::sink::Inbox>,
+    /// The HTTP server's connection limits.
+    pub limits: doorsync_web::server::Limits,
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests and reconciles finish.
@@ -57,7 +59,13 @@ pub async fn run(
         admin: Default::default(),
         outbox: options.outbox,
     };
-    let served = doorsync_web::serve(listener, doorsync_web::router(state), shutdown).await;
+    let served = doorsync_web::server::serve(
+        listener,
+        doorsync_web::router(state),
+        options.limits,
+        shutdown,
+    )
+    .await;
     setup_task.abort();
     let _ = stop_tx.send(true);
     let _ = engine_task.await;

@@ -25,6 +25,8 @@ pub struct Config {
     pub mail: Option<doorsync_engine::mail::MailConfig>,
     /// Where alerts go, and after how long a pause alerts.
     pub alerts: doorsync_engine::alerts::AlertConfig,
+    /// The most connections one client address (IPv6: one /64) may hold open.
+    pub connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,7 @@ struct File {
     alert_webhook_secret: Option<String>,
     alert_emails: Option<Vec<String>>,
     alert_pause_after: Option<String>,
+    connections_per_address: Option<usize>,
 }
 
 impl Config {
@@ -114,7 +117,18 @@ impl Config {
             ),
             mail.is_some(),
         )?;
+        let connections_per_address =
+            match env("DOORSYNC_CONNECTIONS_PER_ADDRESS").filter(|v| !v.is_empty()) {
+                Some(v) => v.parse().ok(),
+                None => Some(
+                    file.connections_per_address
+                        .unwrap_or(doorsync_web::server::PER_CLIENT),
+                ),
+            }
+            .filter(|n| *n >= 1)
+            .context("connections_per_address: not a whole number of 1 or more")?;
         let config = Config {
+            connections_per_address,
             resync_interval,
             public_url,
             mail,
@@ -348,6 +362,22 @@ mod tests {
             );
         }
         assert_eq!(with("").unwrap().public_url, None);
+    }
+
+    #[test]
+    fn connections_per_address_is_a_whole_number_of_one_or_more() {
+        let with = |v: &'static str| {
+            Config::load(None, move |k| {
+                (k == "DOORSYNC_CONNECTIONS_PER_ADDRESS").then(|| v.to_owned())
+            })
+        };
+        let c = Config::load(None, |_| None).unwrap();
+        assert_eq!(c.connections_per_address, 32);
+        assert_eq!(with("1000").unwrap().connections_per_address, 1000);
+        for bad in ["0", "-1", "many"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("connections_per_address"), "{bad}: {e}");
+        }
     }
 
     #[test]

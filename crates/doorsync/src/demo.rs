@@ -18,6 +18,7 @@ pub struct DemoArgs {
     pub listen: String,
     pub sim_listen: String,
     pub dir: Option<PathBuf>,
+    pub limits: doorsync_web::server::Limits,
 }
 
 fn id(s: &str) -> Id {
@@ -203,6 +204,7 @@ pub async fn run(
             ..Default::default()
         },
         outbox: Some(outbox),
+        limits: args.limits,
     };
     let result = tokio::select! {
         r = app::run(store, listener, options, shutdown) => r,

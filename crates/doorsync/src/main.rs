@@ -3,6 +3,7 @@
 mod app;
 mod config;
 mod demo;
+mod descriptors;
 mod import;
 
 use anyhow::Context;
@@ -190,6 +191,7 @@ async fn run() -> anyhow::Result<()> {
                     listen,
                     sim_listen,
                     dir,
+                    limits: connection_limits(&config),
                 },
                 shutdown_signal(),
             )
@@ -484,8 +486,50 @@ fn new_token() -> anyhow::Result<String> {
     ))
 }
 
+/// Raises the open-file limit, then sizes the HTTP server's connection cap on what it got, and
+/// says both in the log: a cap above the limit would never apply, and accepts would fail instead.
+fn connection_limits(config: &Config) -> doorsync_web::server::Limits {
+    use doorsync_web::server::{FEWEST_CONNECTIONS, Limits, RESERVED_DESCRIPTORS};
+    let got = descriptors::raise(Limits::descriptors_wanted());
+    let limits = Limits::for_descriptors(got.limit, config.connections_per_address);
+    let descriptors = got
+        .limit
+        .map_or_else(|| "unlimited".to_owned(), |l| l.to_string());
+    let (max_connections, per_address) = (limits.max_connections, limits.per_client);
+    let header_read_timeout = limits.header_read_timeout;
+    match got.raised_from {
+        Some(raised_from) => tracing::info!(
+            max_connections,
+            per_address,
+            ?header_read_timeout,
+            %descriptors,
+            raised_from,
+            "connection limits"
+        ),
+        None => tracing::info!(
+            max_connections,
+            per_address,
+            ?header_read_timeout,
+            %descriptors,
+            "connection limits"
+        ),
+    }
+    if got
+        .limit
+        .is_some_and(|l| l < FEWEST_CONNECTIONS as u64 + RESERVED_DESCRIPTORS)
+    {
+        tracing::warn!(
+            %descriptors,
+            "the open-file limit leaves too little room for connections; raise it (ulimit -n, LimitNOFILE=)"
+        );
+    }
+    limits
+}
+
 async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = listen.unwrap_or(config.listen.clone());
+    // Before the database opens its files.
+    let limits = connection_limits(&config);
     let _only = sole_instance(&config.database_url)?;
     let store = open(&config, true).await?;
     if _only.is_some() {
@@ -508,6 +552,7 @@ async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
             ..Default::default()
         },
         outbox: None,
+        limits,
     };
     app::run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("doorsync stopped");

@@ -1337,6 +1337,7 @@ mod limits {
         let limits = Limits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 8,
+            per_client: 8,
             drain_timeout: Duration::from_secs(1),
         };
         let (addr, stop, task) = start(limits).await;
@@ -1344,7 +1345,7 @@ mod limits {
         for _ in 0..8 {
             slow.push(half_request(addr).await);
         }
-        // Over the cap: closed at once, unanswered.
+        // Over the cap: it takes the place of one waiting, and is cut off in its turn.
         let mut extra = half_request(addr).await;
         assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
         // The slow ones are cut off by the header deadline...
@@ -1383,6 +1384,7 @@ mod limits {
         let limits = Limits {
             header_read_timeout: Duration::from_secs(600),
             max_connections: 8,
+            per_client: 8,
             drain_timeout: Duration::from_millis(500),
         };
         let (addr, stop, task) = start(limits).await;

@@ -242,7 +242,7 @@ fn import_reports_a_line_that_is_not_utf8_and_goes_on() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("doorsync-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -286,7 +286,7 @@ fn readme_session() -> (String, Vec<(String, String)>) {
 }
 
 /// A child process that is killed if the test ends (or panics) while it still runs.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -337,7 +337,7 @@ fn start_until(
     }
 }
 
-const LISTENING: &str = "doorsync listening on ";
+pub(crate) const LISTENING: &str = "doorsync listening on ";
 
 struct Server {
     child: Guard,

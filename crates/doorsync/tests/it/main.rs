@@ -9,6 +9,7 @@ mod contract;
 mod dashboard;
 mod member;
 mod presence;
+mod slow_clients;
 mod soak;
 mod store;
 mod sync;
