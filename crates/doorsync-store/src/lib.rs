@@ -7,6 +7,7 @@ mod admins;
 mod alerts;
 mod bulk;
 mod fence;
+mod idset;
 mod inputs;
 mod invitations;
 mod log;
@@ -30,7 +31,7 @@ pub use presence::{
     Checkin, DoorEvent, FailedCheckin, NewDoorEvent, PresenceDay, PresenceFilter, PresenceWrite,
     parse_cursor,
 };
-pub use record::{Kind, Record, Ref, link_key};
+pub use record::{Kind, MAX_CONTRACT_DESKS, MAX_TEAM_MEMBERS, Record, Ref, link_key};
 pub use schedule::Lane;
 pub use secrets::{SecretError, SecretKey};
 pub use setup::SetupProblem;

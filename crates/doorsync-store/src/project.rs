@@ -108,13 +108,15 @@ pub(crate) async fn project(conn: &mut AnyConnection, record: &Record, fresh: bo
                 .bind(c.end_date.map(|d| d.to_string()))
                 .execute(&mut *conn)
                 .await?;
-            for d in &c.desk_ids {
-                sqlx::query("INSERT INTO in_contract_desks (contract_id, desk_id) VALUES ($1, $2)")
-                    .bind(c.id.as_str())
-                    .bind(d.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            let sql = format!(
+                "INSERT INTO in_contract_desks (contract_id, desk_id) SELECT $2, j.value FROM {} AS j",
+                crate::idset::elements(conn, 1)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(crate::idset::json(c.desk_ids.iter().map(|d| d.as_str())))
+                .bind(c.id.as_str())
+                .execute(&mut *conn)
+                .await?;
         }
         Record::Team(t) => {
             sqlx::query("INSERT INTO in_teams (id, paying_member_id) VALUES ($1, $2)")

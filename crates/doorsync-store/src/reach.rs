@@ -438,38 +438,82 @@ pub(crate) async fn notify(conn: &mut AnyConnection, backend: Backend) -> Result
     Ok(())
 }
 
-/// Marks every subject `reach` names or selects due at `now`, each set in one statement.
+/// `sql` with its parameters `$1`, `$2`, ... numbered from `$first + 1` instead, so that
+/// several queries can stand in one statement.
+fn renumber(sql: &str, first: usize) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + first).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
+/// Marks every subject `reach` names or selects due at `now`, in one statement however many
+/// they are. The rows are taken in the order of their keys, so that two writes marking
+/// overlapping sets at once wait for each other instead of deadlocking.
 pub(crate) async fn mark(
     conn: &mut AnyConnection,
     reach: Reach,
     bounds: &Bounds,
     urgency: Urgency,
 ) -> Result<()> {
-    for s in reach.subjects {
-        let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at, priority) VALUES ($1, $2, {})
-             {UPSERT_DUE}",
-            urgency.priority("$1", None)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(s.key())
-            .bind(bounds.now_ms)
-            .execute(&mut *conn)
-            .await?;
+    if reach.subjects.is_empty() && reach.queries.is_empty() {
+        return Ok(());
     }
-    for q in reach.queries {
-        let now = format!("${}", q.params.len() + 1);
-        let sql = format!(
-            "INSERT INTO schedule (subject, next_due_at, priority)
-             SELECT DISTINCT x.s, {now}, {} FROM ({}) x WHERE x.s IS NOT NULL
-             {UPSERT_DUE}",
-            urgency.priority("x.s", q.may_end.as_deref()),
-            q.sql
-        );
-        bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &q, bounds)
-            .bind(bounds.now_ms)
-            .execute(&mut *conn)
-            .await?;
+    // $1: the subjects named, $2: now; then each query's own parameters.
+    let mut sources = vec![format!(
+        "SELECT j.value AS s, {} AS p FROM {} AS j",
+        urgency.priority("j.value", None),
+        crate::idset::elements(conn, 1)
+    )];
+    let mut next = 2;
+    for (i, q) in reach.queries.iter().enumerate() {
+        let priority = urgency.priority(&format!("q{i}.s"), q.may_end.as_deref());
+        sources.push(format!(
+            "SELECT q{i}.s, {} FROM ({}) q{i}",
+            renumber(&priority, next),
+            renumber(&q.sql, next)
+        ));
+        next += q.params.len();
     }
+    // A subject reached twice gets its most urgent priority, as two marks one after the other
+    // would give it.
+    let sql = format!(
+        "INSERT INTO schedule (subject, next_due_at, priority)
+         SELECT x.s, $2, MIN(x.p) FROM ({}) x WHERE x.s IS NOT NULL GROUP BY x.s ORDER BY x.s
+         {UPSERT_DUE}",
+        sources.join(" UNION ALL ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(crate::idset::json(reach.subjects.iter().map(Subject::key)))
+        .bind(bounds.now_ms);
+    for q in &reach.queries {
+        query = bind(query, q, bounds);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renumber_moves_every_parameter() {
+        assert_eq!(
+            super::renumber("a = $1 AND b >= $2 OR c = $1 AND d = $12 AND e = '$'", 3),
+            "a = $4 AND b >= $5 OR c = $4 AND d = $15 AND e = '$'"
+        );
+    }
 }

@@ -68,6 +68,13 @@ impl Kind {
     }
 }
 
+/// The most members one team may list. Written set-based, a team this size takes a few
+/// statements; the bound keeps one write's work (and the reconciles it marks due) finite.
+pub const MAX_TEAM_MEMBERS: usize = 10_000;
+
+/// The most desks and offices one contract may name (all in one location).
+pub const MAX_CONTRACT_DESKS: usize = 1_000;
+
 /// The store key of the link of an inventory item.
 pub fn link_key(kind: LinkKind, item_id: &str) -> String {
     format!("{}/{item_id}", kind.as_str())
@@ -142,6 +149,27 @@ impl Record {
             Record::Link(x) => link_key(x.kind, x.item_id.as_str()),
             Record::Door(x) => x.id.to_string(),
         }
+    }
+
+    /// Refuses a record whose lists are longer than the store takes, naming the list.
+    pub fn check_limits(&self) -> Result<(), crate::StoreError> {
+        let (field, len, max, what) = match self {
+            Record::Team(t) => (
+                "member_ids",
+                t.member_ids.len(),
+                MAX_TEAM_MEMBERS,
+                "members",
+            ),
+            Record::Contract(c) => ("desk_ids", c.desk_ids.len(), MAX_CONTRACT_DESKS, "desks"),
+            _ => return Ok(()),
+        };
+        if len > max {
+            return Err(crate::StoreError::Invalid {
+                field,
+                message: format!("at most {max} {what} are allowed; this one lists {len}"),
+            });
+        }
+        Ok(())
     }
 
     /// The records this one points at; each must exist when it is written.

@@ -176,12 +176,12 @@ impl SqlStore {
         mut record: Record,
         now: Timestamp,
     ) -> Result<Written> {
-        let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
+        record.check_limits()?;
+        let (key, now_ms) = (record.key(), ms(now));
+        lock_keys(&mut *tx, &BTreeSet::from([lock_key(record.kind(), &key)])).await?;
         if let Record::Connection(c) = &record {
             self.guard_credentials(&mut *tx, c).await?;
         }
-        let old = self.load_open(&mut *tx, kind, &key).await?;
-        record.carry_over(old.as_ref(), now);
         if let Some(r) = first_missing(&mut *tx, &record).await? {
             return Err(StoreError::UnknownReference {
                 field: r.field,
@@ -191,16 +191,7 @@ impl SqlStore {
         }
         check_rules(&mut *tx, &record).await?;
         crate::setup::check(&mut *tx, &record).await?;
-        sqlx::query(
-            "INSERT INTO records (kind, id, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(kind.as_str())
-        .bind(key.as_str())
-        .bind(self.body(&record)?)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        let old = self.write_record(&mut *tx, &mut record, now).await?;
         write_refs(&mut *tx, &record, &key, old.is_none()).await?;
         crate::project::project(&mut *tx, &record, old.is_none()).await?;
         if let Record::Team(team) = &record {
@@ -240,9 +231,11 @@ impl SqlStore {
         key: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        let Some(old) = load(&mut *tx, kind, key).await? else {
+        lock_keys(&mut *tx, &BTreeSet::from([lock_key(kind, key)])).await?;
+        let Some(body) = load_body_locked(&mut *tx, kind, key, Lock::Delete).await? else {
             return Ok(false);
         };
+        let old = parse(kind, key, &body)?;
         let user = sqlx::query("SELECT kind, id FROM refs WHERE ref_kind = $1 AND ref_id = $2 AND kind <> 'link' LIMIT 1")
             .bind(kind.as_str())
             .bind(key)
@@ -350,6 +343,60 @@ impl SqlStore {
             .await?
             .map(|body| self.open(kind, key, &body))
             .transpose()
+    }
+
+    /// Writes the record's row and returns the one it replaced, with the record's store-owned
+    /// fields carried over from it. Whether the write creates is decided by the insert itself,
+    /// never by a read before it: of writers racing to create one id, PostgreSQL lets one insert
+    /// and holds the others until it commits, and they then replace its row. The row stays
+    /// locked to the end of the transaction, so the references and projections written next
+    /// are never written by two writers of one record at once.
+    async fn write_record(
+        &self,
+        tx: &mut AnyConnection,
+        record: &mut Record,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
+        let (kind, key, now_ms) = (record.kind(), record.key(), ms(now));
+        // A writer that finds the row gone again (deleted by a third) tries once more; a row
+        // that keeps appearing and vanishing is an error rather than a loop.
+        for _ in 0..3 {
+            if let Some(body) = load_body_locked(tx, kind, &key, Lock::Write).await? {
+                let old = self.open(kind, &key, &body)?;
+                record.carry_over(Some(&old), now);
+                sqlx::query(
+                    "UPDATE records SET body = $3, updated_at = $4 WHERE kind = $1 AND id = $2",
+                )
+                .bind(kind.as_str())
+                .bind(key.as_str())
+                .bind(self.body(record)?)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                return Ok(Some(old));
+            }
+            let mut fresh = record.clone();
+            fresh.carry_over(None, now);
+            let inserted = sqlx::query(
+                "INSERT INTO records (kind, id, body, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (kind, id) DO NOTHING",
+            )
+            .bind(kind.as_str())
+            .bind(key.as_str())
+            .bind(self.body(&fresh)?)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                *record = fresh;
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "{} {key:?} was created and deleted again by others while it was written",
+            kind.as_str()
+        ))))
     }
 
     /// Calls `due` whenever any instance marks someone due (PostgreSQL's LISTEN/NOTIFY), so an
@@ -460,8 +507,166 @@ impl SqlStore {
         })
     }
 
+    async fn put_once(&self, record: Record, now: Timestamp) -> Result<Written> {
+        let mut tx = self.pool.begin().await?;
+        let written = self.put_in(&mut tx, record, now).await?;
+        notify(&mut tx, self.backend).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn delete_once(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        match self.delete_in(&mut tx, kind, key, now).await {
+            Ok(deleted) => {
+                if deleted {
+                    notify(&mut tx, self.backend).await?;
+                    tx.commit().await?;
+                }
+                Ok(deleted)
+            }
+            Err(e) => {
+                drop(tx);
+                Err(self.name_user(e).await)
+            }
+        }
+    }
+
+    /// A transaction for a batch's chunk, holding the locks of every record it writes.
+    async fn begin_chunk(&self, ops: &[BatchOp]) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx, &keys_of(ops)).await?;
+        Ok(tx)
+    }
+
+    async fn apply_batch_once(
+        &self,
+        ops: &[BatchOp],
+        now: Timestamp,
+        stop_at_error: bool,
+    ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>> {
+        // The common case first: every write succeeds, in one transaction with no savepoints
+        // (two statements fewer per write). Only if one fails is the chunk done again, each
+        // write in a savepoint of its own.
+        let mut tx = self.begin_chunk(ops).await?;
+        match crate::bulk::insert_new(&mut tx, ops, now).await {
+            Ok(Some(written)) => {
+                notify(&mut tx, self.backend).await?;
+                tx.commit().await?;
+                return Ok(written
+                    .into_iter()
+                    .map(|w| Ok(BatchDone::Written(Box::new(w))))
+                    .collect());
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // PostgreSQL refuses anything more in a failed transaction: start again.
+                tx.rollback().await?;
+                tx = self.begin_chunk(ops).await?;
+            }
+        }
+        let mut written = Vec::with_capacity(ops.len());
+        let mut clean = true;
+        for op in ops {
+            let done = match op {
+                BatchOp::Put(record) => self
+                    .put_in(&mut tx, (**record).clone(), now)
+                    .await
+                    .map(|w| BatchDone::Written(Box::new(w))),
+                BatchOp::Delete(kind, key) => self
+                    .delete_in(&mut tx, *kind, key, now)
+                    .await
+                    .map(BatchDone::Deleted),
+            };
+            match done {
+                Ok(d) => written.push(Ok(d)),
+                Err(_) => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        if clean {
+            notify(&mut tx, self.backend).await?;
+            tx.commit().await?;
+            return Ok(written);
+        }
+        tx.rollback().await?;
+        let mut tx = self.begin_chunk(ops).await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops.iter().cloned() {
+            // Each item in a savepoint: one that fails leaves the others, and the chunk still
+            // commits as a whole.
+            let mut item = sqlx::Connection::begin(&mut *tx).await?;
+            let done = match op {
+                BatchOp::Put(record) => self
+                    .put_in(&mut item, *record, now)
+                    .await
+                    .map(|w| BatchDone::Written(Box::new(w))),
+                BatchOp::Delete(kind, key) => self
+                    .delete_in(&mut item, kind, &key, now)
+                    .await
+                    .map(BatchDone::Deleted),
+            };
+            match done {
+                Ok(d) => {
+                    item.commit().await?;
+                    out.push(Ok(d));
+                }
+                // Broken off to end a deadlock with another writer: the whole chunk runs
+                // again, since the locks its earlier items hold are what the other waits for.
+                Err(e) if is_transient(&e) => return Err(e),
+                Err(e) => {
+                    item.rollback().await?;
+                    out.push(Err(e));
+                    if stop_at_error {
+                        break;
+                    }
+                }
+            }
+        }
+        notify(&mut tx, self.backend).await?;
+        tx.commit().await?;
+        let mut named = Vec::with_capacity(out.len());
+        for r in out {
+            named.push(match r {
+                Err(e) => Err(self.name_user(e).await),
+                ok => ok,
+            });
+        }
+        Ok(named)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A failure that says nothing about the write: PostgreSQL broke a deadlock between two
+/// transactions (writers taking the same rows in another order, as two batches may) or
+/// refused to serialize one. Run again, the transaction finds the other one done.
+fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(d)) = e else {
+        return false;
+    };
+    matches!(d.code().as_deref(), Some("40P01" | "40001"))
+}
+
+/// Runs a whole transaction again while it fails transiently, a few times at most.
+async fn retrying<T, F>(mut run: impl FnMut() -> F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                tracing::debug!(error = %e, attempt, "write broken off by the database; again");
+                attempt += 1;
+            }
+            done => return done,
+        }
     }
 }
 
@@ -471,6 +676,73 @@ async fn load_body(conn: &mut AnyConnection, kind: Kind, key: &str) -> Result<Op
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
+    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+}
+
+/// On PostgreSQL, takes a lock on each record key (`kind/id`) a transaction is about to write,
+/// held to its end, in one order every writer shares. Writers of overlapping records (two
+/// batches carrying the same new records in different orders, a batch and a single write)
+/// then wait for each other before either writes anything, instead of each inserting part
+/// and deadlocking over the rest. A row lock cannot do this for a record not yet stored.
+async fn lock_keys(conn: &mut AnyConnection, keys: &BTreeSet<String>) -> Result<()> {
+    if keys.is_empty() || !crate::idset::is_postgres(conn) {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT COUNT(pg_advisory_xact_lock(x.h)) FROM (
+            SELECT DISTINCT hashtextextended(j.value, 0) AS h FROM {} AS j ORDER BY h
+         ) x",
+        crate::idset::elements(conn, 1)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(crate::idset::json(keys))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn lock_key(kind: Kind, key: &str) -> String {
+    format!("{}/{key}", kind.as_str())
+}
+
+/// The keys of the records `ops` write.
+fn keys_of(ops: &[BatchOp]) -> BTreeSet<String> {
+    ops.iter()
+        .map(|op| match op {
+            BatchOp::Put(r) => lock_key(r.kind(), &r.key()),
+            BatchOp::Delete(kind, key) => lock_key(*kind, key),
+        })
+        .collect()
+}
+
+/// How a writer locks the row it reads (PostgreSQL; SQLite has one writer at a time anyway).
+#[derive(Clone, Copy)]
+pub(crate) enum Lock {
+    /// For a change of the row: other writers wait, references to it do not.
+    Write,
+    /// For a delete: references to it wait too.
+    Delete,
+}
+
+/// The stored body of a record, its row locked until the transaction ends.
+async fn load_body_locked(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    key: &str,
+    lock: Lock,
+) -> Result<Option<String>> {
+    let clause = match (crate::idset::is_postgres(conn), lock) {
+        (false, _) => "",
+        (true, Lock::Write) => " FOR NO KEY UPDATE",
+        (true, Lock::Delete) => " FOR UPDATE",
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT body FROM records WHERE kind = $1 AND id = $2{clause}"
+    )))
+    .bind(kind.as_str())
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
 }
 
@@ -513,13 +785,17 @@ pub(crate) async fn strings(
 /// Rules that span records and that a reference check alone does not catch.
 async fn check_rules(conn: &mut AnyConnection, record: &Record) -> Result<()> {
     if let Record::Contract(c) = record {
-        let mut locations = BTreeSet::new();
-        for d in &c.desk_ids {
-            if let Some(Record::Desk(desk)) = load(conn, Kind::Desk, d.as_str()).await? {
-                locations.insert(desk.location_id);
-            }
-        }
-        if locations.len() > 1 {
+        let sql = format!(
+            "SELECT COUNT(DISTINCT i.location_id) FROM {} AS j
+             JOIN in_items i ON i.kind = 'desk' AND i.id = j.value",
+            crate::idset::elements(conn, 1)
+        );
+        let locations: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::idset::json(c.desk_ids.iter().map(Id::as_str)))
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if locations > 1 {
             return Err(StoreError::Invalid {
                 field: "desk_ids",
                 message: "every desk of a contract must be in one location".into(),
@@ -543,29 +819,43 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
 }
 
-/// The first reference of `record` to a record that does not exist, in one query.
+/// A record's references grouped by field, in the order they first appear: each group is
+/// checked and written in one statement, however long its list.
+fn refs_by_field(record: &Record) -> Vec<(&'static str, Kind, Vec<String>)> {
+    let mut groups: Vec<(&'static str, Kind, Vec<String>)> = vec![];
+    for r in record.refs() {
+        match groups
+            .iter_mut()
+            .find(|(f, k, _)| *f == r.field && *k == r.kind)
+        {
+            Some((_, _, ids)) => ids.push(r.id),
+            None => groups.push((r.field, r.kind, vec![r.id])),
+        }
+    }
+    groups
+}
+
+/// The first reference of `record` to a record that does not exist: one query a field.
 async fn first_missing(conn: &mut AnyConnection, record: &Record) -> Result<Option<crate::Ref>> {
-    let refs = record.refs();
-    if refs.is_empty() {
-        return Ok(None);
+    for (field, kind, ids) in refs_by_field(record) {
+        let sql = format!(
+            "SELECT j.value FROM {} AS j
+             WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.kind = $2 AND r.id = j.value)",
+            crate::idset::elements(conn, 1)
+        );
+        let missing: BTreeSet<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::idset::json(&ids))
+            .bind(kind.as_str())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        if let Some(id) = ids.into_iter().find(|id| missing.contains(id)) {
+            return Ok(Some(crate::Ref { field, kind, id }));
+        }
     }
-    let pairs: Vec<String> = (0..refs.len())
-        .map(|i| format!("(kind = ${} AND id = ${})", 2 * i + 1, 2 * i + 2))
-        .collect();
-    let sql = format!("SELECT kind, id FROM records WHERE {}", pairs.join(" OR "));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in &refs {
-        q = q.bind(r.kind.as_str()).bind(r.id.as_str());
-    }
-    let found: BTreeSet<(String, String)> = q
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_>>()?;
-    Ok(refs
-        .into_iter()
-        .find(|r| !found.contains(&(r.kind.as_str().to_owned(), r.id.clone()))))
+    Ok(None)
 }
 
 /// `fresh`: the record is new, so it has no references to replace.
@@ -583,54 +873,39 @@ async fn write_refs(
             .execute(&mut *conn)
             .await?;
     }
-    let refs = record.refs();
-    if refs.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..refs.len())
-        .map(|i| {
-            let b = 5 * i;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO refs (kind, id, field, ref_kind, ref_id) VALUES {}",
-        rows.join(", ")
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in &refs {
-        q = q
+    for (field, ref_kind, ids) in refs_by_field(record) {
+        let sql = format!(
+            "INSERT INTO refs (kind, id, field, ref_kind, ref_id)
+             SELECT $2, $3, $4, $5, j.value FROM {} AS j",
+            crate::idset::elements(conn, 1)
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::idset::json(&ids))
             .bind(kind)
             .bind(key)
-            .bind(r.field)
-            .bind(r.kind.as_str())
-            .bind(r.id.as_str());
-    }
-    // The database enforces the references: a target deleted since the check above (by a
-    // racing transaction) fails here instead of leaving the record pointing at nothing.
-    q.execute(&mut *conn).await.map_err(|e| {
-        if is_foreign_key_violation(&e) {
-            let r = &refs[0];
-            StoreError::UnknownReference {
-                field: r.field,
-                kind: r.kind.as_str(),
-                id: r.id.clone(),
+            .bind(field)
+            .bind(ref_kind.as_str())
+            .execute(&mut *conn)
+            .await;
+        // The database enforces the references: a target deleted since the check above (by a
+        // racing transaction) fails here instead of leaving the record pointing at nothing.
+        done.map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::UnknownReference {
+                    field,
+                    kind: ref_kind.as_str(),
+                    id: ids[0].clone(),
+                }
+            } else {
+                e.into()
             }
-        } else {
-            e.into()
-        }
-    })?;
+        })?;
+    }
     Ok(())
 }
 
-/// Opens a stay for each new member and closes the stay of each member who left.
+/// Opens a stay for each new member and closes the stay of each member who left: two
+/// statements, whatever the team's size.
 async fn write_memberships(conn: &mut AnyConnection, team: &Team, now_ms: i64) -> Result<()> {
     let current: BTreeSet<String> = strings(
         conn,
@@ -641,23 +916,33 @@ async fn write_memberships(conn: &mut AnyConnection, team: &Team, now_ms: i64) -
     .into_iter()
     .collect();
     let wanted: BTreeSet<String> = team.member_ids.iter().map(|m| m.to_string()).collect();
-    for gone in current.difference(&wanted) {
-        sqlx::query("UPDATE team_memberships SET left_at = $1 WHERE team_id = $2 AND customer_id = $3 AND left_at IS NULL")
+    let gone: Vec<&String> = current.difference(&wanted).collect();
+    if !gone.is_empty() {
+        let sql = format!(
+            "UPDATE team_memberships SET left_at = $2
+             WHERE team_id = $3 AND left_at IS NULL AND customer_id IN {}",
+            crate::idset::elements(conn, 1)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::idset::json(gone))
             .bind(now_ms)
             .bind(team.id.as_str())
-            .bind(gone.as_str())
             .execute(&mut *conn)
             .await?;
     }
-    for new in wanted.difference(&current) {
-        sqlx::query(
-            "INSERT INTO team_memberships (team_id, customer_id, joined_at) VALUES ($1, $2, $3)",
-        )
-        .bind(team.id.as_str())
-        .bind(new.as_str())
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+    let joined: Vec<&String> = wanted.difference(&current).collect();
+    if !joined.is_empty() {
+        let sql = format!(
+            "INSERT INTO team_memberships (team_id, customer_id, joined_at)
+             SELECT $2, j.value, $3 FROM {} AS j",
+            crate::idset::elements(conn, 1)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::idset::json(joined))
+            .bind(team.id.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -674,11 +959,7 @@ impl Store for SqlStore {
     }
 
     async fn put(&self, record: Record, now: Timestamp) -> Result<Written> {
-        let mut tx = self.pool.begin().await?;
-        let written = self.put_in(&mut tx, record, now).await?;
-        notify(&mut tx, self.backend).await?;
-        tx.commit().await?;
-        Ok(written)
+        retrying(|| self.put_once(record.clone(), now)).await
     }
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>> {
@@ -758,20 +1039,7 @@ impl Store for SqlStore {
     }
 
     async fn delete(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        match self.delete_in(&mut tx, kind, key, now).await {
-            Ok(deleted) => {
-                if deleted {
-                    notify(&mut tx, self.backend).await?;
-                    tx.commit().await?;
-                }
-                Ok(deleted)
-            }
-            Err(e) => {
-                drop(tx);
-                Err(self.name_user(e).await)
-            }
-        }
+        retrying(|| self.delete_once(kind, key, now)).await
     }
 
     async fn apply_batch(
@@ -780,93 +1048,7 @@ impl Store for SqlStore {
         now: Timestamp,
         stop_at_error: bool,
     ) -> Result<Vec<std::result::Result<BatchDone, StoreError>>> {
-        // The common case first: every write succeeds, in one transaction with no savepoints
-        // (two statements fewer per write). Only if one fails is the chunk done again, each
-        // write in a savepoint of its own.
-        let mut tx = self.pool.begin().await?;
-        match crate::bulk::insert_new(&mut tx, &ops, now).await {
-            Ok(Some(written)) => {
-                notify(&mut tx, self.backend).await?;
-                tx.commit().await?;
-                return Ok(written
-                    .into_iter()
-                    .map(|w| Ok(BatchDone::Written(Box::new(w))))
-                    .collect());
-            }
-            Ok(None) => {}
-            Err(_) => {
-                // PostgreSQL refuses anything more in a failed transaction: start again.
-                tx.rollback().await?;
-                tx = self.pool.begin().await?;
-            }
-        }
-        let mut written = Vec::with_capacity(ops.len());
-        let mut clean = true;
-        for op in &ops {
-            let done = match op {
-                BatchOp::Put(record) => self
-                    .put_in(&mut tx, (**record).clone(), now)
-                    .await
-                    .map(|w| BatchDone::Written(Box::new(w))),
-                BatchOp::Delete(kind, key) => self
-                    .delete_in(&mut tx, *kind, key, now)
-                    .await
-                    .map(BatchDone::Deleted),
-            };
-            match done {
-                Ok(d) => written.push(Ok(d)),
-                Err(_) => {
-                    clean = false;
-                    break;
-                }
-            }
-        }
-        if clean {
-            notify(&mut tx, self.backend).await?;
-            tx.commit().await?;
-            return Ok(written);
-        }
-        tx.rollback().await?;
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            // Each item in a savepoint: one that fails leaves the others, and the chunk still
-            // commits as a whole.
-            let mut item = sqlx::Connection::begin(&mut *tx).await?;
-            let done = match op {
-                BatchOp::Put(record) => self
-                    .put_in(&mut item, *record, now)
-                    .await
-                    .map(|w| BatchDone::Written(Box::new(w))),
-                BatchOp::Delete(kind, key) => self
-                    .delete_in(&mut item, kind, &key, now)
-                    .await
-                    .map(BatchDone::Deleted),
-            };
-            match done {
-                Ok(d) => {
-                    item.commit().await?;
-                    out.push(Ok(d));
-                }
-                Err(e) => {
-                    item.rollback().await?;
-                    out.push(Err(e));
-                    if stop_at_error {
-                        break;
-                    }
-                }
-            }
-        }
-        notify(&mut tx, self.backend).await?;
-        tx.commit().await?;
-        let mut named = Vec::with_capacity(out.len());
-        for r in out {
-            named.push(match r {
-                Err(e) => Err(self.name_user(e).await),
-                ok => ok,
-            });
-        }
-        Ok(named)
+        retrying(|| self.apply_batch_once(&ops, now, stop_at_error)).await
     }
 
     async fn subjects_reached(&self, record: &Record, now: Timestamp) -> Result<Vec<Subject>> {

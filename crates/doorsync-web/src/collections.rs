@@ -234,6 +234,15 @@ fn desk_ids_schema() -> utoipa::openapi::schema::Schema {
     let mut schema = id_list_schema();
     if let utoipa::openapi::schema::Schema::Array(a) = &mut schema {
         a.description = Some("Desks and offices of one location.".into());
+        a.max_items = Some(doorsync_store::MAX_CONTRACT_DESKS);
+    }
+    schema
+}
+
+fn member_ids_schema() -> utoipa::openapi::schema::Schema {
+    let mut schema = id_list_schema();
+    if let utoipa::openapi::schema::Schema::Array(a) = &mut schema {
+        a.max_items = Some(doorsync_store::MAX_TEAM_MEMBERS);
     }
     schema
 }
@@ -609,7 +618,7 @@ pub struct TeamBody {
     #[schema(value_type = String, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$")]
     pub paying_member_id: Id,
     #[serde(default)]
-    #[schema(schema_with = id_list_schema)]
+    #[schema(schema_with = member_ids_schema)]
     pub member_ids: Vec<Id>,
 }
 

@@ -14,3 +14,4 @@ mod soak;
 mod store;
 mod sync;
 mod write_path;
+mod writes;
