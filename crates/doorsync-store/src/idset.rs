@@ -25,6 +25,20 @@ pub(crate) fn elements(conn: &AnyConnection, n: usize) -> String {
     }
 }
 
+/// `column` is one of the elements of the JSON array bound as `$n`. On PostgreSQL an array
+/// compared with `= ANY`, not an `IN` subquery: knowing nothing of the array's length, the
+/// planner may otherwise test every row of the table against every element (a team's 10,000
+/// stays against 5,000 members who left: 4 s), where `= ANY` probes the column's index once
+/// an element.
+pub(crate) fn contains(conn: &AnyConnection, column: &str, n: usize) -> String {
+    let set = elements(conn, n);
+    if is_postgres(conn) {
+        format!("{column} = ANY(ARRAY{set})")
+    } else {
+        format!("{column} IN {set}")
+    }
+}
+
 pub(crate) fn is_postgres(conn: &AnyConnection) -> bool {
     conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME
 }

@@ -920,8 +920,8 @@ async fn write_memberships(conn: &mut AnyConnection, team: &Team, now_ms: i64) -
     if !gone.is_empty() {
         let sql = format!(
             "UPDATE team_memberships SET left_at = $2
-             WHERE team_id = $3 AND left_at IS NULL AND customer_id IN {}",
-            crate::idset::elements(conn, 1)
+             WHERE team_id = $3 AND left_at IS NULL AND {}",
+            crate::idset::contains(conn, "customer_id", 1)
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(crate::idset::json(gone))

@@ -150,7 +150,7 @@ async fn writers_racing_to_create_one_id_get_one_201_and_never_a_500(backend: Ba
     }
     assert!(
         failures.is_empty(),
-        "{} of {races} races went wrong: {:#?}",
+        "{} things went wrong in {races} races: {:#?}",
         failures.len(),
         &failures[..failures.len().min(20)]
     );
