@@ -169,7 +169,8 @@ impl SqlStore {
         })
     }
 
-    /// A put inside the caller's transaction (the store's own, or a batch's savepoint).
+    /// A put inside the caller's transaction (the store's own, or a batch's savepoint), which
+    /// holds the record's key lock ([`lock_keys`]).
     async fn put_in(
         &self,
         tx: &mut AnyConnection,
@@ -178,7 +179,6 @@ impl SqlStore {
     ) -> Result<Written> {
         record.check_limits()?;
         let (key, now_ms) = (record.key(), ms(now));
-        lock_keys(&mut *tx, &BTreeSet::from([lock_key(record.kind(), &key)])).await?;
         if let Record::Connection(c) = &record {
             self.guard_credentials(&mut *tx, c).await?;
         }
@@ -221,7 +221,7 @@ impl SqlStore {
         })
     }
 
-    /// A delete inside the caller's transaction. A reference written by a racing transaction
+    /// A delete inside the caller's transaction, which holds the record's key lock. A reference written by a racing transaction
     /// is reported as `InUse` by an unnamed record: the caller names it once the transaction
     /// is gone.
     async fn delete_in(
@@ -231,7 +231,6 @@ impl SqlStore {
         key: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        lock_keys(&mut *tx, &BTreeSet::from([lock_key(kind, key)])).await?;
         let Some(body) = load_body_locked(&mut *tx, kind, key, Lock::Delete).await? else {
             return Ok(false);
         };
@@ -509,6 +508,11 @@ impl SqlStore {
 
     async fn put_once(&self, record: Record, now: Timestamp) -> Result<Written> {
         let mut tx = self.pool.begin().await?;
+        lock_keys(
+            &mut tx,
+            &BTreeSet::from([lock_key(record.kind(), &record.key())]),
+        )
+        .await?;
         let written = self.put_in(&mut tx, record, now).await?;
         notify(&mut tx, self.backend).await?;
         tx.commit().await?;
@@ -517,6 +521,7 @@ impl SqlStore {
 
     async fn delete_once(&self, kind: Kind, key: &str, now: Timestamp) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx, &BTreeSet::from([lock_key(kind, key)])).await?;
         match self.delete_in(&mut tx, kind, key, now).await {
             Ok(deleted) => {
                 if deleted {
