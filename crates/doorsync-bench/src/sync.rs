@@ -654,7 +654,7 @@ pub async fn lead_edit(backend: Backend, customers: usize) -> anyhow::Result<Val
         )
         .await?;
     let late = removed
-        .get("customer:leaving")
+        .get("leaving")
         .map(|t| ms(t.duration_since(due)))
         .context("the revocation was not seen")?;
     eprintln!(

@@ -98,9 +98,9 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0016_fencing.sql"),
     },
     Migration {
-        version: 18,
+        version: 17,
         name: "setup_codes",
-        sql: include_str!("../migrations/sqlite/0018_setup_codes.sql"),
+        sql: include_str!("../migrations/sqlite/0017_setup_codes.sql"),
     },
 ];
 
@@ -186,9 +186,9 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0016_fencing.sql"),
     },
     Migration {
-        version: 18,
+        version: 17,
         name: "setup_codes",
-        sql: include_str!("../migrations/postgres/0018_setup_codes.sql"),
+        sql: include_str!("../migrations/postgres/0017_setup_codes.sql"),
     },
 ];
 
