@@ -654,7 +654,11 @@ fn is_transient(e: &StoreError) -> bool {
     let StoreError::Database(sqlx::Error::Database(d)) = e else {
         return false;
     };
-    matches!(d.code().as_deref(), Some("40P01" | "40001"))
+    // PostgreSQL: a deadlock, a serialization failure. SQLite: a transaction that read before
+    // writing while another connection to the file (a second process, `doorsync token create`
+    // beside `serve`) committed meanwhile (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits
+    // out: run on a fresh snapshot, it goes through.
+    matches!(d.code().as_deref(), Some("40P01" | "40001" | "517"))
 }
 
 /// Runs a whole transaction again while it fails transiently, a few times at most.
