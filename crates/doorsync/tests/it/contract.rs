@@ -478,6 +478,17 @@ async fn every_documented_status_is_answered(backend: Backend) {
     )
     .await;
     let room2 = s.group("Meeting Room 2").to_string();
+    // A link to a group the directory does not list is refused once the directory has been read
+    // since the connection last changed (the writes above changed it): wait for that read.
+    assert!(
+        s.eventually(std::time::Duration::from_secs(30), || async {
+            doorsync_store::Store::connection_state(s.app.store.as_ref(), "brivo")
+                .await
+                .is_ok_and(|c| c.last_directory_at.is_some())
+        })
+        .await,
+        "the directory was never read again"
+    );
     let link = "/api/v1/links/{kind}/{item_id}";
     for (m, path, token, body) in [
         (M::GET, "/api/v1/links", Some(t), Body::None),
