@@ -167,6 +167,12 @@ impl Engine {
         }) {
             return;
         }
+        if !self.needs_events(c, now).await {
+            // Nothing before now will be wanted: moving the cursor keeps the next look one poll
+            // interval away, and a later read starts here rather than at a stale point.
+            let _ = store.set_event_cursor(c, now).await;
+            return;
+        }
         let read = self
             .with_work_lease(&format!("events:{c}"), self.read_events(connection, now))
             .await;
@@ -174,6 +180,47 @@ impl Engine {
             tracing::warn!(connection = c, error = %e, "reading door events failed");
             self.note_provider_error(c, &e, now).await;
         }
+    }
+
+    /// Whether anything would use the connection's events: a door of one of its locations with
+    /// a presence role, or a remote unlock still waiting for its event. Reading them otherwise
+    /// spends the provider's call budget on events nobody processes into anything.
+    async fn needs_events(&self, connection: &str, now: Timestamp) -> bool {
+        let store = &self.reconciler.store;
+        let since = now
+            .saturating_sub(UNLOCK_MATCH)
+            .and_then(|t| t.saturating_sub(LATE_ARRIVALS))
+            .unwrap_or(now);
+        if store
+            .remote_unlock_unclaimed(connection, since)
+            .await
+            .unwrap_or(true)
+        {
+            return true;
+        }
+        let (Ok(locations), Ok(doors)) = (
+            store.list_all(Kind::Location).await,
+            store.list_all(Kind::Door).await,
+        ) else {
+            return true;
+        };
+        let here: std::collections::BTreeSet<String> = locations
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Location(l)
+                    if l.connection_id
+                        .as_ref()
+                        .is_some_and(|x| x.as_str() == connection) =>
+                {
+                    Some(l.id.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        doors.into_iter().any(|r| {
+            matches!(r, Record::Door(d) if d.presence_role != PresenceRole::None
+                && here.contains(d.location_id.as_str()))
+        })
     }
 
     /// Reads the events that occurred since the last read (from an hour ago on the first).

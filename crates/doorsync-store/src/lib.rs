@@ -540,6 +540,10 @@ pub trait Store: Send + Sync + 'static {
         until: Timestamp,
     ) -> Result<Option<String>>;
 
+    /// Whether a remote unlock made at or after `since` on the connection still waits for its
+    /// event: what keeps a connection's events read when no door has a presence role.
+    async fn remote_unlock_unclaimed(&self, connection: &str, since: Timestamp) -> Result<bool>;
+
     /// Notes that an alert's condition holds at `now` (one resolved begins again).
     async fn observe_alert(
         &self,

@@ -364,6 +364,22 @@ pub(crate) async fn claim_unlock(
     row.map(|r| Ok(r.try_get(0)?)).transpose()
 }
 
+pub(crate) async fn unlock_unclaimed(
+    store: &SqlStore,
+    connection: &str,
+    since: Timestamp,
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 FROM remote_unlocks
+          WHERE connection_id = $1 AND event_id IS NULL AND at >= $2 LIMIT 1",
+    )
+    .bind(connection)
+    .bind(ms(since))
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(row.is_some())
+}
+
 pub(crate) async fn forget_unlock(store: &SqlStore, id: &str) -> Result<()> {
     sqlx::query("DELETE FROM remote_unlocks WHERE id = $1 AND event_id IS NULL")
         .bind(id)

@@ -1287,6 +1287,10 @@ impl Store for SqlStore {
         crate::members::claim_unlock(self, connection, door, event_id, from, until).await
     }
 
+    async fn remote_unlock_unclaimed(&self, connection: &str, since: Timestamp) -> Result<bool> {
+        crate::members::unlock_unclaimed(self, connection, since).await
+    }
+
     async fn observe_alert(
         &self,
         condition: &str,

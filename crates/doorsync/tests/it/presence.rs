@@ -305,4 +305,61 @@ async fn swipes_become_check_ins_check_outs_and_failed_check_ins(backend: Backen
     s.stop().await;
 }
 
-testkit::on_both_backends!(swipes_become_check_ins_check_outs_and_failed_check_ins);
+testkit::on_both_backends!(
+    swipes_become_check_ins_check_outs_and_failed_check_ins,
+    an_idle_connection_reads_no_events,
+);
+
+async fn event_calls(s: &SyncApp) -> (u64, Value) {
+    let requests: Value = s
+        .http
+        .get(format!("{}/__sim/requests", s.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/events")))
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    (events, requests)
+}
+
+/// With no door given a presence role and no remote unlock waiting, nothing would use the
+/// events: the polls that come due make no call for them (the quota's biggest spender before).
+async fn an_idle_connection_reads_no_events(backend: Backend) {
+    let Some(s) = SyncApp::spawn(backend, "PT0S", "PT0S").await else {
+        return;
+    };
+    let store = doorsync_store::SqlStore::connect(&s.app.db.url)
+        .await
+        .unwrap();
+    use doorsync_store::Store;
+    s.http
+        .delete(format!("{}/__sim/requests", s.sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    // Every due poll moves the cursor; several of them (0.5 s apart) have come due by then.
+    let start = jiff::Timestamp::now();
+    let polled = s
+        .eventually(Duration::from_secs(20), || async {
+            store
+                .event_cursor("brivo")
+                .await
+                .unwrap()
+                .is_some_and(|t| t.duration_since(start).as_secs_f64() > 3.0)
+        })
+        .await;
+    assert!(polled, "the event poll never came due");
+    let (events, requests) = event_calls(&s).await;
+    assert_eq!(
+        events, 0,
+        "event reads with nothing to use them: {requests}"
+    );
+}
