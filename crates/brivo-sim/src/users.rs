@@ -134,7 +134,7 @@ const USER_FILTERS: &[(&str, &[Op])] = &[
 ];
 
 fn user_matches(state: &SimState, u: &User, c: &filter::Clause) -> Result<bool, ApiError> {
-    match c.field.to_ascii_lowercase().as_str() {
+    match c.field.as_str() {
         "id" => filter::matches_id(c, u.id),
         "firstname" => Ok(filter::matches_contains(c, &u.first_name)),
         "lastname" => Ok(filter::matches_contains(c, &u.last_name)),

@@ -297,3 +297,19 @@ async fn user_filters_and_their_errors() {
     assert_eq!(unknown.status, 400);
     assert_eq!(unknown.json()["message"], "Invalid criteria provided");
 }
+
+/// DOCS25R names the filter fields in lower case; Brivo does not match them in any case.
+#[tokio::test]
+async fn filter_field_names_are_case_sensitive() {
+    let h = Harness::start().await;
+    h.create_user("Ada", "Lovelace", None).await;
+    let r = h.get("/users?filter=lastname__eq:Lovelace").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["count"], 1);
+    for field in ["LastName", "LASTNAME", "User_Status"] {
+        let r = h.get(&format!("/users?filter={field}__eq:active")).await;
+        assert_eq!(r.status, 400, "{field}: {}", r.text);
+    }
+    let r = h.get("/groups?filter=Name__eq:x").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
