@@ -82,6 +82,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Reads `filter` from the query and checks each clause against the fields and operators an
 /// endpoint supports.
+/// Field names are matched as written: DOCS25R lists them in lower case (`firstname`, `user_status`).
 pub fn from_query(
     params: &HashMap<String, String>,
     allowed: &[(&str, &[Op])],
@@ -93,7 +94,7 @@ pub fn from_query(
     for c in &clauses {
         let ok = allowed
             .iter()
-            .any(|(field, ops)| c.field.eq_ignore_ascii_case(field) && ops.contains(&c.op));
+            .any(|(field, ops)| c.field == *field && ops.contains(&c.op));
         if !ok {
             return Err(ApiError::invalid_criteria());
         }

@@ -197,9 +197,21 @@ fn apply_settings(g: &mut Group, body: &serde_json::Map<String, Value>) -> Resul
     Ok(())
 }
 
-async fn create_group(State(sim): State<AppState>, body: Bytes) -> ApiResult {
+/// The name comes from the body or, as the spec documents it, from a `name` query parameter.
+async fn create_group(
+    State(sim): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult {
     let body = json_object(&body)?;
-    let name = valid_name(body.get("name").unwrap_or(&Value::Null))?;
+    let query_name = query_params(query.as_deref())
+        .remove("name")
+        .map(Value::String);
+    let name = valid_name(
+        body.get("name")
+            .or(query_name.as_ref())
+            .unwrap_or(&Value::Null),
+    )?;
     let mut group = Group {
         id: 0,
         name,

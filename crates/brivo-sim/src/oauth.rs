@@ -167,25 +167,74 @@ fn basic_credentials(headers: &HeaderMap) -> Basic {
     }
 }
 
-/// Parameters from the query string (as 2017 clients sent them) and from a form body; the body
-/// wins when both name a parameter. JSON bodies are not read, as on the real server.
+/// Parameters from the query string (as 2017 clients sent them) and from a form body, either
+/// `application/x-www-form-urlencoded` or `multipart/form-data` (both documented in DOCS25R); the
+/// body wins when both name a parameter. JSON bodies are not read, as on the real server.
 fn token_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
     let mut params = query_params(query);
-    let is_form = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if is_form
-        && let Ok(text) = std::str::from_utf8(body)
-        && let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(text)
+        .unwrap_or("")
+        .trim_start();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Ok(text) = std::str::from_utf8(body) else {
+        return params;
+    };
+    if essence == "application/x-www-form-urlencoded" {
+        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(text) {
+            params.extend(pairs);
+        }
+    } else if essence == "multipart/form-data"
+        && let Some(boundary) = multipart_boundary(content_type)
     {
-        params.extend(pairs);
+        params.extend(multipart_fields(text, &boundary));
     }
     params
+}
+
+/// The `boundary` parameter of a `multipart/form-data` Content-Type, unquoted.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (key, value) = param.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The named text fields of a `multipart/form-data` body. The token request carries only short
+/// text fields, so files and transfer encodings are not handled.
+fn multipart_fields(text: &str, boundary: &str) -> Vec<(String, String)> {
+    let delimiter = format!("--{boundary}");
+    text.split(delimiter.as_str())
+        .skip(1)
+        .take_while(|part| !part.starts_with("--"))
+        .filter_map(|part| {
+            let part = part.strip_prefix("\r\n").unwrap_or(part);
+            let (head, value) = part.split_once("\r\n\r\n")?;
+            let name = head.lines().find_map(disposition_name)?;
+            let value = value.strip_suffix("\r\n").unwrap_or(value);
+            Some((name, value.to_string()))
+        })
+        .collect()
+}
+
+/// The `name` of a `Content-Disposition: form-data; name="…"` part header.
+fn disposition_name(line: &str) -> Option<String> {
+    let (key, value) = line.split_once(':')?;
+    if !key.trim().eq_ignore_ascii_case("content-disposition") {
+        return None;
+    }
+    value.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
+    })
 }
 
 async fn token(

@@ -5,8 +5,9 @@
 //! receive no access events; no criteria means every access event. Creating answers 200 with the
 //! stored object (ids added, plus an opaque `encryptedSecretWord`).
 //!
-//! Delivery: each new event is POSTed as JSON to each matching subscription's `url`. A non-2xx
-//! answer or a connection error is a failure; delivery is tried 3 times (after 200 ms and 800 ms
+//! Delivery: each new event is POSTed as JSON to each matching subscription's `url`. An answer
+//! other than 200, 201 or 204 (Brivo "doesn't like 202", reference §15) or a connection error is a
+//! failure; delivery is tried 3 times (after 200 ms and 800 ms
 //! pauses), then given up, logged, counted in `/__sim/deliveries`, and reported to `errorEmail`
 //! through the outbox. Deliveries run concurrently, so their order is not guaranteed (Brivo
 //! documents none). Only `http://` URLs can be reached (the emulator carries no TLS stack).
@@ -229,12 +230,18 @@ pub fn deliver(sim: &Arc<Sim>, event: &Event) {
     }
 }
 
+/// The answers a receiver may give for Brivo to count the event delivered. Receivers are told to
+/// answer 200 because Brivo does not take 202; 201 and 204 are the other plain successes.
+fn accepted_by_brivo(status: u16) -> bool {
+    matches!(status, 200 | 201 | 204)
+}
+
 async fn deliver_one(sim: Arc<Sim>, sub: Subscription, event: Event) {
     let mut attempts = 0;
     let (status, error) = loop {
         attempts += 1;
         let failure = match sim.http.post(&sub.url).json(&event).send().await {
-            Ok(resp) if resp.status().is_success() => {
+            Ok(resp) if accepted_by_brivo(resp.status().as_u16()) => {
                 sim.record_delivery(Delivery {
                     subscription_id: sub.id,
                     url: sub.url.clone(),

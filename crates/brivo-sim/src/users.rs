@@ -134,7 +134,7 @@ const USER_FILTERS: &[(&str, &[Op])] = &[
 ];
 
 fn user_matches(state: &SimState, u: &User, c: &filter::Clause) -> Result<bool, ApiError> {
-    match c.field.to_ascii_lowercase().as_str() {
+    match c.field.as_str() {
         "id" => filter::matches_id(c, u.id),
         "firstname" => Ok(filter::matches_contains(c, &u.first_name)),
         "lastname" => Ok(filter::matches_contains(c, &u.last_name)),
@@ -142,7 +142,15 @@ fn user_matches(state: &SimState, u: &User, c: &filter::Clause) -> Result<bool, 
             let mut any = false;
             for v in &c.values {
                 any |= match v.to_ascii_lowercase().as_str() {
-                    "active" => !u.suspended,
+                    // DOCS25R: active means an active credential and at least one group.
+                    "active" => {
+                        !u.suspended
+                            && !state.groups_of_user(u.id).is_empty()
+                            && state
+                                .credentials
+                                .values()
+                                .any(|c| c.user_id == u.id && c.redeemed)
+                    }
                     "suspended" => u.suspended,
                     "unaffiliated" => state.groups_of_user(u.id).is_empty(),
                     // Deprecated upstream; deleted users are gone, so it matches nobody.

@@ -509,6 +509,36 @@ async fn failed_deliveries_are_retried_then_reported() {
     assert_eq!(outbox[0]["to"], "ops@example.com");
 }
 
+/// A receiver answering 202 is not a delivery: Brivo "doesn't like 202" (reference §15).
+#[tokio::test]
+async fn a_202_answer_is_a_failed_delivery() {
+    let h = Harness::start().await;
+    let app =
+        axum::Router::new().route("/hook", post(|| async { axum::http::StatusCode::ACCEPTED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    h.post(
+        "/event-subscriptions",
+        json!({"name": "accepted", "url": url, "criteria": []}),
+    )
+    .await;
+    swipe(&h, CLEANER_USER_ID, FRONT_DOOR).await;
+    let delivery = eventually(Duration::from_secs(10), || {
+        let h = &h;
+        async move {
+            let d = h.admin(Method::GET, "/deliveries", None).await.json();
+            d.as_array().unwrap().first().cloned()
+        }
+    })
+    .await;
+    assert_eq!(delivery["delivered"], false);
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["status"], 202);
+}
+
 #[tokio::test]
 async fn event_subscription_crud() {
     let h = Harness::start().await;

@@ -186,6 +186,14 @@ async fn cancelling_a_pending_invitation() {
     );
 }
 
+/// A fresh account has the allotment of Brivo's documented example, not an unbounded one.
+#[tokio::test]
+async fn the_default_wallet_pass_allotment_is_the_documented_500() {
+    let h = Harness::start().await;
+    let allotment = h.get("/credentials/digital/allotment").await.json();
+    assert_eq!(allotment, json!({"allotted": 500, "assigned": 0}));
+}
+
 #[tokio::test]
 async fn the_wallet_pass_allotment_bounds_invitations() {
     let h = Harness::start().await;

@@ -297,3 +297,55 @@ async fn user_filters_and_their_errors() {
     assert_eq!(unknown.status, 400);
     assert_eq!(unknown.json()["message"], "Invalid criteria provided");
 }
+
+/// DOCS25R names the filter fields in lower case; Brivo does not match them in any case.
+#[tokio::test]
+async fn filter_field_names_are_case_sensitive() {
+    let h = Harness::start().await;
+    h.create_user("Ada", "Lovelace", None).await;
+    let r = h.get("/users?filter=lastname__eq:Lovelace").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["count"], 1);
+    for field in ["LastName", "LASTNAME", "User_Status"] {
+        let r = h.get(&format!("/users?filter={field}__eq:active")).await;
+        assert_eq!(r.status, 400, "{field}: {}", r.text);
+    }
+    let r = h.get("/groups?filter=Name__eq:x").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// DOCS25R: an active user has an active credential and at least one group; not suspended alone.
+#[tokio::test]
+async fn user_status_active_needs_a_group_and_an_active_credential() {
+    use crate::seed::FIRST_GROUP_ID;
+    let h = Harness::start().await;
+    let bare = h.create_user("Bare", "User", None).await;
+    let member = h.create_user("Member", "Only", None).await;
+    let full = h.create_user("Full", "Access", None).await;
+    for u in [member, full] {
+        let r = h
+            .put(&format!("/groups/{FIRST_GROUP_ID}/users/{u}"), None)
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    }
+    let inv = h
+        .post(
+            &format!("/users/{full}/credentials/digital-invitations"),
+            json!({"referenceId": "full@example.com"}),
+        )
+        .await
+        .json();
+    let code = inv["accessCode"].as_str().unwrap();
+    h.admin(Method::POST, &format!("/invitations/{code}/redeem"), None)
+        .await;
+    let r = h.get("/users?filter=user_status__eq:active").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids: Vec<u64> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.contains(&full), "{ids:?}");
+    assert!(!ids.contains(&member) && !ids.contains(&bare), "{ids:?}");
+}
