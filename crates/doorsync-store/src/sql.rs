@@ -656,9 +656,10 @@ fn is_transient(e: &StoreError) -> bool {
     };
     // PostgreSQL: a deadlock, a serialization failure. SQLite: a transaction that read before
     // writing while another connection to the file (a second process, `doorsync token create`
-    // beside `serve`) committed meanwhile (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits
-    // out: run on a fresh snapshot, it goes through.
-    matches!(d.code().as_deref(), Some("40P01" | "40001" | "517"))
+    // beside `serve`) was writing (SQLITE_BUSY, answered at once rather than waited out, since
+    // waiting could deadlock) or had committed meanwhile (SQLITE_BUSY_SNAPSHOT): run again on
+    // a fresh snapshot, it goes through.
+    matches!(d.code().as_deref(), Some("40P01" | "40001" | "5" | "517"))
 }
 
 /// Runs a whole transaction again while it fails transiently, a few times at most.
