@@ -557,20 +557,7 @@ async fn a_fresh_serve_is_claimed_only_with_the_code_in_its_log(backend: Backend
         .send()
         .await
         .unwrap();
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body = page.text().await.unwrap();
-    let csrf = body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
+    let (cookie, csrf) = form_session(page).await;
     let claim = |code: &str| {
         http.post(format!("{base}/admin/setup"))
             .header("cookie", &cookie)
@@ -685,17 +672,8 @@ struct Demo {
 }
 
 /// Signs in to the demo's dashboard with `email` and `password`: whether it let them in.
-async fn dashboard_signs_in(demo: &Demo, email: &str, password: &str) -> bool {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = http
-        .get(format!("{}/admin/signin", demo.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200, "the sign-in page, not the first run");
+/// The session cookie a dashboard form page sets, and the CSRF token its form carries.
+async fn form_session(page: reqwest::Response) -> (String, String) {
     let cookie = page.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -710,6 +688,21 @@ async fn dashboard_signs_in(demo: &Demo, email: &str, password: &str) -> bool {
         .and_then(|r| r.split('"').next())
         .unwrap()
         .to_owned();
+    (cookie, csrf)
+}
+
+async fn dashboard_signs_in(demo: &Demo, email: &str, password: &str) -> bool {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/admin/signin", demo.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the sign-in page, not the first run");
+    let (cookie, csrf) = form_session(page).await;
     let res = http
         .post(format!("{}/admin/signin", demo.api))
         .header("cookie", cookie)
