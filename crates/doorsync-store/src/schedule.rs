@@ -71,16 +71,17 @@ pub(crate) async fn claim_due(
     };
     let expired = expired.replace("{running}", &running_sql);
     let revocations = due.replace("{priority}", "0");
+    // Each claim with whether it names the running subjects after $1 to $4.
     let claims = match lane {
         Lane::All => vec![
-            expired.to_owned(),
-            revocations,
-            due.replace("{priority}", "1"),
+            (expired, true),
+            (revocations, false),
+            (due.replace("{priority}", "1"), false),
         ],
-        Lane::Revocations => vec![revocations],
+        Lane::Revocations => vec![(revocations, false)],
     };
     let mut out = vec![];
-    for sql in claims {
+    for (sql, names_running) in claims {
         let left = i64::from(limit) - out.len() as i64;
         if left <= 0 {
             break;
@@ -91,8 +92,7 @@ pub(crate) async fn claim_due(
             .bind(ms(until))
             .bind(ms(now))
             .bind(left);
-        // The due claims name only $1 to $4; the expired one names the running subjects too.
-        if sql.contains("$5") {
+        if names_running {
             for s in running {
                 q = q.bind(s.key());
             }
